@@ -219,3 +219,122 @@ class AmpStats(Base):
     sigma: Mapped[float] = mapped_column(Measurement, nullable=True)
     n_pixels: Mapped[int] = mapped_column(BigInteger)
     batch_id: Mapped[int] = mapped_column(ForeignKey("ingest_batch.id"))
+
+
+# --------------------------------------------------------------------------- solves
+
+
+class Quantum(Base):
+    """The unit of one solve: instrument, filter, level and the selection of exposures.
+
+    ``selection`` is the canonical JSON of the selection; ``selection_key`` its sha256, so that
+    the same selection always maps to the same quantum and sequence numbers count within it.
+    """
+
+    __tablename__ = "quantum"
+    __table_args__ = (
+        UniqueConstraint("instrument_id", "physical_filter", "level", "selection_key"),
+        CheckConstraint("level IN ('DETECTOR', 'AMP')", name="level"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instrument.id"))
+    physical_filter: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str] = mapped_column(String(8))
+    selection_key: Mapped[str] = mapped_column(String(64))
+    selection: Mapped[dict] = mapped_column(JSONDoc)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CalibrationVersion(Base):
+    """The immutable result of one solve of one quantum, with its full provenance.
+
+    ``seq`` numbers versions within their quantum from 1; ``content_hash`` is the sha256 of
+    the result (scales and labels), ``input_fingerprint`` the sha256 of the statistics used, so
+    a later change of the inputs is detectable.
+    """
+
+    __tablename__ = "calibration_version"
+    __table_args__ = (
+        UniqueConstraint("quantum_id", "seq"),
+        CheckConstraint("seq >= 1", name="seq"),
+        Index("ix_calibration_version_instrument_id_physical_filter", "instrument_id",
+              "physical_filter"),  # fmt: skip
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    quantum_id: Mapped[int] = mapped_column(ForeignKey("quantum.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instrument.id"))
+    physical_filter: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str] = mapped_column(String(8))
+    method: Mapped[str] = mapped_column(String(32))
+    n_exposures: Mapped[int] = mapped_column(Integer)
+    n_rows: Mapped[int] = mapped_column(Integer)
+    n_missing: Mapped[int] = mapped_column(Integer)
+    n_rejected: Mapped[int] = mapped_column(Integer)
+    iterations: Mapped[int] = mapped_column(Integer)
+    converged: Mapped[bool] = mapped_column()
+    rms: Mapped[float] = mapped_column(Measurement, nullable=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    input_fingerprint: Mapped[str] = mapped_column(String(64))
+    config: Mapped[dict] = mapped_column(JSONDoc)
+    provenance: Mapped[dict] = mapped_column(JSONDoc)
+    task_metadata: Mapped[dict] = mapped_column(JSONDoc)
+    software_version: Mapped[str] = mapped_column(String(64))
+    schema_revision: Mapped[str] = mapped_column(String(32))
+    user_name: Mapped[str] = mapped_column(String(128))
+    host: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class VersionExposure(Base):
+    """A version's scale for one exposure (E), with its diagnostics."""
+
+    __tablename__ = "version_exposure"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["instrument_id", "exposure_id"], ["exposure.instrument_id", "exposure.id"]
+        ),
+    )
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("calibration_version.id"), primary_key=True
+    )
+    exposure_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    instrument_id: Mapped[int] = mapped_column(Integer)
+    scale: Mapped[float] = mapped_column(Measurement, nullable=True)
+    rms: Mapped[float] = mapped_column(Measurement, nullable=True)
+    n_used: Mapped[int] = mapped_column(Integer)
+    flagged: Mapped[bool] = mapped_column()
+
+
+class VersionRow(Base):
+    """A version's relative response (G) of one row: a detector, or a detector's amplifier.
+
+    ``amp_index``/``amp_name`` are NULL at DETECTOR level. ``row_index`` is the row's position
+    in the solved matrix (camera order).
+    """
+
+    __tablename__ = "version_row"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["instrument_id", "detector_id"], ["detector.instrument_id", "detector.id"]
+        ),
+        Index("ix_version_row_instrument_id_detector_id", "instrument_id", "detector_id"),
+    )
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("calibration_version.id"), primary_key=True
+    )
+    row_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    instrument_id: Mapped[int] = mapped_column(Integer)
+    detector_id: Mapped[int] = mapped_column(Integer)
+    amp_index: Mapped[int | None] = mapped_column(SmallInteger)
+    amp_name: Mapped[str | None] = mapped_column(String(32))
+    scale: Mapped[float] = mapped_column(Measurement, nullable=True)
+    rms: Mapped[float] = mapped_column(Measurement, nullable=True)
+    n_used: Mapped[int] = mapped_column(Integer)
+    flagged: Mapped[bool] = mapped_column()

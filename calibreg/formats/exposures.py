@@ -232,7 +232,7 @@ def _is_blank(value: Any) -> bool:
 def _convert(records: list[Any], source: str, time_scale: str) -> pd.DataFrame:
     convert_time = _timestamp_converter(time_scale)
     columns: dict[str, list[Any]] = {name: [] for name in EXPOSURE_COLUMNS}
-    first_row_of_id: dict[int, int] = {}
+    first_row_of_id: dict[tuple[str | None, int], int] = {}
     for row, rec in enumerate(records, start=1):
         if not isinstance(rec, Mapping):
             raise InputError(source, f"expected a record (mapping), got {rec!r}", row=row)
@@ -243,17 +243,21 @@ def _convert(records: list[Any], source: str, time_scale: str) -> pd.DataFrame:
         assert exp_id is not None
         if exp_id < 0:
             raise InputError(source, f"exposure id must be >= 0, got {exp_id}", row=row, field="id")
-        if exp_id in first_row_of_id:
+        for name in ("instrument", "physical_filter"):
+            columns[name].append(to_str(rec[name], source, row=row, field=name, required=True))
+        # Exposure ids are unique per instrument only (LSSTCamSim and LSSTComCamSim share
+        # 7024032100720 in obs_lsst's test registries).
+        key = (columns["instrument"][-1], exp_id)
+        if key in first_row_of_id:
             raise InputError(
                 source,
-                f"duplicate exposure id {exp_id} (first at row {first_row_of_id[exp_id]})",
+                f"duplicate exposure id {exp_id} for instrument {key[0]} "
+                f"(first at row {first_row_of_id[key]})",
                 row=row,
                 field="id",
             )
-        first_row_of_id[exp_id] = row
+        first_row_of_id[key] = row
         columns["id"].append(exp_id)
-        for name in ("instrument", "physical_filter"):
-            columns[name].append(to_str(rec[name], source, row=row, field=name, required=True))
         for name in _OPTIONAL_TEXT:
             columns[name].append(to_str(rec.get(name), source, row=row, field=name))
         if columns["group"][-1] is None and "group_name" in rec:
