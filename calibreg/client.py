@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from calibreg.db.migrate import current_revision, require_current
 from calibreg.db.session import make_engine, masked_url, resolve_url, transaction
-from calibreg.registry import catalog, quantum, versions
+from calibreg.registry import catalog, quantum, tags, versions
 from calibreg.registry.quantum import QuantumData, QuantumSpec
 from calibreg.registry.versions import PersistedVersion
 
@@ -130,3 +130,68 @@ class Registry:
                 conn, instrument=instrument, physical_filter=physical_filter,
                 detector=detector, amp=amp,
             )  # fmt: skip
+
+    def compare(self, old_version: int, new_version: int) -> dict[str, Any]:
+        """Per-row scale ratios new/old: max and rms relative change, worst rows, full table."""
+        with self.engine.connect() as conn:
+            return tags.compare_versions(conn, old_version, new_version)
+
+    def cp_pipe(self, version_id: int) -> dict[str, Any]:
+        """The version in cp_pipe's ``cpFlatNormScales`` structure (SPEC §5)."""
+        with self.engine.connect() as conn:
+            return versions.cp_pipe_structure(conn, version_id)
+
+    # ----------------------------------------------------------------- publishing
+    def certify(
+        self,
+        version_id: int,
+        tag: str,
+        begin_tai_ns: int,
+        end_tai_ns: int | None = None,
+        *,
+        force: bool = False,
+        max_change: float = tags.DEFAULT_MAX_CHANGE,
+    ) -> dict[str, Any]:
+        """Certify a version in a tag for ``[begin, end)`` (TAI ns); see :func:`tags.certify`."""
+        with transaction(self.engine) as conn:
+            return tags.certify(
+                conn, version_id, tag, begin_tai_ns, end_tai_ns, force=force,
+                max_change=max_change,
+            )  # fmt: skip
+
+    def decertify(
+        self,
+        tag: str,
+        instrument: str,
+        physical_filter: str,
+        begin_tai_ns: int,
+        end_tai_ns: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Remove ``[begin, end)`` from a tag (splitting ranges); history is kept."""
+        with transaction(self.engine) as conn:
+            return tags.decertify(conn, tag, instrument, physical_filter, begin_tai_ns,
+                                  end_tai_ns)  # fmt: skip
+
+    def lookup(
+        self,
+        instrument: str,
+        physical_filter: str | None,
+        tag: str,
+        *,
+        time_tai_ns: int | None = None,
+        exposure: int | None = None,
+        as_of: dt.datetime | None = None,
+        explain: bool = False,
+    ) -> dict[str, Any]:
+        """The version valid at a TAI instant (or an exposure's start) in a tag."""
+        with self.engine.connect() as conn:
+            return tags.lookup(
+                conn, instrument, physical_filter, tag, time_tai_ns=time_tai_ns,
+                exposure=exposure, as_of=as_of, explain=explain,
+            )  # fmt: skip
+
+    def certifications(self, tag: str | None = None, *, include_closed: bool = False
+                       ) -> list[dict[str, Any]]:  # fmt: skip
+        """Certification rows, newest first."""
+        with self.engine.connect() as conn:
+            return tags.certifications(conn, tag, include_closed=include_closed)

@@ -51,5 +51,7 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    raise SystemExit("calibreg migrations run online only (they need the dialect of a live database)")
+    raise SystemExit(
+        "calibreg migrations run online only (they need the dialect of a live database)"
+    )
 run_migrations_online()

@@ -338,3 +338,53 @@ class VersionRow(Base):
     rms: Mapped[float] = mapped_column(Measurement, nullable=True)
     n_used: Mapped[int] = mapped_column(Integer)
     flagged: Mapped[bool] = mapped_column()
+
+
+# --------------------------------------------------------------------------- publishing
+
+
+class Tag(Base):
+    """A named collection in which versions are certified, e.g. ``flat-norm/recommended``."""
+
+    __tablename__ = "tag"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Certification(Base):
+    """Version V is valid in tag T for ``[valid_begin, valid_end)`` (TAI ns; NULL end = open).
+
+    Rows are never deleted: decertifying sets ``decertified_at``/``decertified_by`` once (a
+    split inserts the remaining pieces as new rows pointing at the one they replace), so the
+    table is the whole history of what each tag said and when. Active ranges of one
+    (tag, instrument, filter) never overlap: a PostgreSQL exclusion constraint and a SQLite
+    trigger, both created by the migrations, refuse it in the database itself.
+    """
+
+    __tablename__ = "certification"
+    __table_args__ = (
+        CheckConstraint(
+            "valid_end IS NULL OR valid_begin < valid_end", name="valid_range"
+        ),
+        Index(
+            "ix_certification_lookup", "tag_id", "instrument_id", "physical_filter",
+            "valid_begin",
+        ),  # fmt: skip
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tag.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("calibration_version.id"), index=True)
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instrument.id"))
+    physical_filter: Mapped[str] = mapped_column(String(64))
+    valid_begin: Mapped[int] = mapped_column(BigInteger)
+    valid_end: Mapped[int | None] = mapped_column(BigInteger)
+    certified_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    certified_by: Mapped[str] = mapped_column(String(128))
+    decertified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    decertified_by: Mapped[str | None] = mapped_column(String(128))
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("certification.id"))
+    comparison: Mapped[dict | None] = mapped_column(JSONDoc)

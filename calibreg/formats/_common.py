@@ -41,7 +41,7 @@ class DuplicateKeyLoader(_BaseLoader):  # type: ignore[misc, valid-type]
         return super().construct_document(node)
 
 
-class _DuplicateKey(Exception):
+class _DuplicateKeyError(Exception):
     def __init__(self, key: str, line: int) -> None:
         super().__init__(key, line)
         self.key = key
@@ -64,7 +64,7 @@ def _check_duplicate_keys(root: yaml.Node) -> None:
                     continue
                 key = (key_node.tag, key_node.value)
                 if key in keys:
-                    raise _DuplicateKey(key_node.value, key_node.start_mark.line + 1)
+                    raise _DuplicateKeyError(key_node.value, key_node.start_mark.line + 1)
                 keys.add(key)
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
@@ -75,8 +75,8 @@ def load_yaml(path: PathLike, loader: type = DuplicateKeyLoader) -> Any:
     source = str(path)
     try:
         with open(path, "rb") as stream:
-            return yaml.load(stream, Loader=loader)  # noqa: S506 - loader is a SafeLoader subclass
-    except _DuplicateKey as exc:
+            return yaml.load(stream, Loader=loader)
+    except _DuplicateKeyError as exc:
         raise InputError(
             source, f"duplicate key {exc.key!r} (line {exc.line})", field=exc.key
         ) from None
@@ -97,7 +97,7 @@ def _pairs_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise _DuplicateKey(key, 0)
+            raise _DuplicateKeyError(key, 0)
         out[key] = value
     return out
 
@@ -108,7 +108,7 @@ def load_json(path: PathLike) -> Any:
     try:
         with open(path, "rb") as stream:
             return json.load(stream, object_pairs_hook=_pairs_without_duplicates)
-    except _DuplicateKey as exc:
+    except _DuplicateKeyError as exc:
         raise InputError(source, f"duplicate key {exc.key!r}", field=exc.key) from None
     except OSError as exc:
         raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
@@ -205,9 +205,7 @@ def to_str(
     elif isinstance(value, int | float):
         text = str(value)
     else:
-        raise InputError(
-            source, f"expected text, got {type(value).__name__}", row=row, field=field
-        )
+        raise InputError(source, f"expected text, got {type(value).__name__}", row=row, field=field)
     if not text:
         if required:
             raise InputError(source, "value is missing", row=row, field=field)

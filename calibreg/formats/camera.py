@@ -352,7 +352,9 @@ def _read_obs_lsst(data: Mapping[str, Any], source: str) -> CameraSpec:
 
 def _read_obs_lsst_amps(amps: Any, source: str, where: str) -> list[AmplifierSpec]:
     if not isinstance(amps, Mapping) or not amps:
-        raise InputError(source, "expected a non-empty mapping of amplifiers", field=f"{where}.amplifiers")
+        raise InputError(
+            source, "expected a non-empty mapping of amplifiers", field=f"{where}.amplifiers"
+        )
     parsed = []
     for position, (amp_name, amp) in enumerate(amps.items()):
         at = f"{where}.amplifiers.{amp_name}"
@@ -364,7 +366,9 @@ def _read_obs_lsst_amps(amps: Any, source: str, where: str) -> list[AmplifierSpe
         )
         _, _, width, height = _box(amp.get("rawDataBBox"), source, f"{at}.rawDataBBox")
         if width <= 0 or height <= 0:
-            raise InputError(source, "data region must have a positive size", field=f"{at}.rawDataBBox")
+            raise InputError(
+                source, "data region must have a positive size", field=f"{at}.rawDataBBox"
+            )
         hdu = amp.get("hdu")
         order = to_int(hdu, source, row=None, field=f"{at}.hdu") if hdu is not None else None
         parsed.append(
@@ -419,10 +423,7 @@ def _read_calibreg(data: Mapping[str, Any], source: str) -> CameraSpec:
                 key: to_int(rec[key], source, row=row, field=key)  # type: ignore[misc]
                 for key in ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")
             },
-            **{
-                key: to_float(rec.get(key), source, row=row, field=key)
-                for key in _DETECTOR_FLOATS
-            },
+            **{key: to_float(rec.get(key), source, row=row, field=key) for key in _DETECTOR_FLOATS},
         )
         amps = rec.get("amplifiers", [])
         if not isinstance(amps, list):
@@ -433,7 +434,9 @@ def _read_calibreg(data: Mapping[str, Any], source: str) -> CameraSpec:
                 raise InputError(source, "expected a mapping", row=row, field=at)
             for key in ("name", "bbox_x0", "bbox_y0", "bbox_width", "bbox_height"):
                 if key not in amp:
-                    raise InputError(source, "required field is missing", row=row, field=f"{at}.{key}")
+                    raise InputError(
+                        source, "required field is missing", row=row, field=f"{at}.{key}"
+                    )
             det.amplifiers.append(
                 AmplifierSpec(
                     name=to_str(amp["name"], source, row=row, field=f"{at}.name", required=True),  # type: ignore[arg-type]
@@ -472,7 +475,9 @@ def _check_unique(camera: CameraSpec, source: str) -> None:
                 field=f"{prefix}id",
             )
         if det.name in by_name:
-            raise InputError(source, f"duplicate detector name {det.name!r}", row=where_row, field="name")
+            raise InputError(
+                source, f"duplicate detector name {det.name!r}", row=where_row, field="name"
+            )
         by_id[det.id] = det.name
         by_name[det.name] = det.id
         seen: set[str] = set()

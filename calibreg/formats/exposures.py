@@ -270,7 +270,9 @@ def _convert(records: list[Any], source: str, time_scale: str) -> pd.DataFrame:
         end = _timespan_value(rec, "end", convert_time, source, row)
         if begin is not None and end is not None and begin > end:
             raise InputError(
-                source, f"timespan ends before it begins ({end} < {begin} TAI ns)", row=row,
+                source,
+                f"timespan ends before it begins ({end} < {begin} TAI ns)",
+                row=row,
                 field="timespan_end",
             )
         columns["timespan_begin"].append(begin)
@@ -281,7 +283,8 @@ def _convert(records: list[Any], source: str, time_scale: str) -> pd.DataFrame:
                 raise InputError(source, "integer does not fit in 64 bits", row=row, field=name)
     return pd.DataFrame(
         {
-            name: pd.Series(columns[name], dtype=dtype) if dtype != "object"
+            name: pd.Series(columns[name], dtype=dtype)
+            if dtype != "object"
             else pd.Series(columns[name], dtype=object)
             for name, dtype in EXPOSURE_COLUMNS.items()
         }

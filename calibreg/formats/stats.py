@@ -28,7 +28,6 @@ exposure id is known (the registry resolves it), else None.
 from __future__ import annotations
 
 import csv
-import io
 import math
 import re
 from collections.abc import Mapping
@@ -78,9 +77,7 @@ _TABLE_REQUIRED = ("exposure", "detector", "median", "n_pixels")
 _TABLE_OPTIONAL = ("amp", "sigma")
 
 _INT_RE = r"^[+-]?[0-9]+$"
-_FLOAT_RE = (
-    r"^[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:inf|infinity))$"
-)
+_FLOAT_RE = r"^[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:inf|infinity))$"
 
 
 # =========================================================================== long tables
@@ -115,13 +112,13 @@ def read_stats_table(path: PathLike) -> pd.DataFrame:
     """
     source = str(path)
     check_readable(path)
-    suffix = Path(path).suffix.lower()
-    if suffix == ".csv":
+    kind = _KINDS.get(Path(path).suffix.lower()) or _sniff(path, source)
+    if kind == "csv":
         columns, n_rows = _read_csv_columns(path, source)
-    elif suffix in (".parquet", ".pq"):
+    elif kind == "parquet":
         columns, n_rows = _read_parquet_columns(path, source)
     else:
-        raise InputError(source, f"unknown table type {suffix!r}; use .csv or .parquet")
+        raise InputError(source, "not a statistics table; use .csv or .parquet")
     return _validate_table(columns, n_rows, source)
 
 
@@ -140,21 +137,46 @@ def _read_csv_columns(path: PathLike, source: str) -> tuple[dict[str, pa.Chunked
     names = [name.strip() for name in next(csv.reader([header_line]))]
     _check_header(names, source)
     wanted = [n for n in (*_TABLE_REQUIRED, *_TABLE_OPTIONAL) if n in names]
+    read_options = pacsv.ReadOptions(column_names=names, skip_rows=1)
+    # Fast path: let pyarrow's (multi-threaded) parser convert the numbers. Any conversion
+    # failure falls back to reading text, which the column checks then locate and explain.
+    typed = pacsv.ConvertOptions(
+        column_types={n: _CSV_TYPES[n] for n in wanted},
+        include_columns=wanted,
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+        null_values=_CSV_NULLS,
+    )
     try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in wanted},
-                include_columns=wanted,
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-                null_values=[],
-            ),
+        table = pacsv.read_csv(path, read_options=read_options, convert_options=typed)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError):
+        text = pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in wanted},
+            include_columns=wanted,
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+            null_values=[],
         )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError) as exc:
-        raise _locate_csv_error(path, source, len(names), exc) from None
+        try:
+            table = pacsv.read_csv(path, read_options=read_options, convert_options=text)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError) as exc:
+            raise _locate_csv_error(path, source, len(names), exc) from None
     return {name: table.column(name) for name in wanted}, table.num_rows
+
+
+_CSV_TYPES = {
+    "exposure": pa.int64(),
+    "detector": pa.string(),
+    "amp": pa.string(),
+    "median": pa.float64(),
+    "sigma": pa.float64(),
+    "n_pixels": pa.int64(),
+}
+# Cells that mean "no value" in the fast path (the text path compares case-insensitively).
+_CSV_NULLS = sorted(
+    {v for token in MISSING_TOKENS for v in (token, token.upper(), token.capitalize())}
+    | {"NaN", "-NaN", "+NaN", ".NaN", "N/A", "None"}
+)
 
 
 def _check_header(names: list[str], source: str) -> None:
@@ -316,6 +338,12 @@ def _detector_column(
         ids = _int_column(arr, "detector", source)
         return ids, np.ones(n, dtype=bool), np.full(n, None, dtype=object)
     text = _as_text(arr)
+    try:  # fast path: every cell is an id
+        ids = pc.cast(text, pa.int64()).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        ids = None
+    if ids is not None and (len(ids) == 0 or ids.min() >= 0):
+        return np.ascontiguousarray(ids), np.ones(n, dtype=bool), np.full(n, None, dtype=object)
     is_id = pc.match_substring_regex(text, r"^[0-9]+$").to_numpy(zero_copy_only=False)
     blank = pc.equal(text, "").to_numpy(zero_copy_only=False)
     if blank.any():
@@ -357,9 +385,7 @@ def _amp_column(arr: pa.ChunkedArray | None, n: int, source: str) -> np.ndarray:
     return amps
 
 
-def _validate_table(
-    columns: dict[str, pa.ChunkedArray], n_rows: int, source: str
-) -> pd.DataFrame:
+def _validate_table(columns: dict[str, pa.ChunkedArray], n_rows: int, source: str) -> pd.DataFrame:
     exposure = _int_column(columns["exposure"], "exposure", source)
     det_ids, det_is_id, det_names = _detector_column(columns["detector"], source)
     amp = _amp_column(columns.get("amp"), n_rows, source)
@@ -578,14 +604,14 @@ def read_propertylist(
     source = str(path)
     check_readable(path)
     ident = _identify(path, source, exposure, detector)
-    if Path(path).suffix.lower() == ".json":
+    if (_KINDS.get(Path(path).suffix.lower()) or _sniff(path, source)) == "json":
         data = load_json(path)
     else:
         data = load_yaml(path, PropertyListLoader)
     values, positions = _property_values(data, source)
     rows = _property_rows(values, positions, source)
     n = len(rows)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "exposure": pd.Series([ident["exposure"]] * n, dtype="Int64"),
             "detector": pd.Series([ident["detector"]] * n, dtype="Int64"),
@@ -598,7 +624,6 @@ def read_propertylist(
             "exposure_obs_id": pd.Series([ident["exposure_obs_id"]] * n, dtype=object),
         }
     )
-    return frame
 
 
 def _identify(
@@ -654,8 +679,7 @@ def _property_rows(
             raise InputError(source, "expected a single value, found several", field=key)
         return value
 
-    def measurement(prefix: str, amp: str | None) -> None:
-        median_key, sigma_key, n_key = f"{prefix}_MEDIAN", f"{prefix}_SIGMA", f"{prefix}_N"
+    def measurement(median_key: str, sigma_key: str, n_key: str, amp: str | None) -> None:
         for key in (median_key, n_key):
             if key not in values:
                 raise InputError(source, "required key is missing", field=key)
@@ -672,15 +696,13 @@ def _property_rows(
         if sigma < 0:
             raise InputError(source, f"must be >= 0, got {sigma!r}", field=sigma_key)
         assert n_pix is not None
-        if n_pix < 0:
-            raise InputError(source, f"must be >= 0, got {n_pix}", field=n_key)
-        if n_pix >= 2**63:
-            raise InputError(source, "integer does not fit in 64 bits", field=n_key)
+        if not 0 <= n_pix < 2**63:
+            raise InputError(source, f"must be >= 0 and fit in 64 bits, got {n_pix}", field=n_key)
         rows.append((amp, median, sigma, n_pix, positions[median_key]))
 
     detector_keys = [k for k in ("DETECTOR_MEDIAN", "DETECTOR_SIGMA", "DETECTOR_N") if k in values]
     if detector_keys:
-        measurement("DETECTOR", None)
+        measurement("DETECTOR_MEDIAN", "DETECTOR_SIGMA", "DETECTOR_N", None)
     amp_indices: set[int] = set()
     for key in values:
         m = _AMP_KEY.match(key)
@@ -688,7 +710,9 @@ def _property_rows(
             amp_indices.add(int(m.group(2)))
     if not detector_keys and not amp_indices:
         raise InputError(
-            source, "no DETECTOR_MEDIAN/DETECTOR_N or AMP_*_i statistics keys", field="DETECTOR_MEDIAN"
+            source,
+            "no DETECTOR_MEDIAN/DETECTOR_N or AMP_*_i statistics keys",
+            field="DETECTOR_MEDIAN",
         )
     expected = set(range(len(amp_indices)))
     if amp_indices != expected:
@@ -708,12 +732,8 @@ def _property_rows(
                 source, f"amplifier {name!r} also named by AMP_NAME_{seen[name]}", field=name_key
             )
         seen[name] = i
-        measurement(f"AMP_{i}", name) if False else _amp_measurement(measurement, i, name)
+        measurement(f"AMP_MEDIAN_{i}", f"AMP_SIGMA_{i}", f"AMP_N_{i}", name)
     return rows
-
-
-def _amp_measurement(measurement: Any, i: int, name: str) -> None:
-    measurement(f"AMP_@_{i}", name)
 
 
 # =========================================================================== writing
@@ -736,7 +756,8 @@ _PropertyListDumper.add_representer(
     _PLDocument, lambda d, data: d.represent_sequence(_PL_TAG, list(data), flow_style=False)
 )
 _PropertyListDumper.add_representer(
-    _PLRow, lambda d, data: d.represent_sequence("tag:yaml.org,2002:seq", list(data), flow_style=True)
+    _PLRow,
+    lambda d, data: d.represent_sequence("tag:yaml.org,2002:seq", list(data), flow_style=True),
 )
 
 
@@ -775,43 +796,50 @@ def read_stats(path: PathLike, **kw: Any) -> pd.DataFrame:
 
     ``.csv``/``.parquet``/``.pq`` go to `read_stats_table`; ``.yaml``/``.yml``/``.json`` to
     `read_propertylist` (which alone takes ``exposure=``/``detector=``). A file with another
-    suffix is sniffed: Parquet magic, a daf_base tag or a JSON/YAML mapping, else CSV.
+    suffix is sniffed: Parquet magic bytes → Parquet; a daf_base tag, ``{``, ``[`` or ``---``
+    → PropertyList/mapping; anything else → CSV.
     """
     source = str(path)
     check_readable(path)
     suffix = Path(path).suffix.lower()
-    if suffix in (".csv", ".parquet", ".pq"):
-        kind = "table"
-    elif suffix in (".yaml", ".yml", ".json"):
-        kind = "propertylist"
-    else:
-        kind = _sniff(path, source)
-    if kind == "table":
-        extra = {k: v for k, v in kw.items() if v is not None}
+    kind = _KINDS.get(suffix) or _sniff(path, source)
+    if kind in ("csv", "parquet"):
+        extra = sorted(k for k, v in kw.items() if v is not None)
         if extra:
-            raise InputError(
-                source, f"options {sorted(extra)} apply to PropertyList files, not tables"
-            )
-        return read_stats_table(path)
-    unknown = set(kw) - {"exposure", "detector"}
+            raise InputError(source, f"options {extra} apply to PropertyList files, not tables")
+        columns, n_rows = (
+            _read_csv_columns(path, source)
+            if kind == "csv"
+            else _read_parquet_columns(path, source)
+        )
+        return _validate_table(columns, n_rows, source)
+    unknown = sorted(set(kw) - {"exposure", "detector"})
     if unknown:
-        raise TypeError(f"unexpected keyword arguments {sorted(unknown)}")
+        raise TypeError(f"unexpected keyword arguments {unknown}")
     return read_propertylist(path, **kw)
+
+
+_KINDS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".json": "json",
+}
 
 
 def _sniff(path: PathLike, source: str) -> str:
     try:
         with open(path, "rb") as stream:
-            head = stream.read(256)
+            head = stream.read(64)
     except OSError as exc:
         raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
     if head.startswith(b"PAR1"):
-        raise InputError(source, "looks like Parquet: name it .parquet")
-    text = head.lstrip().decode("utf-8", "replace")
-    if text.startswith(("!<lsst.daf.base.", "{", "---")):
-        raise InputError(source, "looks like a PropertyList/mapping: name it .yaml or .json")
-    try:
-        io.StringIO(text)
-    except Exception:  # pragma: no cover
-        pass
-    return "table" if "," in text.splitlines()[0] if text else False else "unknown"
+        return "parquet"
+    text = head.lstrip()
+    if text.startswith((b"{", b"[")):
+        return "json"
+    if text.startswith((b"!<lsst.daf.base.", b"---", b"%YAML")):
+        return "yaml"
+    return "csv"

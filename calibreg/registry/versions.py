@@ -436,3 +436,41 @@ def compare_row_scales(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
         "worst": worst[["detector", "detector_name", "amp", "scale_a", "scale_b", "rel_change"]]
         .to_dict("records"),
     }
+
+
+def cp_pipe_structure(conn: Connection, version_id: int) -> dict[str, Any]:
+    """A version as cp_pipe's ``outputScales`` (SPEC §5).
+
+    ``expScale[det][amp][exp]`` repeats each exposure's scale for every amplifier of every
+    detector in the version (cp_pipe's flat combination reads it per amplifier);
+    ``detScale`` is ``{det: float}`` at DETECTOR level and ``{det: {amp: float}}`` at AMP level,
+    each value read from its own row. Keys: detector and exposure ``int``, amplifier ``str``.
+    """
+    from calibreg.db.models import Amplifier
+
+    version = get_version(conn, version_id)
+    rows = row_scales(conn, version_id)
+    exps = exposure_scales(conn, version_id)
+    detectors = sorted({int(d) for d in rows["detector"]})
+    amp_rows = conn.execute(
+        select(Amplifier.detector_id, Amplifier.name)
+        .where(Amplifier.instrument_id == version["instrument_id"],
+               Amplifier.detector_id.in_(detectors))
+        .order_by(Amplifier.detector_id, Amplifier.amp_index)
+    ).all()  # fmt: skip
+    amp_names: dict[int, list[str]] = {d: [] for d in detectors}
+    for det, name in amp_rows:
+        amp_names[int(det)].append(str(name))
+    exp_map = {int(e): float(s) for e, s in zip(exps["exposure"], exps["scale"], strict=True)}
+    exp_scale = {
+        det: {amp: dict(exp_map) for amp in amp_names[det]} for det in detectors
+    }
+    if version["level"] == "DETECTOR":
+        det_scale: dict[int, Any] = {
+            int(d): float(s) for d, s in zip(rows["detector"], rows["scale"], strict=True)
+        }
+    else:
+        det_scale = {d: {} for d in detectors}
+        for d, a, s in zip(rows["detector"], rows["amp"], rows["scale"], strict=True):
+            det_scale[int(d)][str(a)] = float(s)
+    return {"expScale": exp_scale, "detScale": det_scale}
