@@ -10,6 +10,7 @@ import typer
 
 from calibreg_cli import db as db_cmds
 from calibreg_cli import ingest as ingest_cmds
+from calibreg_cli import publish, solve, versions
 from calibreg_cli.common import DbOption, errors, open_engine
 from calibreg_cli.output import Format, print_frame
 
@@ -22,6 +23,15 @@ app = typer.Typer(
 )
 app.add_typer(db_cmds.app, name="db")
 app.add_typer(ingest_cmds.app, name="ingest")
+app.add_typer(versions.app, name="versions")
+app.command("solve")(solve.solve)
+app.command("scales")(versions.scales)
+app.command("history")(versions.history)
+app.command("export")(versions.export)
+app.command("certify")(publish.certify)
+app.command("decertify")(publish.decertify)
+app.command("lookup")(publish.lookup)
+app.command("tags")(publish.tags_list)
 
 FormatOpt = typer.Option(Format.table, "--format", help="table, json or csv.")
 
@@ -76,6 +86,32 @@ def exposures(
         with open_engine(db).connect() as conn:
             frame = _with_utc(list_exposures(conn, instrument, physical_filter))
             print_frame(frame, fmt, title=f"{instrument} exposures")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    db: DbOption = None,
+) -> None:
+    """Serve the registry read-only over HTTP (JSON; OpenAPI at /openapi.json)."""
+    with errors():
+        from calibreg.http.server import serve as run_server
+
+        run_server(db, host=host, port=port)
+
+
+@app.command()
+def demo(
+    db: DbOption = None,
+    exposures: int = typer.Option(40, "--exposures", help="Flat exposures to simulate."),
+    seed: int = typer.Option(20261123, "--seed"),
+) -> None:
+    """Run the whole job on simulated LSSTCam flats: ingest, solve, verify, certify, export."""
+    with errors():
+        from calibreg.services.demo import run_demo
+
+        run_demo(db, n_exposures=exposures, seed=seed)
 
 
 if __name__ == "__main__":  # pragma: no cover

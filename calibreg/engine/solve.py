@@ -626,6 +626,50 @@ def measure_scales(
     )
 
 
+def _reject(res: np.ndarray, used: np.ndarray, valid: np.ndarray, k: float) -> np.ndarray:
+    """The next mask of used entries, judged on the log residuals ``res`` of the current fit.
+
+    An entry is an outlier candidate when ``|r| > k σ̂`` (σ̂ = 1.4826 MAD of the used
+    residuals that have redundancy: an entry alone in its row or column fits exactly and says
+    nothing about the scatter). A candidate is *newly* rejected only if its ``|r|`` is at
+    least half the largest used ``|r|`` of both its row and its column: a least-squares fit
+    spreads one outlier over its row (by ~1/n_exp) and column, and without this test clipping
+    would throw the good entries of a short row out with the outlier. An entry already
+    rejected stays out while it is still a candidate, and comes back when the fit says it is
+    not (so the mask cannot oscillate). Rows and exposures are never emptied by rejection.
+    """
+    n_r = used.sum(axis=1)
+    n_c = used.sum(axis=0)
+    informative = used & (n_r > 1)[:, None]
+    informative &= (n_c > 1)[None, :]
+    pool = res[informative] if informative.any() else res[used]
+    med = float(np.median(pool))
+    scale = max(_MAD_TO_SIGMA * float(np.median(np.abs(pool - med))), _SIGMA_FLOOR)
+    del pool, informative
+    absr = np.abs(res)
+    candidate = absr > k * scale
+    candidate &= valid
+    if not candidate.any():
+        return valid.copy()
+    a_used = np.where(used, absr, 0.0)
+    half_row = 0.5 * a_used.max(axis=1)
+    half_col = 0.5 * a_used.max(axis=0)
+    del a_used
+    dominant = absr >= half_row[:, None]
+    dominant &= absr >= half_col[None, :]
+    dominant |= ~used  # already rejected: stays out while still a candidate
+    candidate &= dominant
+    new_used = valid & ~candidate
+    # Never empty a row or an exposure that has valid data: keep its entries instead.
+    empty_r = ~new_used.any(axis=1) & valid.any(axis=1)
+    empty_c = ~new_used.any(axis=0) & valid.any(axis=0)
+    if empty_r.any():
+        new_used |= valid & empty_r[:, None]
+    if empty_c.any():
+        new_used |= valid & empty_c[None, :]
+    return new_used
+
+
 def _robust(
     y: np.ndarray,
     w_valid: np.ndarray,
@@ -637,18 +681,19 @@ def _robust(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool]:
     """Iterative k-sigma rejection on log residuals around the exact fit.
 
-    Every pass judges *all* valid entries against the current fit, so an entry rejected early
-    (while an outlier still dragged the fit) comes back once the fit is clean; it stops when
-    the mask no longer changes. Returns ``(g, e, w, used, act_r, act_c, fits, converged)``.
+    Every pass judges *all* valid entries against the current fit (see ``_reject``) and
+    re-solves until the mask no longer changes. A rejection that would cut the data into
+    blocks with no common scale is not made: the last connected fit is returned, flagged as
+    not converged. Returns ``(g, e, w, used, act_r, act_c, fits, converged)``.
     """
     used = valid
     w = w_valid
+    act_r, act_c = used.any(axis=1), used.any(axis=0)
+    _check_connected(w, act_r, act_c)
     prev: tuple[np.ndarray, np.ndarray] | None = None
     stable = False
     fits = 0
     while True:
-        act_r, act_c = used.any(axis=1), used.any(axis=0)
-        _check_connected(w, act_r, act_c)
         g, e, _, fit_converged = _exact(y, w, act_r, act_c, max_iter, tol, x0=prev)
         fits += 1
         prev = (g, e)
@@ -656,16 +701,16 @@ def _robust(
             break  # the limit: this fit is on the last mask, which was still changing
         res = y - g[:, None]
         res -= e[None, :]
-        r_used = res[used]
-        med = float(np.median(r_used))
-        scale = max(_MAD_TO_SIGMA * float(np.median(np.abs(r_used - med))), _SIGMA_FLOOR)
-        del r_used
-        new_used = np.abs(res) <= clip_sigma * scale
-        new_used &= valid
+        new_used = _reject(res, used, valid, clip_sigma)
         del res
         if np.array_equal(new_used, used):
             stable = True
             break
-        used = new_used
-        w = np.where(used, w_valid, 0.0)
+        new_w = np.where(new_used, w_valid, 0.0)
+        new_act_r, new_act_c = new_used.any(axis=1), new_used.any(axis=0)
+        try:
+            _check_connected(new_w, new_act_r, new_act_c)
+        except ValueError:
+            break  # rejecting more would leave no common scale: keep the current fit
+        used, w, act_r, act_c = new_used, new_w, new_act_r, new_act_c
     return g, e, w, used, act_r, act_c, fits, fit_converged and stable

@@ -41,10 +41,7 @@ def reference_measure_scales(
 
         def exp_means(log_g: np.ndarray) -> np.ndarray:
             return np.array(
-                [
-                    np.average(log_meas[:, j] - log_g, weights=counts[:, j])
-                    for j in range(n_exp)
-                ]
+                [np.average(log_meas[:, j] - log_g, weights=counts[:, j]) for j in range(n_exp)]
             )
 
         log_g = np.zeros(n_row)

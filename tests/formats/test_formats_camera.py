@@ -137,9 +137,12 @@ def test_minimal_calibreg_camera(tmp_path: Path) -> None:
     cam = read_camera(_write(tmp_path, GOOD))
     assert [d.name for d in cam.detectors] == ["B", "A"]  # sorted by id
     a = cam.detectors[1]
-    assert a.purpose == "SCIENCE" and a.serial is None and math.isnan(a.offset_x)
+    assert a.purpose == "SCIENCE"
+    assert a.serial is None
+    assert math.isnan(a.offset_x)
     assert [amp.index for amp in a.amplifiers] == [0, 1]
-    assert a.amplifiers[0].gain == 1.5 and math.isnan(a.amplifiers[1].gain)
+    assert a.amplifiers[0].gain == 1.5
+    assert math.isnan(a.amplifiers[1].gain)
 
 
 @pytest.mark.parametrize(
@@ -150,8 +153,11 @@ def test_minimal_calibreg_camera(tmp_path: Path) -> None:
         (("name: C1", "name: C0"), 1, "amplifiers"),
         (("- id: 0\n", "- \n"), 2, "id"),
         (("gain: 1.5", "gain: lots"), 1, "amplifiers[0].gain"),
-        (("bbox_x1: 9\n  bbox_y1: 9\n  amplifiers", "bbox_x1: x\n  bbox_y1: 9\n  amplifiers"), 1,
-         "bbox_x1"),
+        (
+            ("bbox_x1: 9\n  bbox_y1: 9\n  amplifiers", "bbox_x1: x\n  bbox_y1: 9\n  amplifiers"),
+            1,
+            "bbox_x1",
+        ),
         (("purpose: WAVEFRONT", "purpose: 7"), 2, "purpose"),
     ],
 )
@@ -174,8 +180,11 @@ def test_calibreg_camera_errors(
         ("format: calibreg-camera/9\n", "unknown camera format"),
         ("just: a mapping\n", "not a camera file"),
         ("- a list\n", "expected a YAML mapping"),
-        ("CCDs: {A: {id: 1, detectorType: 0, bbox: [[0, 0], [9, 9]], amplifiers: {C0: "
-         "{ixy: [0, 0], rawDataBBox: [[0, 0], [10, 10]], gain: x}}}}\nname: T\n", "gain"),
+        (
+            "CCDs: {A: {id: 1, detectorType: 0, bbox: [[0, 0], [9, 9]], amplifiers: {C0: "
+            "{ixy: [0, 0], rawDataBBox: [[0, 0], [10, 10]], gain: x}}}}\nname: T\n",
+            "gain",
+        ),
         ("CCDs: {A: {detectorType: 0}}\nname: T\n", "no id"),
         ("CCDs:\n  A: {id: 1}\n  A: {id: 2}\nname: T\n", "duplicate key 'A'"),
         ("key: [unclosed\n", "not valid YAML"),

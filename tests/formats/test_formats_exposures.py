@@ -20,9 +20,7 @@ from calibreg.formats import (
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 BUTLER = DATA / "butler"
 
-needs_data = pytest.mark.skipif(
-    not BUTLER.exists(), reason=f"shared real data not found at {DATA}"
-)
+needs_data = pytest.mark.skipif(not BUTLER.exists(), reason=f"shared real data not found at {DATA}")
 
 
 def _check_schema(df: pd.DataFrame) -> None:
@@ -98,9 +96,15 @@ def test_datetime_columns_utc_and_tai(tmp_path: Path) -> None:
 
 def test_json_and_parquet_round_trip(tmp_path: Path) -> None:
     records = [
-        {"instrument": "Toy", "id": 5, "physical_filter": "g", "day_obs": 20240101,
-         "timespan_begin": 1_704_067_237_000_000_001, "timespan_end": 1_704_067_267_000_000_001,
-         "exposure_time": 30.0},
+        {
+            "instrument": "Toy",
+            "id": 5,
+            "physical_filter": "g",
+            "day_obs": 20240101,
+            "timespan_begin": 1_704_067_237_000_000_001,
+            "timespan_end": 1_704_067_267_000_000_001,
+            "exposure_time": 30.0,
+        },
         {"instrument": "Toy", "id": 6, "physical_filter": "g", "target_name": None},
     ]
     (tmp_path / "a.json").write_text(json.dumps({"exposures": records}))
