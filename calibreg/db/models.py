@@ -192,7 +192,9 @@ class DetectorStats(Base):
     median: Mapped[float] = mapped_column(Measurement, nullable=True)
     sigma: Mapped[float] = mapped_column(Measurement, nullable=True)
     n_pixels: Mapped[int] = mapped_column(BigInteger)
-    batch_id: Mapped[int] = mapped_column(ForeignKey("ingest_batch.id"))
+    #: The ingest batch that wrote the row (provenance; deliberately not a foreign key: on
+    #: PostgreSQL every FK costs a per-row trigger during COPY, and batches are never deleted).
+    batch_id: Mapped[int] = mapped_column(Integer)
 
 
 class AmpStats(Base):
@@ -218,7 +220,9 @@ class AmpStats(Base):
     median: Mapped[float] = mapped_column(Measurement, nullable=True)
     sigma: Mapped[float] = mapped_column(Measurement, nullable=True)
     n_pixels: Mapped[int] = mapped_column(BigInteger)
-    batch_id: Mapped[int] = mapped_column(ForeignKey("ingest_batch.id"))
+    #: The ingest batch that wrote the row (provenance; deliberately not a foreign key: on
+    #: PostgreSQL every FK costs a per-row trigger during COPY, and batches are never deleted).
+    batch_id: Mapped[int] = mapped_column(Integer)
 
 
 # --------------------------------------------------------------------------- solves

@@ -51,13 +51,34 @@ _MAD_TO_SIGMA = 1.4826
 # Lower bound on the robust sigma of log residuals: no background is known to 1e-10 relative,
 # and without a floor noiseless data (MAD at the rounding level) would be clipped on rounding.
 _SIGMA_FLOOR = 1e-10
-# Form the dense Schur complement (cost ~ n_small² · n_big flops) only below this many flops;
-# above it, diagonal-preconditioned CG needs far fewer operations for the same answer.
-_DENSE_FLOP_LIMIT = 1.0e9
+# Systems up to this size are factored directly (a few microseconds of LAPACK).
+_DENSE_DIRECT_SIDE = 32
+# CG steps tried with the diagonal preconditioner before falling back to the dense factor.
+_CG_FIRST_LIMIT = 200
+# Fallback to the dense factor (cost ~ n_small² · n_big flops) only below this many flops.
+_DENSE_FLOP_LIMIT = 2.0e10
 # Largest dense Schur complement tried as a fallback when diagonal-preconditioned CG stalls.
 _DENSE_MAX_SIDE = 8000
 # Breadth-first steps tried with matrix-vector products before asking scipy.sparse.csgraph.
 _BFS_STEPS = 8
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+def _mv(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``w @ x`` without BLAS.
+
+    Multithreaded BLAS matrix-vector products slow down by 10-70x when the machine's cores are
+    shared with other work (threads wait for each other); einsum's single-threaded loop is as
+    fast as memory allows and predictable.
+    """
+    return np.einsum("ij,j->i", w, x)
+
+
+def _vm(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w`` without BLAS (see ``_mv``)."""
+    return np.einsum("i,ij->j", x, w)
 
 
 # --------------------------------------------------------------------------- validation
@@ -112,7 +133,7 @@ def _prepare(
         negative = N < 0
         if negative.any():
             idx = _first_index(negative)
-            raise ValueError(f"{_fmt_index('counts', idx)} is negative ({N[idx]!r})")
+            raise ValueError(f"{_fmt_index('counts', idx)} is negative ({float(N[idx])!r})")
         del negative
         # A count is only read where the background is usable: a missing measurement may come
         # with a missing count, but a usable background needs a real pixel count.
@@ -123,8 +144,8 @@ def _prepare(
             if bad.any():
                 idx = _first_index(bad)
                 raise ValueError(
-                    f"{_fmt_index('counts', idx)} is not finite ({N[idx]!r}) where "
-                    f"background is {B[idx]!r}"
+                    f"{_fmt_index('counts', idx)} is not finite ({float(N[idx])!r}) where "
+                    f"background is {float(B[idx])!r}"
                 )
 
     S: np.ndarray | None = None
@@ -135,7 +156,7 @@ def _prepare(
         negative = S < 0
         if negative.any():
             idx = _first_index(negative)
-            raise ValueError(f"{_fmt_index('sigma', idx)} is negative ({S[idx]!r})")
+            raise ValueError(f"{_fmt_index('sigma', idx)} is negative ({float(S[idx])!r})")
         valid &= np.isfinite(S)
         valid &= S > 0
     elif sigma is not None:
@@ -197,8 +218,8 @@ def _check_connected(w: np.ndarray, act_r: np.ndarray, act_c: np.ndarray) -> Non
     reach_c = np.zeros(w.shape[1], dtype=bool)
     for _ in range(_BFS_STEPS):
         # Weights are positive, so a positive sum means "linked to something reached".
-        new_c = (reach_r.astype(np.float64) @ w) > 0
-        new_r = (w @ new_c.astype(np.float64)) > 0
+        new_c = _vm(reach_r.astype(np.float64), w) > 0
+        new_r = _mv(w, new_c.astype(np.float64)) > 0
         done = new_r.sum() == reach_r.sum() and new_c.sum() == reach_c.sum()
         reach_r, reach_c = new_r, new_c
         if done:
@@ -265,8 +286,8 @@ def _alternating(
     converged = False
     sweeps = 0
     for sweeps in range(1, max_iter + 1):  # noqa: B007 - the count is reported
-        g_new = (a - w @ e) * inv_r
-        e_new = (b - g_new @ w) * inv_c
+        g_new = (a - _mv(w, e)) * inv_r
+        e_new = (b - _vm(g_new, w)) * inv_c
         flux = float(norm_w @ np.exp(g_new)) / norm_total
         g_new -= np.log(flux)
         g_new *= act_r
@@ -278,7 +299,7 @@ def _alternating(
         if change <= tol:
             converged = True
             break
-    e = (b - g @ w) * inv_c
+    e = (b - _vm(g, w)) * inv_c
     return g, e, sweeps, converged
 
 
@@ -311,15 +332,15 @@ def _schur_solve(
     free[k] = False
 
     def rows_given(x: np.ndarray) -> np.ndarray:
-        return (a - w @ x) * inv_r
+        return (a - _mv(w, x)) * inv_r
 
     def residual(x: np.ndarray) -> np.ndarray:
-        r = b - rows_given(x) @ w - D_c * x
+        r = b - _vm(rows_given(x), w) - D_c * x
         r[~free] = 0.0
         return r
 
     def apply_s(p: np.ndarray) -> np.ndarray:
-        q = D_c * p - ((w @ p) * inv_r) @ w
+        q = D_c * p - _vm(_mv(w, p) * inv_r, w)
         q[~free] = 0.0
         return q
 
@@ -328,7 +349,11 @@ def _schur_solve(
         return rows_given(x), x, 0, True
 
     n_free = int(free.sum())
-    use_dense = float(n_free) ** 2 * w.shape[0] <= _DENSE_FLOP_LIMIT or n_free <= 64
+    # Diagonal-preconditioned CG first: on flat-field data (every exposure sees most rows) it
+    # converges in a handful of matrix-vector products. The dense factor (BLAS-3 work of
+    # n_small² · n_big) is used directly only for tiny systems, and as the fallback when CG
+    # stalls on a badly conditioned (weakly connected) layout.
+    use_dense = n_free <= _DENSE_DIRECT_SIDE
     total_iter = 0
     converged = False
     for attempt in range(2):
@@ -340,10 +365,17 @@ def _schur_solve(
             def precond(r: np.ndarray, inv_diag: np.ndarray = inv_diag) -> np.ndarray:
                 return r * inv_diag
 
-        limit = max_iter if not use_dense else max(max_iter, 50)
+        limit = max(max_iter, 50) if use_dense else min(max_iter, _CG_FIRST_LIMIT)
         x, steps, converged = _pcg(apply_s, residual, precond, x, inv_c, limit, target)
         total_iter += steps
-        if converged or use_dense or n_free > _DENSE_MAX_SIDE or attempt:
+        if converged or use_dense or attempt:
+            break
+        if n_free > _DENSE_MAX_SIDE or float(n_free) ** 2 * w.shape[0] > _DENSE_FLOP_LIMIT:
+            # Too big to factor: keep going with CG up to the caller's limit.
+            x, steps, converged = _pcg(
+                apply_s, residual, precond, x, inv_c, max_iter - total_iter, target
+            )
+            total_iter += steps
             break
         use_dense = True  # diagonal preconditioning stalled: pay for the direct factor
     return rows_given(x), x, total_iter, converged

@@ -375,8 +375,11 @@ def get_cp_pipe(request: Request, registry: RegistryDep, version_id: VersionId) 
 def lookup(
     registry: RegistryDep,
     instrument: Annotated[str, Query(description="Instrument name.")],
-    physical_filter: FilterParam,
     tag: Annotated[str, Query(description="Certification tag, e.g. flat-norm/recommended.")],
+    physical_filter: Annotated[
+        str | None,
+        Query(alias="filter", description="Physical filter (optional with `exposure`)."),
+    ] = None,
     time: Annotated[
         str | None, Query(description="ISO-8601 UTC instant (exclusive with `exposure`).")
     ] = None,
@@ -391,7 +394,8 @@ def lookup(
     explain: Annotated[bool, Query(description="Also say why this version was chosen.")] = False,
 ) -> Response:
     """Which version is valid for ``instrument``/``filter`` at ``time`` (or at the start of
-    ``exposure``) in ``tag``. 404 when nothing is certified there.
+    ``exposure``, whose filter is then implied) in ``tag``. 404 when nothing is certified
+    there; with ``explain=true`` the 404's ``details`` list the certifications considered.
     """
     if (time is None) == (exposure is None):
         raise InputError("query", "give exactly one of time or exposure", field="time")

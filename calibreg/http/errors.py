@@ -23,7 +23,7 @@ from calibreg.errors import (
     NotFoundError,
     SchemaError,
 )
-from calibreg.http.encoding import JSON_TYPE, NO_CACHE, render_json
+from calibreg.http.encoding import JSON_TYPE, NO_CACHE, jsonable, render_json
 
 log = logging.getLogger("calibreg.http")
 
@@ -74,6 +74,10 @@ async def _calibreg_error(request: Request, exc: Exception) -> Response:
     details = None
     if isinstance(exc, InputError):
         details = [{"loc": [exc.source, *([exc.field] if exc.field else [])], "msg": exc.reason}]
+    elif getattr(exc, "explain", None) is not None:
+        # A lookup asked to explain itself: say which certifications were considered and why
+        # none matched, rather than only that nothing did.
+        details = jsonable(exc.explain)  # type: ignore[attr-defined]
     return error_response(_status_of(exc), str(exc), details)
 
 

@@ -67,6 +67,8 @@ class Struct:
         if name.startswith("__") or hasattr(type(self), name):
             raise RuntimeError(f"Item name {name!r} invalid; must not begin with __ "
                                "or be the name of a Struct method")  # fmt: skip
+        if name in self.__dict__:
+            raise RuntimeError(f"Item {name!r} already exists")
         self.__dict__[name] = value
 
     def getDict(self) -> dict[str, Any]:

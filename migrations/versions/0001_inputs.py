@@ -181,9 +181,6 @@ def upgrade() -> None:
         sa.Column("batch_id", sa.Integer(), nullable=False),
         sa.CheckConstraint("n_pixels >= 0", name=op.f("ck_detector_stats_n_pixels")),
         sa.ForeignKeyConstraint(
-            ["batch_id"], ["ingest_batch.id"], name=op.f("fk_detector_stats_batch_id_ingest_batch")
-        ),
-        sa.ForeignKeyConstraint(
             ["instrument_id", "detector_id"],
             ["detector.instrument_id", "detector.id"],
             name=op.f("fk_detector_stats_instrument_id_detector_id_detector"),
@@ -209,9 +206,6 @@ def upgrade() -> None:
         sa.Column("n_pixels", sa.BigInteger(), nullable=False),
         sa.Column("batch_id", sa.Integer(), nullable=False),
         sa.CheckConstraint("n_pixels >= 0", name=op.f("ck_amp_stats_n_pixels")),
-        sa.ForeignKeyConstraint(
-            ["batch_id"], ["ingest_batch.id"], name=op.f("fk_amp_stats_batch_id_ingest_batch")
-        ),
         sa.ForeignKeyConstraint(
             ["instrument_id", "detector_id", "amp_index"],
             ["amplifier.instrument_id", "amplifier.detector_id", "amplifier.amp_index"],

@@ -158,8 +158,13 @@ def build_sample(registry: Any, *, certify: bool = True) -> Sample:
     v1 = _solve(registry, det_all)
     v2 = _solve(registry, det_sub)
     v3 = _solve(registry, QuantumSpec(INSTRUMENT, FILTER, "AMP"))
-    certified = False
+    sample = Sample(detector_versions=(v1, v2), amp_version=v3, certified=False)
     if certify and hasattr(registry, "certify"):
-        registry.certify(v2, TAG, tai_ns(T0_UTC))
-        certified = True
-    return Sample(detector_versions=(v1, v2), amp_version=v3, certified=certified)
+        sample = certify_sample(registry, sample)
+    return sample
+
+
+def certify_sample(registry: Any, sample: Sample) -> Sample:
+    """Certify the newest DETECTOR version in :data:`TAG` from the first exposure on."""
+    registry.certify(sample.detector_versions[-1], TAG, tai_ns(T0_UTC))
+    return dataclasses.replace(sample, certified=True)
