@@ -519,10 +519,9 @@ def _residual_stats(
     r = y
     r -= g[:, None]
     r -= e[None, :]
-    wr = w * r  # w is 0 wherever the entry is not used
-    sse_row = np.einsum("ij,ij->i", wr, r)
-    sse_exp = np.einsum("ij,ij->j", wr, r)
-    del wr
+    # w is 0 wherever the entry is not used, so these sums run over used entries only.
+    sse_row = np.einsum("ij,ij,ij->i", w, r, r)
+    sse_exp = np.einsum("ij,ij,ij->j", w, r, r)
     D_r = w.sum(axis=1)
     D_c = w.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -82,7 +82,7 @@ def neighbour(
     Overlaps are refused before this is asked, so the latest active range before ``begin``
     is the one the new range follows; without one, the earliest range after it.
     """
-    base = select(Certification).where(
+    base = select(*Certification.__table__.columns).where(
         Certification.tag_id == tag,
         Certification.instrument_id == inst,
         Certification.physical_filter == physical_filter,
@@ -92,12 +92,12 @@ def neighbour(
         base.where(Certification.valid_begin < begin).order_by(
             Certification.valid_begin.desc()
         ).limit(1)
-    ).scalar_one_or_none()
+    ).one_or_none()
     if before is not None:
         return before
     return conn.execute(
         base.where(Certification.valid_begin >= begin).order_by(Certification.valid_begin).limit(1)
-    ).scalar_one_or_none()
+    ).one_or_none()
 
 
 def certify(
@@ -124,14 +124,14 @@ def certify(
     physical_filter = version["physical_filter"]
     tag_id = _tag_id(conn, tag, create=True)
     clash = conn.execute(
-        select(Certification).where(
+        select(*Certification.__table__.columns).where(
             Certification.tag_id == tag_id,
             Certification.instrument_id == inst,
             Certification.physical_filter == physical_filter,
             *_active(),
             *_overlaps(begin, end),
         )
-    ).scalars().first()
+    ).first()
     if clash is not None:
         raise ConflictError(
             f"[{begin}, {end if end is not None else 'open'}) overlaps certification "
@@ -221,7 +221,7 @@ def decertify(
     tag_id = _tag_id(conn, tag, create=False)
     inst = instrument_id(conn, instrument)
     hits = conn.execute(
-        select(Certification)
+        select(*Certification.__table__.columns)
         .where(
             Certification.tag_id == tag_id,
             Certification.instrument_id == inst,
@@ -230,7 +230,7 @@ def decertify(
             *_overlaps(begin, end),
         )
         .order_by(Certification.valid_begin)
-    ).scalars().all()
+    ).all()
     if not hits:
         raise NotFoundError(
             f"nothing certified in tag {tag!r} for {instrument} {physical_filter} in "
@@ -314,19 +314,19 @@ def lookup(
     considered = []
     if explain:
         rows = conn.execute(
-            select(Certification)
+            select(*Certification.__table__.columns)
             .where(
                 Certification.tag_id == tag_row,
                 Certification.instrument_id == inst,
                 Certification.physical_filter == physical_filter,
             )
             .order_by(Certification.valid_begin, Certification.id)
-        ).scalars().all()
+        ).all()
         for c in rows:
             considered.append({**_cert_dict(c), "matched": False,
                                "why": _why(c, time_tai_ns, as_of)})  # fmt: skip
     hit = conn.execute(
-        select(Certification).where(
+        select(*Certification.__table__.columns).where(
             Certification.tag_id == tag_row,
             Certification.instrument_id == inst,
             Certification.physical_filter == physical_filter,
@@ -334,7 +334,7 @@ def lookup(
             Certification.valid_begin <= time_tai_ns,
             or_(Certification.valid_end.is_(None), Certification.valid_end > time_tai_ns),
         )
-    ).scalars().all()
+    ).all()
     if len(hit) > 1:  # cannot happen for the present (the database forbids it)
         raise ConflictError(f"{len(hit)} certifications match; the tag history is inconsistent")
     if not hit:
@@ -396,7 +396,7 @@ def certifications(
     if not include_closed:
         stmt = stmt.where(Certification.decertified_at.is_(None))
     out = []
-    for cert, tag_name, inst_name in conn.execute(stmt).all():
-        out.append({"tag": tag_name, "instrument": inst_name,
+    for cert in conn.execute(stmt).all():
+        out.append({"tag": cert.tag_name, "instrument": cert.instrument_name,
                     "physical_filter": cert.physical_filter, **_cert_dict(cert)})  # fmt: skip
     return out

@@ -221,8 +221,19 @@ def _f(value: Any) -> float | None:
 
 def _jsonable(obj: Any) -> Any:
     """Make a JSON document safe for both backends (NaN/Inf → None, numpy → Python)."""
-    return json.loads(json.dumps(obj, default=_default, allow_nan=True).replace("NaN", "null")
-                      .replace("-Infinity", "null").replace("Infinity", "null"))  # fmt: skip
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    return _default(obj)
 
 
 def _default(value: Any) -> Any:
@@ -280,20 +291,17 @@ def list_versions(
 
 def get_version(conn: Connection, version_id: int) -> dict[str, Any]:
     """Everything about one version except its scales."""
-    v = CalibrationVersion
+    table = CalibrationVersion.__table__
     row = conn.execute(
-        select(v, Instrument.name.label("instrument"), Quantum.selection)
-        .join(Instrument, Instrument.id == v.instrument_id)
-        .join(Quantum, Quantum.id == v.quantum_id)
-        .where(v.id == version_id)
-    ).one_or_none()
+        select(*table.columns, Instrument.name.label("instrument"),
+               Quantum.selection.label("selection"))
+        .join(Instrument, Instrument.id == table.c.instrument_id)
+        .join(Quantum, Quantum.id == table.c.quantum_id)
+        .where(table.c.id == version_id)
+    ).one_or_none()  # fmt: skip
     if row is None:
         raise NotFoundError(f"no calibration version {version_id}")
-    ver = row[0]
-    out = {c.name: getattr(ver, c.key) for c in v.__table__.columns}
-    out["instrument"] = row.instrument
-    out["selection"] = row.selection
-    return out
+    return dict(row._mapping)
 
 
 def quantum_spec_of(version: dict[str, Any]) -> QuantumSpec:

@@ -36,6 +36,7 @@ class SimulatedFlats:
     exp_truth: pd.DataFrame  # exposure, e
     dead: tuple[int, str]  # the dead amplifier
     missing: list[tuple[int, int]]  # (exposure, detector) frames without statistics
+    entry_noise: float  # rms relative error of one amplifier statistic (statistical + floor)
 
 
 def simulate_flats(
@@ -153,6 +154,8 @@ def simulate_flats(
         exp_truth=pd.DataFrame({"exposure": exp_ids, "e": e}),
         dead=(int(det_ids[dead_row]), amp_names[dead_row]),
         missing=missing,
+        entry_noise=float(np.sqrt(np.mean((sigma / np.sqrt(n_pix.clip(1)) / truth) ** 2)
+                                  + systematic**2)),  # fmt: skip
     )
 
 

@@ -182,16 +182,26 @@ def test_robust_ignores_gross_outliers(seed):
     assert np.max(np.abs(exact_dirty.row_scales / Gn - 1)) > 3 * err["clean"]
 
 
-def test_cg_path_equals_dense_path(monkeypatch):
-    """The diagonal-preconditioned CG (used for 3024 × 2000) gives the dense solver's answer."""
+@pytest.mark.parametrize("frac", [0.0, 0.3])
+def test_solver_paths_agree(monkeypatch, frac):
+    """Diagonal-preconditioned CG, the direct dense factor and the CG → dense fallback all
+    reach the same optimum."""
     from calibreg.engine import solve
 
-    B, N, *_ = _data((120, 80), 5, 0.3, noise=1e-3)
-    dense = measure_scales(B, N)
-    monkeypatch.setattr(solve, "_DENSE_FLOP_LIMIT", 0.0)
-    monkeypatch.setattr(solve, "_DENSE_MAX_SIDE", 0)
-    cg = measure_scales(B, N)
-    assert cg.converged
-    assert cg.iterations > 2
-    assert max_rel(cg.row_scales, dense.row_scales) < 1e-12
-    assert max_rel(cg.exp_scales, dense.exp_scales) < 1e-12
+    B, N, *_ = _data((120, 80), 5, frac, noise=1e-3)
+    answers = {}
+    with monkeypatch.context() as m:
+        m.setattr(solve, "_DENSE_FLOP_LIMIT", 0.0)  # no fallback: CG only
+        answers["cg"] = measure_scales(B, N)
+    with monkeypatch.context() as m:
+        m.setattr(solve, "_DENSE_DIRECT_SIDE", 10**6)
+        answers["dense"] = measure_scales(B, N)
+    with monkeypatch.context() as m:
+        m.setattr(solve, "_CG_FIRST_LIMIT", 1)  # CG "stalls" after one step
+        answers["fallback"] = measure_scales(B, N)
+    assert answers["cg"].iterations > 2
+    assert answers["dense"].iterations <= 2
+    for name, sol in answers.items():
+        assert sol.converged, name
+        assert max_rel(sol.row_scales, answers["dense"].row_scales) < 1e-12, name
+        assert max_rel(sol.exp_scales, answers["dense"].exp_scales) < 1e-12, name

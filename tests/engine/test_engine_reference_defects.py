@@ -294,8 +294,7 @@ def test_defect_6_cg_path_handles_weak_connection(monkeypatch):
 
     B, N, G, E, valid = _weakly_connected(shared=1)
     Gn, En = normalized(G, E, N, valid)
-    monkeypatch.setattr(solve, "_DENSE_FLOP_LIMIT", 0.0)
-    monkeypatch.setattr(solve, "_DENSE_MAX_SIDE", 0)
+    monkeypatch.setattr(solve, "_DENSE_FLOP_LIMIT", 0.0)  # CG only, no dense fallback
     sol = measure_scales(B, N)
     assert sol.converged
     assert max_rel(sol.row_scales, Gn) < 1e-12
