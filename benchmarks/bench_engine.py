@@ -78,13 +78,19 @@ def make_data(shape: tuple[int, int], missing: float, seed: int = 0):
     return B, N
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
+def median_time(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall time and median CPU time of this process (all threads) over repeats.
+
+    Both are printed because the machine may be shared: under contention the wall time grows
+    while the CPU time shows the work the method itself did.
+    """
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def peak_bytes(fn: Callable[[], object]) -> int:
@@ -102,10 +108,11 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"numpy {np.__version__}, {os.cpu_count()} CPUs, "
-        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}"
+        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
+        f"load average at start {os.getloadavg()[0]:.2f}"
     )
     header = (
-        f"{'shape':>11} {'missing':>7} {'method':>15} {'median s':>10} {'peak MB':>8} "
+        f"{'shape':>11} {'missing':>7} {'method':>15} {'median s':>10} {'cpu s':>8} {'peak MB':>8} "
         f"{'peak/in':>7} {'iters':>6} {'conv':>5} {'baseline s':>11} {'speed-up':>9}  note"
     )
     print(header)
@@ -117,7 +124,7 @@ def main() -> None:
             B, N = make_data(shape, missing)
             input_mb = (B.nbytes + N.nbytes) / 2**20
             sweeps = 10 if size <= 1_000_000 else 1
-            t_base = median_time(lambda B=B, N=N, s=sweeps: baseline(B, N, s), 1)
+            t_base = median_time(lambda B=B, N=N, s=sweeps: baseline(B, N, s), 1)[0]
             note = ""
             if sweeps != 10:
                 calls_10 = 10 * (shape[0] + shape[1]) + 2 * shape[1]
@@ -131,16 +138,19 @@ def main() -> None:
                 def call(B=B, N=N, kwargs=kwargs):
                     return measure_scales(B, N, **kwargs)
 
-                t = median_time(call, reps)
+                t, t_cpu = median_time(call, reps)
                 peak = peak_bytes(call) / 2**20
                 print(
                     f"{shape[0]:>5}×{shape[1]:<5} {missing:>7.0%} {name:>15} {t:>10.4f} "
+                    f"{t_cpu:>8.4f} "
                     f"{peak:>8.1f} {peak / input_mb:>7.2f} {sol.iterations:>6} "
                     f"{'yes' if sol.converged else 'no':>5} {t_base:>11.3f} {t_base / t:>8.0f}×"
                     f"  {note}"
                 )
-    print("speed-up = baseline (per-row np.average loop, 10 sweeps) / method median time;")
-    print("peak/in = tracemalloc peak during one call / (B + N float64 bytes).")
+    print("speed-up = baseline (per-row np.average loop, 10 sweeps) / method median wall time;")
+    print("cpu s = median process CPU time; peak/in = tracemalloc peak during one call /")
+    print(f"(B + N float64 bytes); load average at end {os.getloadavg()[0]:.2f}.")
+    print("alternating-10 = max_iter=10, tol=0: the same sweeps as the reference and baseline.")
 
 
 if __name__ == "__main__":

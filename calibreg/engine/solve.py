@@ -8,9 +8,11 @@ Three methods share one data preparation and one output convention:
     Solves the normal equations directly. The two-way layout makes them an arrow of two
     diagonal blocks; eliminating the larger side leaves a weighted graph Laplacian on the
     smaller side (the Schur complement), grounded at one node. That system is solved by
-    preconditioned conjugate gradients, preconditioned by its dense Cholesky factor when that
-    is cheap (then CG is just iterative refinement) or by its diagonal when forming the dense
-    matrix would dominate (3024 × 2000). Both stop at the rounding floor, so the answer is the
+    conjugate gradients preconditioned by its diagonal, which on flat-field data (every
+    exposure sees most rows) needs a handful of matrix-vector products even for 3024 × 2000;
+    tiny systems, and systems on which CG stalls (badly conditioned, weakly connected data),
+    are solved with the dense Cholesky factor of the Schur complement as preconditioner (CG
+    then is just iterative refinement). Both stop at the rounding floor, so the answer is the
     optimum, not an approximation that depends on an iteration count.
 ``alternating``
     The reference iteration (alternating weighted means, renormalised each sweep), vectorised

@@ -408,8 +408,9 @@ def test_lookup_explain(client: TestClient, certified: Sample) -> None:
 
 @needs_lookup
 def test_lookup_nothing_certified(client: TestClient, certified: Sample) -> None:
-    before = (T0_UTC - dt.timedelta(days=1)).isoformat()
-    assert_error(client.get(f"{LOOKUP}&filter={FILTER}&time={before}"), 404)
+    before = (T0_UTC - dt.timedelta(days=1)).isoformat()  # "+00:00" must be URL-encoded
+    params = {"instrument": INSTRUMENT, "tag": TAG, "filter": FILTER, "time": before}
+    assert_error(client.get("/lookup", params=params), 404)
     assert_error(client.get(f"/lookup?instrument={INSTRUMENT}&tag=no/such&filter={FILTER}"
                             "&time=2024-03-02T00:00:00Z"), 404)  # fmt: skip
     # As the tag stood before anything was certified, nothing was.

@@ -180,11 +180,6 @@ def test_run_quantum_errors_are_domain_errors(registry) -> None:
         FlatNormalizationTask().runQuantum(registry, (INSTRUMENT, "no-such-filter"))
 
 
-@pytest.mark.xfail(
-    raises=AttributeError, strict=False,
-    reason="calibreg.registry.versions.get_version selects the ORM entity on a Core "
-    "Connection, so row[0] is the id, not a CalibrationVersion",
-)  # fmt: skip
 def test_registry_version_reads_task_metadata(registry) -> None:
     result = FlatNormalizationTask().runQuantum(registry, (INSTRUMENT, "r"))
     stored = registry.version(result.version.id)
