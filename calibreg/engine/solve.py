@@ -222,12 +222,11 @@ def _check_connected(w: np.ndarray, act_r: np.ndarray, act_c: np.ndarray) -> Non
         # Weights are positive, so a positive sum means "linked to something reached".
         new_c = _vm(reach_r.astype(np.float64), w) > 0
         new_r = _mv(w, new_c.astype(np.float64)) > 0
-        done = new_r.sum() == reach_r.sum() and new_c.sum() == reach_c.sum()
+        if int(new_r.sum()) == n_act_r and int(new_c.sum()) == n_act_c:
+            return  # everything reached: connected
+        if new_r.sum() == reach_r.sum() and new_c.sum() == reach_c.sum():
+            break  # the search stopped short of some rows or exposures
         reach_r, reach_c = new_r, new_c
-        if done:
-            if int(reach_r.sum()) == n_act_r and int(reach_c.sum()) == n_act_c:
-                return
-            break
     n_comp, labels = _components(w)
     n_row = w.shape[0]
     row_lab, exp_lab = labels[:n_row], labels[n_row:]
@@ -260,6 +259,16 @@ def _check_connected(w: np.ndarray, act_r: np.ndarray, act_c: np.ndarray) -> Non
 # --------------------------------------------------------------------------- solvers
 
 
+def _sums(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(D_r, D_c, a, b)``: total weight and weighted sum of ``y`` per row and per exposure."""
+    return (
+        w.sum(axis=1),
+        w.sum(axis=0),
+        np.einsum("ij,ij->i", w, y),
+        np.einsum("ij,ij->j", w, y),
+    )
+
+
 def _alternating(
     y: np.ndarray,
     w: np.ndarray,
@@ -268,16 +277,14 @@ def _alternating(
     act_c: np.ndarray,
     max_iter: int,
     tol: float,
+    sums: tuple[np.ndarray, ...],
 ) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """The reference iteration, vectorised: same update order, same per-sweep normalization.
 
     Masked entries have weight 0 (the reference keeps them in the denominator, defect 5), so
     each mean is ``(Σ w·(y − other)) / Σ w`` over the used entries only.
     """
-    D_r = w.sum(axis=1)
-    D_c = w.sum(axis=0)
-    a = np.einsum("ij,ij->i", w, y)
-    b = np.einsum("ij,ij->j", w, y)
+    D_r, D_c, a, b = sums
     inv_r = np.divide(1.0, D_r, out=np.zeros_like(D_r), where=act_r)
     inv_c = np.divide(1.0, D_c, out=np.zeros_like(D_c), where=act_c)
     norm_w = row_norm * act_r
@@ -465,12 +472,10 @@ def _exact(
     act_c: np.ndarray,
     max_iter: int,
     tol: float,
+    sums: tuple[np.ndarray, ...],
     x0: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int, bool]:
-    D_r = w.sum(axis=1)
-    D_c = w.sum(axis=0)
-    a = np.einsum("ij,ij->i", w, y)
-    b = np.einsum("ij,ij->j", w, y)
+    D_r, D_c, a, b = sums
     # The residual cannot be computed better than a few ulps of the largest |y| (the terms
     # of Σ w (y − g − e) are of that size before they cancel).
     row_mean = np.divide(a, D_r, out=np.zeros_like(D_r), where=act_r)
@@ -622,12 +627,14 @@ def measure_scales(
         act_r, act_c = used.any(axis=1), used.any(axis=0)
         _check_connected(w, act_r, act_c)
         g, e, iterations, converged = _alternating(
-            y, w, row_norm, act_r, act_c, int(max_iter), float(tol)
+            y, w, row_norm, act_r, act_c, int(max_iter), float(tol), _sums(y, w)
         )
     elif method == "exact" or max_clip_iter == 0:
         act_r, act_c = used.any(axis=1), used.any(axis=0)
         _check_connected(w, act_r, act_c)
-        g, e, iterations, converged = _exact(y, w, act_r, act_c, int(max_iter), float(tol))
+        g, e, iterations, converged = _exact(
+            y, w, act_r, act_c, int(max_iter), float(tol), _sums(y, w)
+        )
         if method == "robust":
             iterations = 1
     else:
@@ -727,7 +734,7 @@ def _robust(
     stable = False
     fits = 0
     while True:
-        g, e, _, fit_converged = _exact(y, w, act_r, act_c, max_iter, tol, x0=prev)
+        g, e, _, fit_converged = _exact(y, w, act_r, act_c, max_iter, tol, _sums(y, w), x0=prev)
         fits += 1
         prev = (g, e)
         if fits > max_clip_iter:
