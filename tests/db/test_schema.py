@@ -140,3 +140,11 @@ def test_out_of_date_schema_is_refused(db_url: str) -> None:
     upgrade(engine)
     require_current(engine)
     engine.dispose()
+
+
+def test_masked_url_hides_passwords() -> None:
+    from calibreg.db.session import masked_url, resolve_url
+
+    masked = masked_url("postgresql://alice:s3cret@db.example:5432/reg")
+    assert "s3cret" not in masked and "***" in masked
+    assert resolve_url("postgresql://a@h/d").startswith("postgresql+psycopg://")

@@ -1,0 +1,202 @@
+"""The command line, end to end on both backends: outputs, formats, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from calibreg.formats.cp_pipe import load_cp_pipe
+from calibreg.services.simulate import simulate_flats
+from calibreg_cli.main import app
+from tests.conftest import LSSTCAM_YAML
+
+runner = CliRunner()
+
+
+def cli(*args: str, ok: bool = True):  # noqa: ANN201
+    result = runner.invoke(app, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+@pytest.fixture
+def loaded(db_url, lsstcam_spec, tmp_path):
+    """A registry with LSSTCam, 5 simulated flats and their statistics, via the CLI."""
+    cli("db", "upgrade", "--db", db_url)
+    cli("ingest", "camera", LSSTCAM_YAML, "--instrument", "LSSTCam", "--db", db_url)
+    sim = simulate_flats(lsstcam_spec, n_exposures=5, seed=7, n_missing_frames=1)
+    exp = tmp_path / "exposures.csv"
+    sim.exposures.to_csv(exp, index=False)
+    stats = tmp_path / "stats.csv"
+    sim.stats.to_csv(stats, index=False)
+    cli("ingest", "exposures", exp, "--db", db_url)
+    cli("ingest", "stats", stats, "--instrument", "LSSTCam", "--db", db_url)
+    return {"db": db_url, "sim": sim, "stats": stats, "exposures": exp}
+
+
+def test_listings_in_three_formats(loaded) -> None:
+    db = loaded["db"]
+    out = json.loads(cli("instruments", "--db", db, "--format", "json").stdout)
+    assert out == [{"instrument": "LSSTCam", "detectors": 205, "amplifiers": 3216,
+                    "exposures": 5}]  # fmt: skip
+    dets = json.loads(cli("detectors", "-i", "LSSTCam", "--db", db, "--format", "json").stdout)
+    assert len(dets) == 205 and dets[0]["name"] == "R01_S00"
+    csv = cli("exposures", "-i", "LSSTCam", "-f", "r_57", "--db", db, "--format", "csv").stdout
+    frame = pd.read_csv(pd.io.common.StringIO(csv))
+    assert len(frame) == 5 and frame["timespan_begin"].str.endswith("Z").all()
+    assert "LSSTCam exposures" in cli("exposures", "-i", "LSSTCam", "--db", db).stdout
+
+
+def test_reingest_says_nothing_changed(loaded) -> None:
+    out = cli("ingest", "stats", loaded["stats"], "--instrument", "LSSTCam", "--db",
+              loaded["db"]).stdout  # fmt: skip
+    assert "nothing changed" in out
+
+
+def test_bad_input_is_one_line_without_traceback(loaded, tmp_path) -> None:
+    bad = pd.read_csv(loaded["stats"])
+    bad["median"] = bad["median"].astype(object)
+    bad.loc[7, "median"] = "abc"
+    path = tmp_path / "bad.csv"
+    bad.to_csv(path, index=False)
+    res = cli("ingest", "stats", path, "--instrument", "LSSTCam", "--db", loaded["db"], ok=False)
+    assert res.exit_code != 0
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert str(path) in lines[0] and "row 8" in lines[0] and "median" in lines[0]
+    assert "Traceback" not in res.output
+    missing = cli("ingest", "camera", tmp_path / "nope.yaml", "--db", loaded["db"], ok=False)
+    assert missing.exit_code != 0 and "nope.yaml" in missing.stderr
+
+
+def test_solve_versions_scales_history_export(loaded, tmp_path) -> None:
+    db = loaded["db"]
+    first = json.loads(cli("solve", "-i", "LSSTCam", "-f", "r_57", "--db", db,
+                           "--format", "json").stdout)  # fmt: skip
+    assert first["shape"] == [189, 5] and first["converged"] and first["seq"] == 1
+    amp = json.loads(cli("solve", "-i", "LSSTCam", "-f", "r_57", "--level", "AMP",
+                         "--method", "robust", "--db", db, "--format", "json").stdout)  # fmt: skip
+    assert amp["shape"] == [3024, 5] and amp["flagged_rows"] == 1
+    second = json.loads(cli("solve", "-i", "LSSTCam", "-f", "r_57", "--method", "alternating",
+                            "--db", db, "--format", "json").stdout)  # fmt: skip
+    assert second["seq"] == 2
+
+    listed = json.loads(cli("versions", "list", "--db", db, "--format", "json").stdout)
+    assert [v["id"] for v in listed] == [first["version_id"], amp["version_id"],
+                                         second["version_id"]]  # fmt: skip
+    shown = json.loads(cli("versions", "show", first["version_id"], "--db", db,
+                           "--format", "json").stdout)  # fmt: skip
+    assert shown["provenance"]["inputs"]["exposures"] == sorted(
+        int(e) for e in loaded["sim"].exposures["id"]
+    )
+    assert "flatNorm:solve" in shown["task_metadata"]["metadata"]
+    assert shown["provenance"]["database"].split("?")[0] in db
+
+    diff = json.loads(cli("versions", "diff", first["version_id"], second["version_id"],
+                          "--db", db, "--format", "json").stdout)  # fmt: skip
+    assert diff["n_matched"] == 189 and diff["max_abs_rel_change"] < 1e-6
+
+    ver = json.loads(cli("versions", "verify", amp["version_id"], "--db", db,
+                         "--format", "json").stdout)  # fmt: skip
+    assert ver["ok"] and ver["max_rel_diff"] <= 1e-12
+
+    rows = json.loads(cli("scales", first["version_id"], "--db", db, "--format", "json").stdout)
+    assert len(rows) == 189
+    exps = json.loads(cli("scales", first["version_id"], "--kind", "exposure", "--db", db,
+                          "--format", "json").stdout)  # fmt: skip
+    assert len(exps) == 5
+
+    hist = json.loads(cli("history", "-i", "LSSTCam", "-f", "r_57", "--detector", "R22_S11",
+                          "--db", db, "--format", "json").stdout)  # fmt: skip
+    assert [h["version"] for h in hist] == [first["version_id"], second["version_id"]]
+    hist_amp = json.loads(cli("history", "-i", "LSSTCam", "-f", "r_57", "--detector", "94",
+                              "--amp", "C10", "--db", db, "--format", "json").stdout)  # fmt: skip
+    assert [h["version"] for h in hist_amp] == [amp["version_id"]]
+
+    out = tmp_path / "amp.yaml"
+    cli("export", amp["version_id"], "--format", "cp_pipe", "-o", out, "--db", db)
+    structure = load_cp_pipe(out.read_text())
+    assert set(structure) == {"expScale", "detScale"}
+    assert len(structure["detScale"]) == 189
+    assert all(len(a) == 16 for a in structure["detScale"].values())
+    det = next(iter(structure["expScale"]))
+    assert isinstance(det, int)
+    amp_name = next(iter(structure["expScale"][det]))
+    assert isinstance(amp_name, str) and len(structure["expScale"][det][amp_name]) == 5
+    as_json = cli("export", first["version_id"], "--db", db).stdout
+    det_struct = json.loads(as_json)
+    assert all(isinstance(v, float) for v in det_struct["detScale"].values())
+
+
+def test_certify_lookup_decertify(loaded) -> None:
+    db = loaded["db"]
+    v = json.loads(cli("solve", "-i", "LSSTCam", "-f", "r_57", "--db", db,
+                       "--format", "json").stdout)["version_id"]  # fmt: skip
+    cli("certify", v, "--tag", "flat-norm/recommended", "--begin", "2026-01-01T00:00:00",
+        "--db", db)  # fmt: skip
+    exp = int(loaded["sim"].exposures["id"].iloc[2])
+    hit = json.loads(cli("lookup", "-i", "LSSTCam", "-t", "flat-norm/recommended",
+                         "--exposure", exp, "--db", db, "--format", "json").stdout)  # fmt: skip
+    assert hit["version_id"] == v
+    hit = json.loads(cli("lookup", "-i", "LSSTCam", "-t", "flat-norm/recommended", "-f", "r_57",
+                         "--time", "2026-06-01T00:00:00Z", "--explain", "--db", db,
+                         "--format", "json").stdout)  # fmt: skip
+    assert hit["version_id"] == v and hit["explain"][0]["matched"]
+    miss = cli("lookup", "-i", "LSSTCam", "-t", "flat-norm/recommended", "-f", "r_57",
+               "--time", "2025-06-01T00:00:00Z", "--db", db, ok=False)  # fmt: skip
+    assert miss.exit_code != 0 and "nothing certified" in miss.stderr
+    clash = cli("certify", v, "--tag", "flat-norm/recommended", "--begin", "2026-03-01",
+                "--db", db, ok=False)  # fmt: skip
+    assert clash.exit_code != 0 and "overlaps" in clash.stderr
+    out = cli("decertify", "--tag", "flat-norm/recommended", "-i", "LSSTCam", "-f", "r_57",
+              "--begin", "2026-03-01", "--end", "2026-04-01", "--db", db).stdout  # fmt: skip
+    assert "closed certification" in out
+    tags = json.loads(cli("tags", "--db", db, "--format", "json").stdout)
+    assert len(tags) == 2
+
+
+def test_solve_with_no_matching_exposures_is_a_clear_error(loaded) -> None:
+    res = cli("solve", "-i", "LSSTCam", "-f", "r_57", "--select", "observation_reason=science",
+              "--db", loaded["db"], ok=False)  # fmt: skip
+    assert res.exit_code != 0 and "no input exposures match" in res.stderr
+    res = cli("solve", "-i", "LSSTCam", "-f", "r_57", "--select", "colour=red",
+              "--db", loaded["db"], ok=False)  # fmt: skip
+    assert res.exit_code != 0 and "cannot select on 'colour'" in res.stderr
+    ok = json.loads(cli("solve", "-i", "LSSTCam", "-f", "r_57", "--select",
+                        "observation_reason=FLAT", "--db", loaded["db"],
+                        "--format", "json").stdout)  # fmt: skip
+    assert ok["exposures"] == 5
+
+
+def test_out_of_date_schema_refused(tmp_path) -> None:
+    db = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+    res = cli("instruments", "--db", db, ok=False)
+    assert res.exit_code != 0 and "calibreg db upgrade" in res.stderr
+
+
+def test_help_is_fast_and_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys, calibreg_cli.main\n"
+        "heavy = [m for m in ('pandas', 'sqlalchemy', 'numpy', 'scipy') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_console_script_error_exit(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("calibreg")
+    if not exe.exists():
+        pytest.skip("calibreg console script not installed next to this Python")
+    res = subprocess.run([str(exe), "ingest", "camera", str(tmp_path / "x.yaml"), "--db",
+                          f"sqlite:///{tmp_path / 'r.sqlite3'}"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
