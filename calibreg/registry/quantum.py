@@ -275,14 +275,14 @@ def assemble(conn: Connection, spec: QuantumSpec) -> QuantumData:
             f"no {spec.level.lower()}-level statistics for the {len(exposure_ids)} exposure(s) "
             f"of {spec.describe()}: ingest statistics first"
         )
-    columns = list(zip(*rows, strict=True))  # transpose in C; None → NaN below
+    # One C-level conversion of the fetched tuples (None → NaN); ids are exact in float64
+    # (< 2**53), so they round-trip to int64 unchanged.
+    table = np.array(rows, dtype=float)
     del rows
-    exp_col = np.array(columns[0], dtype=np.int64)
-    det_col = np.array(columns[1], dtype=np.int64)
-    amp_idx = np.array(columns[2], dtype=np.int64)
-    med = np.array(columns[3], dtype=float)
-    sig = np.array(columns[4], dtype=float)
-    npx = np.array(columns[5], dtype=float)
+    exp_col = table[:, 0].astype(np.int64)
+    det_col = table[:, 1].astype(np.int64)
+    amp_idx = table[:, 2].astype(np.int64)
+    med, sig, npx = table[:, 3], table[:, 4], table[:, 5]
 
     detectors = np.unique(det_col)
     amp_table = conn.execute(
