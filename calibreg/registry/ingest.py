@@ -288,10 +288,10 @@ def ingest_camera(
         new_a, chg_a, same_a = _diff(old_amps, amps, ["detector_id", "amp_index"], AMP_VALUES)
         if (len(chg_d) or len(chg_a)) and not replace:
             if len(chg_d):
-                raise _conflict("detector", source, chg_d, lambda r: f"detector {r['id']}")
+                raise _conflict("detector", source, chg_d, lambda r: f"detector {int(r['id'])}")
             raise _conflict(
                 "amplifier", source, chg_a,
-                lambda r: f"detector {r['detector_id']} amplifier {r['name']}",
+                lambda r: f"detector {int(r['detector_id'])} amplifier {r['name']}",
             )  # fmt: skip
         total = len(dets) + len(amps)
         unchanged = same_d + same_a
@@ -373,7 +373,7 @@ def ingest_exposures(
             old = _existing_exposures(conn, inst, part["id"].tolist())
             new, chg, same = _diff(old, part, ["id"], EXPOSURE_VALUES)
             if len(chg) and not replace:
-                raise _conflict("exposure", source, chg, lambda r: f"exposure {r['id']}")
+                raise _conflict("exposure", source, chg, lambda r: f"exposure {int(r['id'])}")
             pending.append((inst, new, chg))
             unchanged += same
         if unchanged == total:
@@ -475,8 +475,8 @@ def ingest_stats(
             which = chg_d if len(chg_d) else chg_a
             raise _conflict(
                 "statistics", source, which,
-                lambda r: f"exposure {r['exposure_id']} detector {r['detector_id']}"
-                + (f" amplifier index {r['amp_index']}" if "amp_index" in r else ""),
+                lambda r: f"exposure {int(r['exposure_id'])} detector {int(r['detector_id'])}"
+                + (f" amplifier index {int(r['amp_index'])}" if "amp_index" in r else ""),
             )  # fmt: skip
         total = len(frame)
         unchanged = same_d + same_a

@@ -113,3 +113,109 @@ def test_certifications_cannot_be_deleted_reopened_or_overlapped(pub) -> None:
     with engine.begin() as conn:
         conn.execute(text(insert), {"v": v2, "b": a, "e": b, "i": cert})
     assert sorted(c["version_id"] for c in reg.certifications("t")) == [v2, v2, v2, v2]
+
+
+# --------------------------------------------------------------------------- bypasses
+SQLITE_REPLACE_BUG = (
+    "SQLite: INSERT OR REPLACE over an existing key deletes the old row without firing the "
+    "BEFORE DELETE triggers of migration 0003 (SQLite fires delete triggers on REPLACE only "
+    "with PRAGMA recursive_triggers), and there is no BEFORE INSERT guard on the immutable "
+    "tables, so a version's scales (and a certification's range) can be rewritten"
+)
+POSTGRES_TRUNCATE_BUG = (
+    "PostgreSQL: TRUNCATE does not fire the FOR EACH ROW BEFORE DELETE triggers of migration "
+    "0003; there is no BEFORE TRUNCATE trigger, so every version's scales (or every "
+    "certification) can be wiped"
+)
+UPSERT = {
+    "version_exposure": ("version_id, exposure_id", "scale"),
+    "version_row": ("version_id, row_index", "scale"),
+    "calibration_version": ("id", "content_hash"),
+}
+
+
+def _upsert_sql(backend: str, table: str, cols: list[str], where: str) -> str:
+    key, col = UPSERT[table]
+    exprs = ", ".join(
+        (f"upper({c})" if col == "content_hash" else f"{c} * 2") if c == col else c
+        for c in cols
+    )
+    names = ", ".join(cols)
+    if backend == "sqlite":
+        return f"INSERT OR REPLACE INTO {table} ({names}) SELECT {exprs} FROM {table} WHERE {where}"
+    return (f"INSERT INTO {table} ({names}) SELECT {exprs} FROM {table} WHERE {where} "
+            f"ON CONFLICT ({key}) DO UPDATE SET {col} = EXCLUDED.{col}")  # fmt: skip
+
+
+def _columns(engine, table: str) -> list[str]:
+    from sqlalchemy import inspect
+
+    return [c["name"] for c in inspect(engine).get_columns(table)]
+
+
+def test_upsert_over_a_version_is_refused(pub, request) -> None:
+    if pub.backend == "sqlite":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=SQLITE_REPLACE_BUG))
+    v1 = pub.solve()
+    before = _snapshot(pub.engine, VERSION_TABLES)
+    changed = []
+    for table in UPSERT:
+        where = "id = :v" if table == "calibration_version" else "version_id = :v"
+        sql = _upsert_sql(pub.backend, table, _columns(pub.engine, table), where)
+        if _accepted(pub.engine, sql, {"v": v1}):
+            changed.append(table)
+    assert _snapshot(pub.engine, VERSION_TABLES) == before
+    assert changed == []
+
+
+def test_upsert_over_a_certification_is_refused(pub, request) -> None:
+    if pub.backend == "sqlite":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=SQLITE_REPLACE_BUG))
+    reg = pub.registry
+    v1 = pub.solve()
+    cert = reg.certify(v1, "t", T_BASE, None)["certification_id"]
+    reg.decertify("t", "LSSTCam", "r_57", T_BASE + 100 * S, None)  # cert is closed now
+    before = _snapshot(pub.engine, ["certification"])
+    cols = _columns(pub.engine, "certification")
+    # Rewrite the closed row's history: a different validity range.
+    exprs = ", ".join("valid_end + 1000" if c == "valid_end" else
+                      "valid_begin - 1000" if c == "valid_begin" else c for c in cols)  # fmt: skip
+    if pub.backend == "sqlite":
+        sql = (f"INSERT OR REPLACE INTO certification ({', '.join(cols)}) "
+               f"SELECT {exprs} FROM certification WHERE id = :i")  # fmt: skip
+    else:
+        sql = (f"INSERT INTO certification ({', '.join(cols)}) SELECT {exprs} FROM "
+               "certification WHERE id = :i ON CONFLICT (id) DO UPDATE SET "
+               "valid_begin = EXCLUDED.valid_begin")  # fmt: skip
+    accepted = _accepted(pub.engine, sql, {"i": cert})
+    assert _snapshot(pub.engine, ["certification"]) == before
+    assert not accepted
+
+
+def _accepted(engine, sql: str, params: dict | None = None) -> bool:
+    """Whether the database lets ``sql`` through (rolled back either way)."""
+    with engine.connect() as conn:
+        trans = conn.begin()
+        try:
+            conn.execute(text(sql), params or {})
+        except exc.IntegrityError:
+            trans.rollback()
+            return False
+        trans.rollback()
+        return True
+
+
+def test_truncate_is_refused(pub, request) -> None:
+    if pub.backend == "postgresql":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=POSTGRES_TRUNCATE_BUG))
+    reg = pub.registry
+    v1 = pub.solve()
+    reg.certify(v1, "t", T_BASE, None)
+    tables = [*VERSION_TABLES, "certification"]
+    before = _snapshot(pub.engine, tables)
+    # SQLite has no TRUNCATE: an unqualified DELETE is its truncate optimization (which SQLite
+    # turns off for tables with triggers).
+    verb = "DELETE FROM {}" if pub.backend == "sqlite" else "TRUNCATE {} CASCADE"
+    accepted = [t for t in tables if _accepted(pub.engine, verb.format(t))]
+    assert _snapshot(pub.engine, tables) == before
+    assert accepted == []

@@ -7,7 +7,7 @@ import signal
 import sys
 
 
-def certify_rounds(url: str, version: int, ranges: list, barrier, queue) -> None:  # noqa: ANN001
+def certify_rounds(url: str, version: int, ranges: list, barrier, queue) -> None:
     """Certify ``version`` once per round, all workers released together by ``barrier``.
 
     Puts ``(round, version, "ok" | error class name, message)`` on ``queue`` per round.
@@ -20,7 +20,7 @@ def certify_rounds(url: str, version: int, ranges: list, barrier, queue) -> None
             barrier.wait(timeout=60)
             try:
                 reg.certify(version, tag, begin, end)
-            except Exception as err:  # noqa: BLE001 - reported to the parent
+            except Exception as err:
                 queue.put((rnd, version, type(err).__name__, str(err)))
             else:
                 queue.put((rnd, version, "ok", ""))
@@ -38,7 +38,7 @@ def solve_then_die(url: str) -> None:
     real = versions.bulk_insert
     calls = []
 
-    def dying(conn, table, frame, columns):  # noqa: ANN001, ANN202
+    def dying(conn, table, frame, columns):
         calls.append(table)
         if len(calls) == 2:
             sys.stdout.flush()

@@ -1,0 +1,116 @@
+"""Engines, URLs and the one transaction helper every write goes through."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine import make_url
+
+from calibreg.errors import CalibregError, ConflictError, SchemaError
+
+#: Environment variable naming the registry database when ``--db`` is not given.
+ENV_URL = "CALIBREG_DATABASE_URL"
+#: The embedded default: a SQLite file in the working directory.
+DEFAULT_SQLITE_FILE = "calibreg.sqlite3"
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The database URL: the argument, else ``$CALIBREG_DATABASE_URL``, else a local SQLite file.
+
+    A bare ``postgresql://`` URL is pointed at psycopg 3, the driver calibreg ships with.
+    """
+    url = url or os.environ.get(ENV_URL) or f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def masked_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe to print and to store)."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _sqlite_on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001
+    """Per-connection SQLite settings: enforce foreign keys, WAL, wait instead of failing."""
+    # Let SQLAlchemy own transactions (pysqlite's own BEGIN handling is off, see below).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA busy_timeout = 30000")
+    cursor.execute("PRAGMA temp_store = MEMORY")
+    cursor.execute("PRAGMA cache_size = -131072")  # 128 MiB page cache
+    with contextlib.suppress(Exception):  # in-memory databases have no WAL
+        cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # A write transaction takes the write lock up front (BEGIN IMMEDIATE), so two writers queue
+    # on busy_timeout instead of one failing later with "database is locked" on lock upgrade.
+    # Readers use a plain (deferred) BEGIN and never block a writer under WAL.
+    write = conn.get_execution_options().get("calibreg_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def make_engine(url: str | None = None, **kwargs: object) -> Engine:
+    """Create an engine for ``url`` (see :func:`resolve_url`) with calibreg's settings."""
+    url = resolve_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            parent = Path(database).expanduser().resolve().parent
+            if not parent.exists():
+                raise CalibregError(f"cannot open {url}: directory {parent} does not exist")
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(url, **kwargs)
+    raise CalibregError(
+        f"unsupported database {masked_url(url)!r}: calibreg runs on SQLite and PostgreSQL"
+    )
+
+
+def _describe_integrity(err: exc.IntegrityError) -> str:
+    text = str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err)
+    return text
+
+
+@contextlib.contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """Open a connection and a transaction; commit on success, roll back on any error.
+
+    Driver errors become calibreg errors with messages a user can act on.
+    """
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(calibreg_write=True)
+            with conn.begin():
+                yield conn
+    except CalibregError:
+        raise
+    except exc.IntegrityError as err:
+        raise ConflictError(f"refused by the database: {_describe_integrity(err)}") from err
+    except exc.OperationalError as err:
+        msg = str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err)
+        if "no such table" in msg or "does not exist" in msg and "relation" in msg:
+            raise SchemaError(
+                f"the database has no calibreg schema ({msg}); run `calibreg db upgrade`"
+            ) from err
+        raise CalibregError(f"database error: {msg}") from err
+    except exc.ProgrammingError as err:
+        msg = str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err)
+        if "does not exist" in msg:
+            raise SchemaError(
+                f"the database has no calibreg schema ({msg}); run `calibreg db upgrade`"
+            ) from err
+        raise CalibregError(f"database error: {msg}") from err

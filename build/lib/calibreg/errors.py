@@ -1,0 +1,58 @@
+"""Domain errors: what went wrong, said in one line a user can act on.
+
+Every layer raises these instead of driver or parser exceptions so that the CLI and the HTTP API
+can report them without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class CalibregError(Exception):
+    """Base of every error calibreg reports to a user."""
+
+
+class InputError(CalibregError):
+    """Bad input data: names the file, the row, the field and the reason.
+
+    ``row`` counts data rows from 1 as a person sees them in the file (for a CSV the header is
+    line 1, so data row 1 is line 2); ``None`` when the problem is the whole file.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        reason: str,
+        *,
+        row: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.source = str(source)
+        self.row = row
+        self.field = field
+        self.reason = reason
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = [self.source]
+        if self.row is not None:
+            parts.append(f"row {self.row}")
+        if self.field is not None:
+            parts.append(f"field {self.field!r}")
+        parts.append(self.reason)
+        return ": ".join(parts)
+
+
+class NotFoundError(CalibregError):
+    """A named thing (instrument, version, tag...) does not exist."""
+
+
+class ConflictError(CalibregError):
+    """The request contradicts what the registry already holds."""
+
+
+class SchemaError(CalibregError):
+    """The database schema is missing or not at the revision this software needs."""
+
+
+class SolveError(CalibregError):
+    """A quantum cannot be solved as asked (no exposures, disconnected data...)."""

@@ -1,0 +1,46 @@
+"""Writing and reading cp_pipe's ``cpFlatNormScales`` structure (SPEC §5).
+
+cp_pipe's butler stores it as a StructuredDataDict YAML: nested mappings whose detector and
+exposure keys are ints and amplifier keys are strings. YAML keeps int keys; JSON cannot (object
+keys are strings), so :func:`load_cp_pipe` turns digit keys back into ints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import yaml
+
+
+def dump_cp_pipe(structure: dict[str, Any], fmt: str = "yaml") -> str:
+    """Serialize the structure as YAML (int keys kept) or JSON (NaN → null)."""
+    if fmt == "json":
+        return json.dumps(_nan_to_none(structure), indent=1) + "\n"
+    if fmt == "yaml":
+        return yaml.safe_dump(structure, sort_keys=True, default_flow_style=False)
+    raise ValueError(f"unknown format {fmt!r}: yaml or json")
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
+
+
+def _int_keys(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {
+            (int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k): _int_keys(v)
+            for k, v in obj.items()
+        }
+    return obj
+
+
+def load_cp_pipe(text: str) -> dict[str, Any]:
+    """Parse YAML or JSON cp_pipe scales, restoring int detector/exposure keys."""
+    data = yaml.safe_load(text)
+    return _int_keys(data)

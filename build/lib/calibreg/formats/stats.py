@@ -1,0 +1,845 @@
+"""Background statistics: long tables (CSV/Parquet) and cpFlatMeasure PropertyList files.
+
+The normalization solves ``B[row, exp] ≈ G[row] · E[exp]`` from per-(exposure, detector[,
+amplifier]) clipped means, their sigma and pixel counts. These readers bring those numbers in
+from the two forms they exist in, unchanged: a NaN median is a valid record of "no usable
+pixels" (a dead amplifier) and is kept as NaN; the solver decides what to do with it.
+
+Output columns (both readers)
+-----------------------------
+=============== =========== ==========================================================
+exposure        int64       exposure id (`read_propertylist`: ``Int64``, NA when only an
+                            obs_id is known, see ``exposure_obs_id``)
+detector        Int64       detector id, NA when the input names the detector instead
+detector_name   object      detector full name (``"R22_S11"``) or None when given by id
+amp             object      amplifier name, None for a detector-level row
+median          float64     clipped mean; NaN allowed
+sigma           float64     clipped sigma; NaN allowed (and when the column is absent)
+n_pixels        int64       pixels used, >= 0
+source_row      int64       where the row came from, for later error messages: the
+                            1-based data row (table) or the 1-based position of the
+                            ``*_MEDIAN`` entry in the file (PropertyList)
+=============== =========== ==========================================================
+
+`read_propertylist` adds ``exposure_obs_id`` (object): the obs_id from the file name when no
+exposure id is known (the registry resolves it), else None.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+
+from calibreg.errors import InputError
+from calibreg.formats._common import (
+    MISSING_TOKENS,
+    DuplicateKeyLoader,
+    PathLike,
+    check_readable,
+    load_json,
+    load_yaml,
+    to_float,
+    to_int,
+    to_str,
+)
+
+__all__ = [
+    "STATS_COLUMNS",
+    "parse_stats_filename",
+    "read_propertylist",
+    "read_stats",
+    "read_stats_table",
+    "write_propertylist",
+]
+
+#: Output columns of `read_stats_table`, in order, with their pandas dtypes.
+STATS_COLUMNS: dict[str, str] = {
+    "exposure": "int64",
+    "detector": "Int64",
+    "detector_name": "object",
+    "amp": "object",
+    "median": "float64",
+    "sigma": "float64",
+    "n_pixels": "int64",
+    "source_row": "int64",
+}
+_TABLE_REQUIRED = ("exposure", "detector", "median", "n_pixels")
+_TABLE_OPTIONAL = ("amp", "sigma")
+
+_INT_RE = r"^[+-]?[0-9]+$"
+_FLOAT_RE = r"^[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:inf|infinity))$"
+
+
+# =========================================================================== long tables
+def read_stats_table(path: PathLike) -> pd.DataFrame:
+    """Read a long statistics table (CSV or Parquet) into the `STATS_COLUMNS` frame.
+
+    Built for volume (a 2,000-exposure LSSTCam sequence at amplifier level is ~6·10^6 rows):
+    the file is parsed by pyarrow and validated column by column with vectorized checks; only
+    the first bad row is located, with numpy.
+
+    Parameters
+    ----------
+    path : path-like
+        ``.csv`` (header line, then one row per statistic; **data row 1 is the first line
+        after the header**, which is how error messages count) or ``.parquet``/``.pq``
+        (row 1 = first row). Columns: ``exposure`` (int), ``detector`` (an int id, or a full
+        name such as ``R22_S11``; a cell of digits only is an id), ``median`` (float),
+        ``n_pixels`` (int >= 0), optional ``sigma`` (float >= 0) and ``amp`` (empty or absent
+        means a detector-level row). ``""``, ``nan``/``NaN``, ``null``, ``NA`` in a float cell
+        mean NaN; infinities are refused. Other columns are ignored.
+
+    Returns
+    -------
+    stats : `pandas.DataFrame`
+        Columns and dtypes as `STATS_COLUMNS`, in file order.
+
+    Raises
+    ------
+    calibreg.errors.InputError
+        Unreadable file, missing column, bad value (with row and field), duplicate
+        (exposure, detector, amp) naming both rows.
+    """
+    source = str(path)
+    check_readable(path)
+    kind = _KINDS.get(Path(path).suffix.lower()) or _sniff(path, source)
+    if kind == "csv":
+        columns, n_rows = _read_csv_columns(path, source)
+    elif kind == "parquet":
+        columns, n_rows = _read_parquet_columns(path, source)
+    else:
+        raise InputError(source, "not a statistics table; use .csv or .parquet")
+    return _validate_table(columns, n_rows, source)
+
+
+def _read_csv_columns(path: PathLike, source: str) -> tuple[dict[str, pa.ChunkedArray], int]:
+    import pyarrow.csv as pacsv
+
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as stream:
+            header_line = stream.readline()
+    except UnicodeDecodeError:
+        raise InputError(source, "not a UTF-8 text file", row=None) from None
+    except OSError as exc:
+        raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
+    if not header_line.strip():
+        raise InputError(source, "empty file: expected a header line")
+    names = [name.strip() for name in next(csv.reader([header_line]))]
+    _check_header(names, source)
+    wanted = [n for n in (*_TABLE_REQUIRED, *_TABLE_OPTIONAL) if n in names]
+    read_options = pacsv.ReadOptions(column_names=names, skip_rows=1)
+    # Fast path: let pyarrow's (multi-threaded) parser convert the numbers. Any conversion
+    # failure falls back to reading text, which the column checks then locate and explain.
+    typed = pacsv.ConvertOptions(
+        column_types={n: _CSV_TYPES[n] for n in wanted},
+        include_columns=wanted,
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+        null_values=_CSV_NULLS,
+    )
+    try:
+        table = pacsv.read_csv(path, read_options=read_options, convert_options=typed)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError):
+        text = pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in wanted},
+            include_columns=wanted,
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+            null_values=[],
+        )
+        try:
+            table = pacsv.read_csv(path, read_options=read_options, convert_options=text)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError) as exc:
+            raise _locate_csv_error(path, source, len(names), exc) from None
+    return {name: table.column(name) for name in wanted}, table.num_rows
+
+
+_CSV_TYPES = {
+    "exposure": pa.int64(),
+    "detector": pa.string(),
+    "amp": pa.string(),
+    "median": pa.float64(),
+    "sigma": pa.float64(),
+    "n_pixels": pa.int64(),
+}
+# Cells that mean "no value" in the fast path (the text path compares case-insensitively).
+_CSV_NULLS = sorted(
+    {v for token in MISSING_TOKENS for v in (token, token.upper(), token.capitalize())}
+    | {"NaN", "-NaN", "+NaN", ".NaN", "N/A", "None"}
+)
+
+
+def _check_header(names: list[str], source: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InputError(source, "column appears twice in the header", field=name)
+        seen.add(name)
+    for name in _TABLE_REQUIRED:
+        if name not in seen:
+            raise InputError(source, "required column is missing", field=name)
+
+
+def _locate_csv_error(path: PathLike, source: str, n_columns: int, exc: Exception) -> InputError:
+    """pyarrow's parse errors carry no row number: find the first ragged/undecodable row."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as stream:
+            reader = csv.reader(stream)
+            next(reader, None)
+            for row, record in enumerate(reader, start=1):
+                if record and len(record) != n_columns:
+                    return InputError(
+                        source, f"expected {n_columns} cells, found {len(record)}", row=row
+                    )
+    except UnicodeDecodeError:
+        return InputError(source, "not valid UTF-8 text")
+    except (csv.Error, OSError) as err:
+        return InputError(source, f"not a readable CSV table: {err}")
+    return InputError(source, f"not a readable CSV table: {str(exc).splitlines()[0]}")
+
+
+def _read_parquet_columns(path: PathLike, source: str) -> tuple[dict[str, pa.ChunkedArray], int]:
+    import pyarrow.parquet as pq
+
+    try:
+        schema_names = pq.read_schema(path).names
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for non-Parquet
+        raise InputError(source, f"not a readable Parquet file: {exc}") from None
+    _check_header(list(schema_names), source)
+    wanted = [n for n in (*_TABLE_REQUIRED, *_TABLE_OPTIONAL) if n in schema_names]
+    try:
+        table = pq.read_table(path, columns=wanted)
+    except Exception as exc:
+        raise InputError(source, f"not a readable Parquet file: {exc}") from None
+    return {name: table.column(name) for name in wanted}, table.num_rows
+
+
+def _is_text(arr: pa.ChunkedArray) -> bool:
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _as_text(arr: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Text column, stripped, nulls as empty strings (a missing cell)."""
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    arr = pc.fill_null(arr, "")
+    return pc.utf8_trim_whitespace(arr)
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.argmax(mask))
+
+
+def _bad_value(text: pa.ChunkedArray, i: int) -> str:
+    value = text[i].as_py()
+    return "value is missing" if value == "" else f"not a number: {value!r}"
+
+
+def _int_column(
+    arr: pa.ChunkedArray, name: str, source: str, *, minimum: int | None = 0
+) -> np.ndarray:
+    """A required integer column as int64, refusing blanks, fractions and values < minimum."""
+    if _is_text(arr):
+        text = _as_text(arr)
+        ok = pc.match_substring_regex(text, _INT_RE).to_numpy(zero_copy_only=False)
+        if not ok.all():
+            i = _first(~ok)
+            value = text[i].as_py()
+            reason = "value is missing" if value == "" else f"expected an integer, got {value!r}"
+            raise InputError(source, reason, row=i + 1, field=name)
+        try:
+            values = pc.cast(pc.replace_substring_regex(text, r"^\+", ""), pa.int64())
+        except pa.ArrowInvalid:
+            values = None
+        if values is None:
+            for i, value in enumerate(text.to_pylist()):
+                if not -(2**63) <= int(value) < 2**63:
+                    raise InputError(
+                        source, f"integer does not fit in 64 bits: {value}", row=i + 1, field=name
+                    ) from None
+            raise InputError(source, "bad integer column", field=name)  # pragma: no cover
+        result = values.to_numpy()
+    elif pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
+        nulls = arr.is_null().to_numpy(zero_copy_only=False)
+        if nulls.any():
+            raise InputError(source, "value is missing", row=_first(nulls) + 1, field=name)
+        raw = arr.to_numpy()
+        if raw.dtype.kind == "f":
+            bad = ~np.isfinite(raw) | (raw != np.round(raw)) | (np.abs(raw) >= 2.0**63)
+            if bad.any():
+                i = _first(bad)
+                raise InputError(
+                    source, f"expected an integer, got {raw[i]!r}", row=i + 1, field=name
+                )
+        elif raw.dtype == np.uint64 and (raw >= 2**63).any():
+            i = _first(raw >= 2**63)
+            raise InputError(source, "integer does not fit in 64 bits", row=i + 1, field=name)
+        result = raw.astype(np.int64)
+    else:
+        raise InputError(source, f"expected an integer column, found {arr.type}", field=name)
+    if minimum is not None and len(result) and (result < minimum).any():
+        i = _first(result < minimum)
+        raise InputError(
+            source, f"must be >= {minimum}, got {int(result[i])}", row=i + 1, field=name
+        )
+    return np.ascontiguousarray(result, dtype=np.int64)
+
+
+def _float_column(arr: pa.ChunkedArray, name: str, source: str, *, nonnegative: bool) -> np.ndarray:
+    """A float column as float64: blanks and NaN spellings are NaN, infinities refused."""
+    if _is_text(arr):
+        text = _as_text(arr)
+        missing = pc.is_in(pc.utf8_lower(text), value_set=pa.array(sorted(MISSING_TOKENS)))
+        ok = pc.or_(missing, pc.match_substring_regex(text, _FLOAT_RE))
+        ok_np = ok.to_numpy(zero_copy_only=False)
+        if not ok_np.all():
+            i = _first(~ok_np)
+            raise InputError(source, _bad_value(text, i), row=i + 1, field=name)
+        cleaned = pc.if_else(missing, "nan", pc.replace_substring_regex(text, r"^\+", ""))
+        values = pc.cast(cleaned, pa.float64()).to_numpy()
+    elif pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type):
+        values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+        values = np.where(np.isnan(values), np.nan, values) if values.dtype == object else values
+        values = np.asarray(values, dtype=np.float64)
+    else:
+        raise InputError(source, f"expected a numeric column, found {arr.type}", field=name)
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    infinite = np.isinf(values)
+    if infinite.any():
+        i = _first(infinite)
+        raise InputError(source, "must be finite (or NaN for no value)", row=i + 1, field=name)
+    if nonnegative:
+        negative = values < 0
+        if negative.any():
+            i = _first(negative)
+            raise InputError(source, f"must be >= 0, got {values[i]!r}", row=i + 1, field=name)
+    return values
+
+
+def _detector_column(
+    arr: pa.ChunkedArray, source: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids int64, id-present mask, names object-or-None) from ids and/or full names."""
+    n = len(arr)
+    if not _is_text(arr):
+        ids = _int_column(arr, "detector", source)
+        return ids, np.ones(n, dtype=bool), np.full(n, None, dtype=object)
+    text = _as_text(arr)
+    try:  # fast path: every cell is an id
+        ids = pc.cast(text, pa.int64()).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        ids = None
+    if ids is not None and (len(ids) == 0 or ids.min() >= 0):
+        return np.ascontiguousarray(ids), np.ones(n, dtype=bool), np.full(n, None, dtype=object)
+    is_id = pc.match_substring_regex(text, r"^[0-9]+$").to_numpy(zero_copy_only=False)
+    blank = pc.equal(text, "").to_numpy(zero_copy_only=False)
+    if blank.any():
+        raise InputError(source, "value is missing", row=_first(blank) + 1, field="detector")
+    signed = pc.match_substring_regex(text, r"^[+-][0-9]+$").to_numpy(zero_copy_only=False)
+    if signed.any():
+        i = _first(signed)
+        raise InputError(
+            source,
+            f"detector id must be a non-negative integer, got {text[i].as_py()!r}",
+            row=i + 1,
+            field="detector",
+        )
+    ids = np.zeros(n, dtype=np.int64)
+    if is_id.any():
+        id_text = pc.if_else(pa.array(is_id), text, "0")
+        try:
+            ids = pc.cast(id_text, pa.int64()).to_numpy()
+        except pa.ArrowInvalid:
+            big = [i for i, v in enumerate(id_text.to_pylist()) if int(v) >= 2**63]
+            raise InputError(
+                source, "integer does not fit in 64 bits", row=big[0] + 1, field="detector"
+            ) from None
+    names = text.to_numpy(zero_copy_only=False).astype(object)
+    names[is_id] = None
+    return np.ascontiguousarray(ids), is_id, names
+
+
+def _amp_column(arr: pa.ChunkedArray | None, n: int, source: str) -> np.ndarray:
+    if arr is None:
+        return np.full(n, None, dtype=object)
+    if not _is_text(arr):
+        if pa.types.is_null(arr.type):
+            return np.full(n, None, dtype=object)
+        raise InputError(source, f"expected a text column, found {arr.type}", field="amp")
+    text = _as_text(arr)
+    amps = text.to_numpy(zero_copy_only=False).astype(object)
+    amps[amps == ""] = None
+    return amps
+
+
+def _validate_table(columns: dict[str, pa.ChunkedArray], n_rows: int, source: str) -> pd.DataFrame:
+    exposure = _int_column(columns["exposure"], "exposure", source)
+    det_ids, det_is_id, det_names = _detector_column(columns["detector"], source)
+    amp = _amp_column(columns.get("amp"), n_rows, source)
+    median = _float_column(columns["median"], "median", source, nonnegative=False)
+    sigma = (
+        _float_column(columns["sigma"], "sigma", source, nonnegative=True)
+        if "sigma" in columns
+        else np.full(n_rows, np.nan)
+    )
+    n_pixels = _int_column(columns["n_pixels"], "n_pixels", source, minimum=0)
+    _check_duplicates(exposure, det_ids, det_is_id, det_names, amp, source)
+    return pd.DataFrame(
+        {
+            "exposure": exposure,
+            "detector": pd.arrays.IntegerArray(det_ids, ~det_is_id),
+            "detector_name": pd.Series(det_names, dtype=object),
+            "amp": pd.Series(amp, dtype=object),
+            "median": median,
+            "sigma": sigma,
+            "n_pixels": n_pixels,
+            "source_row": np.arange(1, n_rows + 1, dtype=np.int64),
+        }
+    )
+
+
+def _check_duplicates(
+    exposure: np.ndarray,
+    det_ids: np.ndarray,
+    det_is_id: np.ndarray,
+    det_names: np.ndarray,
+    amp: np.ndarray,
+    source: str,
+) -> None:
+    """Refuse two rows for one (exposure, detector, amp), naming both rows."""
+    if len(exposure) < 2:
+        return
+    name_codes, _ = pd.factorize(det_names, use_na_sentinel=True)
+    amp_codes, _ = pd.factorize(amp, use_na_sentinel=True)
+    keys = pd.DataFrame(
+        {
+            "e": exposure,
+            "d": np.where(det_is_id, det_ids, -1),
+            "n": name_codes,
+            "a": amp_codes,
+        }
+    )
+    dup = keys.duplicated(keep="first").to_numpy()
+    if not dup.any():
+        return
+    i = _first(dup)
+    same = (
+        (keys["e"].to_numpy() == keys["e"].iat[i])
+        & (keys["d"].to_numpy() == keys["d"].iat[i])
+        & (keys["n"].to_numpy() == keys["n"].iat[i])
+        & (keys["a"].to_numpy() == keys["a"].iat[i])
+    )
+    j = _first(same)
+    detector = det_ids[i] if det_is_id[i] else det_names[i]
+    what = f"exposure {exposure[i]}, detector {detector}, amp {amp[i] or '(detector level)'}"
+    raise InputError(source, f"duplicate statistic for {what} (also row {j + 1})", row=i + 1)
+
+
+# =========================================================================== PropertyList
+class _PropertyRows(list):  # type: ignore[type-arg]
+    """The row list of a ``!<lsst.daf.base.PropertyList/PropertySet>`` document."""
+
+
+def _construct_property_rows(loader: yaml.BaseLoader, node: yaml.Node) -> _PropertyRows:
+    if isinstance(node, yaml.SequenceNode):
+        return _PropertyRows(loader.construct_sequence(node, deep=True))  # type: ignore[arg-type]
+    raise yaml.constructor.ConstructorError(
+        None, None, "a PropertyList must be a sequence of rows", node.start_mark
+    )
+
+
+class PropertyListLoader(DuplicateKeyLoader):
+    """Safe loader that understands daf_base's PropertyList/PropertySet YAML tags."""
+
+
+PropertyListLoader.add_constructor("lsst.daf.base.PropertyList", _construct_property_rows)
+PropertyListLoader.add_constructor("lsst.daf.base.PropertySet", _construct_property_rows)
+
+
+def _property_values(data: Any, source: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """Flatten the loaded document to {key: value} and {key: 1-based position}."""
+    values: dict[str, Any] = {}
+    positions: dict[str, int] = {}
+    if isinstance(data, _PropertyRows):
+        for position, entry in enumerate(data, start=1):
+            if not isinstance(entry, list) or len(entry) not in (3, 4):
+                raise InputError(
+                    source,
+                    f"PropertyList entry {position} is not [name, type, value, comment]",
+                )
+            key = entry[0]
+            if not isinstance(key, str):
+                raise InputError(source, f"PropertyList entry {position} has no name")
+            if key in values:
+                raise InputError(source, "duplicate key", field=key)
+            values[key] = entry[2]
+            positions[key] = position
+    elif isinstance(data, Mapping):
+        for position, (key, value) in enumerate(data.items(), start=1):
+            values[str(key)] = value
+            positions[str(key)] = position
+    else:
+        raise InputError(
+            source,
+            "expected a !<lsst.daf.base.PropertyList> document or a mapping of statistics keys",
+        )
+    return values, positions
+
+
+_AMP_KEY = re.compile(r"^AMP_(NAME|MEDIAN|SIGMA|N)_(\d+)$")
+_OBS_ID = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2}_[A-Z]_\d{8}_\d{6})(?![0-9])")
+_EXPOSURE_ID = re.compile(r"(?:^|[_\-.])(\d{9,})(?=$|[_\-.])")
+_DETECTOR_NAME = re.compile(r"(?:^|[_\-.])(R(?:\d\d|XX))[_\-](S(?:\d\d|[GW][01]))(?=$|[_\-.])")
+_DETECTOR_ID = re.compile(r"(?:^|[_\-.])det(\d+)(?=$|[_\-.])")
+
+
+def parse_stats_filename(path: PathLike) -> dict[str, Any]:
+    """Exposure and detector from a butler-style file name (see `read_propertylist`).
+
+    Returns
+    -------
+    parsed : `dict`
+        Keys ``exposure`` (int or None), ``exposure_obs_id`` (str or None; set only when no
+        exposure id is found), ``detector`` (int or None), ``detector_name`` (str or None).
+        Ambiguous names (two different exposure ids, say) raise `InputError`.
+    """
+    source = str(path)
+    stem = Path(path).name
+    for suffix in (".yaml", ".yml", ".json"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    out: dict[str, Any] = {
+        "exposure": None,
+        "exposure_obs_id": None,
+        "detector": None,
+        "detector_name": None,
+    }
+    # obs_ids contain an 8-digit date and a 6-digit number, never a 9+ digit token, but blank
+    # them out so that their pieces cannot be mistaken for anything else.
+    obs_ids = sorted(set(_OBS_ID.findall(stem)))
+    rest = _OBS_ID.sub("_", stem)
+    exposures = sorted(set(_EXPOSURE_ID.findall(rest)))
+    if len(exposures) > 1:
+        raise InputError(
+            source, f"file name holds several exposure ids {exposures}; pass exposure="
+        )
+    if exposures:
+        out["exposure"] = int(exposures[0])
+    elif len(obs_ids) > 1:
+        raise InputError(source, f"file name holds several obs_ids {obs_ids}; pass exposure=")
+    elif obs_ids:
+        out["exposure_obs_id"] = obs_ids[0]
+    names = sorted({f"{r}_{s}" for r, s in _DETECTOR_NAME.findall(rest)})
+    det_ids = sorted({int(d) for d in _DETECTOR_ID.findall(rest)})
+    if len(names) > 1 or len(det_ids) > 1:
+        raise InputError(source, "file name names several detectors; pass detector=")
+    if names:
+        out["detector_name"] = names[0]
+    if det_ids:
+        out["detector"] = det_ids[0]
+    return out
+
+
+def read_propertylist(
+    path: PathLike,
+    *,
+    exposure: int | str | None = None,
+    detector: int | str | None = None,
+) -> pd.DataFrame:
+    """Read one cpFlatMeasure statistics file (PropertyList YAML, or a plain mapping).
+
+    The butler writes a ``PropertyList`` dataset as a YAML document tagged
+    ``!<lsst.daf.base.PropertyList>`` holding ``[name, type, value, comment]`` rows
+    (``!<lsst.daf.base.PropertySet>`` with ``[name, type, value]`` rows is accepted too, as is a
+    plain JSON/YAML mapping of the same keys). Keys: ``DETECTOR_MEDIAN``, ``DETECTOR_SIGMA``,
+    ``DETECTOR_N`` give the detector-level row (amp None); ``AMP_NAME_i``, ``AMP_MEDIAN_i``,
+    ``AMP_SIGMA_i``, ``AMP_N_i`` for i = 0..n-1 one row per amplifier. ``*_SIGMA`` may be
+    absent (NaN); values may be ``.nan``. Errors name the key as the field.
+
+    Exposure and detector are not inside the file; they come from the keyword arguments,
+    else from the file name. The butler's default file template ends
+    ``..._{instrument}_{physical_filter}_{exposure or obs_id}_{detector full name}_{run}.yaml``,
+    so the name is searched for tokens separated by ``_``, ``-`` or ``.``:
+
+    * exposure: a token of 9 or more digits (an exposure id, e.g. ``2025120200439``), else an
+      obs_id ``XX_Y_YYYYMMDD_NNNNNN`` (e.g. ``MC_C_20191101_002212``), returned in
+      ``exposure_obs_id`` with ``exposure`` NA for the registry to resolve;
+    * detector: a full name ``Rxx_Syy`` (also ``SG0``/``SW1`` corner sensors, ``RXX_S00``, and
+      ``R22-S11`` with a dash) or ``det<id>`` (e.g. ``det040`` → 40).
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.yaml``/``.yml``/``.json`` file.
+    exposure : `int` or `str`, optional
+        Exposure id (int or digits), or an obs_id string.
+    detector : `int` or `str`, optional
+        Detector id (int or digits) or full name.
+
+    Returns
+    -------
+    stats : `pandas.DataFrame`
+        `STATS_COLUMNS` (``exposure`` as nullable ``Int64``) plus ``exposure_obs_id``.
+
+    Raises
+    ------
+    calibreg.errors.InputError
+        Unreadable file, wrong form, bad or missing key, duplicate key or amplifier name,
+        or no exposure/detector from either the options or the file name (the message says
+        which option to pass).
+    """
+    source = str(path)
+    check_readable(path)
+    ident = _identify(path, source, exposure, detector)
+    if (_KINDS.get(Path(path).suffix.lower()) or _sniff(path, source)) == "json":
+        data = load_json(path)
+    else:
+        data = load_yaml(path, PropertyListLoader)
+    values, positions = _property_values(data, source)
+    rows = _property_rows(values, positions, source)
+    n = len(rows)
+    return pd.DataFrame(
+        {
+            "exposure": pd.Series([ident["exposure"]] * n, dtype="Int64"),
+            "detector": pd.Series([ident["detector"]] * n, dtype="Int64"),
+            "detector_name": pd.Series([ident["detector_name"]] * n, dtype=object),
+            "amp": pd.Series([r[0] for r in rows], dtype=object),
+            "median": np.array([r[1] for r in rows], dtype=np.float64),
+            "sigma": np.array([r[2] for r in rows], dtype=np.float64),
+            "n_pixels": np.array([r[3] for r in rows], dtype=np.int64),
+            "source_row": np.array([r[4] for r in rows], dtype=np.int64),
+            "exposure_obs_id": pd.Series([ident["exposure_obs_id"]] * n, dtype=object),
+        }
+    )
+
+
+def _identify(
+    path: PathLike, source: str, exposure: int | str | None, detector: int | str | None
+) -> dict[str, Any]:
+    parsed = parse_stats_filename(path)
+    if exposure is not None:
+        parsed["exposure"], parsed["exposure_obs_id"] = None, None
+        if isinstance(exposure, bool):
+            raise InputError(source, f"bad exposure option {exposure!r}", field="exposure")
+        if isinstance(exposure, int) or (isinstance(exposure, str) and exposure.strip().isdigit()):
+            parsed["exposure"] = int(exposure)
+        elif isinstance(exposure, str) and exposure.strip():
+            parsed["exposure_obs_id"] = exposure.strip()
+        else:
+            raise InputError(source, f"bad exposure option {exposure!r}", field="exposure")
+    if detector is not None:
+        parsed["detector"], parsed["detector_name"] = None, None
+        if isinstance(detector, bool):
+            raise InputError(source, f"bad detector option {detector!r}", field="detector")
+        if isinstance(detector, int) or (isinstance(detector, str) and detector.strip().isdigit()):
+            parsed["detector"] = int(detector)
+        elif isinstance(detector, str) and detector.strip():
+            parsed["detector_name"] = detector.strip()
+        else:
+            raise InputError(source, f"bad detector option {detector!r}", field="detector")
+    if parsed["exposure"] is None and parsed["exposure_obs_id"] is None:
+        raise InputError(
+            source,
+            "no exposure id or obs_id in the file name; pass exposure=<id or obs_id>",
+            field="exposure",
+        )
+    if parsed["detector"] is None and parsed["detector_name"] is None:
+        raise InputError(
+            source,
+            "no detector (Rxx_Syy or det<N>) in the file name; pass detector=<id or name>",
+            field="detector",
+        )
+    for key in ("exposure", "detector"):
+        if parsed[key] is not None and not 0 <= parsed[key] < 2**63:
+            raise InputError(source, f"{key} id out of range: {parsed[key]}", field=key)
+    return parsed
+
+
+def _property_rows(
+    values: Mapping[str, Any], positions: Mapping[str, int], source: str
+) -> list[tuple[str | None, float, float, int, int]]:
+    rows: list[tuple[str | None, float, float, int, int]] = []
+
+    def scalar(key: str) -> Any:
+        value = values[key]
+        if isinstance(value, list | tuple | Mapping):
+            raise InputError(source, "expected a single value, found several", field=key)
+        return value
+
+    def measurement(median_key: str, sigma_key: str, n_key: str, amp: str | None) -> None:
+        for key in (median_key, n_key):
+            if key not in values:
+                raise InputError(source, "required key is missing", field=key)
+        median = to_float(scalar(median_key), source, row=None, field=median_key)
+        sigma = (
+            to_float(scalar(sigma_key), source, row=None, field=sigma_key)
+            if sigma_key in values
+            else math.nan
+        )
+        n_pix = to_int(scalar(n_key), source, row=None, field=n_key)
+        for key, number in ((median_key, median), (sigma_key, sigma)):
+            if math.isinf(number):
+                raise InputError(source, "must be finite (or NaN for no value)", field=key)
+        if sigma < 0:
+            raise InputError(source, f"must be >= 0, got {sigma!r}", field=sigma_key)
+        assert n_pix is not None
+        if not 0 <= n_pix < 2**63:
+            raise InputError(source, f"must be >= 0 and fit in 64 bits, got {n_pix}", field=n_key)
+        rows.append((amp, median, sigma, n_pix, positions[median_key]))
+
+    detector_keys = [k for k in ("DETECTOR_MEDIAN", "DETECTOR_SIGMA", "DETECTOR_N") if k in values]
+    if detector_keys:
+        measurement("DETECTOR_MEDIAN", "DETECTOR_SIGMA", "DETECTOR_N", None)
+    amp_indices: set[int] = set()
+    for key in values:
+        m = _AMP_KEY.match(key)
+        if m:
+            amp_indices.add(int(m.group(2)))
+    if not detector_keys and not amp_indices:
+        raise InputError(
+            source,
+            "no DETECTOR_MEDIAN/DETECTOR_N or AMP_*_i statistics keys",
+            field="DETECTOR_MEDIAN",
+        )
+    expected = set(range(len(amp_indices)))
+    if amp_indices != expected:
+        gap = min(expected - amp_indices) if expected - amp_indices else max(amp_indices)
+        raise InputError(
+            source, "amplifier keys must be numbered 0..n-1 without gaps", field=f"AMP_NAME_{gap}"
+        )
+    seen: dict[str, int] = {}
+    for i in sorted(amp_indices):
+        name_key = f"AMP_NAME_{i}"
+        if name_key not in values:
+            raise InputError(source, "required key is missing", field=name_key)
+        name = to_str(scalar(name_key), source, row=None, field=name_key, required=True)
+        assert name is not None
+        if name in seen:
+            raise InputError(
+                source, f"amplifier {name!r} also named by AMP_NAME_{seen[name]}", field=name_key
+            )
+        seen[name] = i
+        measurement(f"AMP_MEDIAN_{i}", f"AMP_SIGMA_{i}", f"AMP_N_{i}", name)
+    return rows
+
+
+# =========================================================================== writing
+_PL_TAG = "lsst.daf.base.PropertyList"
+
+
+class _PropertyListDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """Safe dumper writing rows in flow style, as daf_base does."""
+
+
+class _PLDocument(list):  # type: ignore[type-arg]
+    pass
+
+
+class _PLRow(list):  # type: ignore[type-arg]
+    pass
+
+
+_PropertyListDumper.add_representer(
+    _PLDocument, lambda d, data: d.represent_sequence(_PL_TAG, list(data), flow_style=False)
+)
+_PropertyListDumper.add_representer(
+    _PLRow,
+    lambda d, data: d.represent_sequence("tag:yaml.org,2002:seq", list(data), flow_style=True),
+)
+
+
+def _pl_type(value: Any) -> tuple[str, Any]:
+    if isinstance(value, bool | np.bool_):
+        return "Bool", bool(value)
+    if isinstance(value, int | np.integer):
+        number = int(value)
+        return ("Int" if -(2**31) <= number < 2**31 else "LongLong"), number
+    if isinstance(value, float | np.floating):
+        return "Double", float(value)
+    if isinstance(value, str):
+        return "String", value
+    raise TypeError(f"cannot write {type(value).__name__} to a PropertyList")
+
+
+def write_propertylist(path: PathLike, values: Mapping[str, object]) -> None:
+    """Write ``values`` as the butler writes a ``PropertyList`` dataset.
+
+    The file is a YAML document tagged ``!<lsst.daf.base.PropertyList>`` with one
+    ``[name, type, value, comment]`` row per key, types ``Bool``/``Int``/``LongLong``/
+    ``Double``/``String`` as daf_base names them, NaN as ``.nan``, empty comments. Use it to
+    produce cpFlatMeasure-style statistics files for tests and demos.
+    """
+    rows = _PLDocument()
+    for key, value in values.items():
+        type_name, plain = _pl_type(value)
+        rows.append(_PLRow([str(key), type_name, plain, ""]))
+    with open(path, "w", encoding="utf-8") as stream:
+        yaml.dump(rows, stream, Dumper=_PropertyListDumper, sort_keys=False, width=1000)
+
+
+# =========================================================================== dispatch
+def read_stats(path: PathLike, **kw: Any) -> pd.DataFrame:
+    """Read statistics from a table or a PropertyList file, by suffix or else by content.
+
+    ``.csv``/``.parquet``/``.pq`` go to `read_stats_table`; ``.yaml``/``.yml``/``.json`` to
+    `read_propertylist` (which alone takes ``exposure=``/``detector=``). A file with another
+    suffix is sniffed: Parquet magic bytes → Parquet; a daf_base tag, ``{``, ``[`` or ``---``
+    → PropertyList/mapping; anything else → CSV.
+    """
+    source = str(path)
+    check_readable(path)
+    suffix = Path(path).suffix.lower()
+    kind = _KINDS.get(suffix) or _sniff(path, source)
+    if kind in ("csv", "parquet"):
+        extra = sorted(k for k, v in kw.items() if v is not None)
+        if extra:
+            raise InputError(source, f"options {extra} apply to PropertyList files, not tables")
+        columns, n_rows = (
+            _read_csv_columns(path, source)
+            if kind == "csv"
+            else _read_parquet_columns(path, source)
+        )
+        return _validate_table(columns, n_rows, source)
+    unknown = sorted(set(kw) - {"exposure", "detector"})
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments {unknown}")
+    return read_propertylist(path, **kw)
+
+
+_KINDS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".json": "json",
+}
+
+
+def _sniff(path: PathLike, source: str) -> str:
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(64)
+    except OSError as exc:
+        raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    text = head.lstrip()
+    if text.startswith((b"{", b"[")):
+        return "json"
+    if text.startswith((b"!<lsst.daf.base.", b"---", b"%YAML")):
+        return "yaml"
+    return "csv"

@@ -1,0 +1,476 @@
+"""The read-only HTTP API over a :class:`calibreg.client.Registry` (GitHub issue #5, item 6).
+
+Other services (pipelines, dashboards, cp_pipe wrappers) read calibration versions and ask
+"which version is valid here" without a database driver or credentials. The app only *reads*
+through the Registry facade, exactly as the CLI does, so both give the same answers; it writes
+no SQL and routes no method but GET/HEAD (see :mod:`calibreg.http.middleware`).
+
+Caching follows from the data model: a calibration version is immutable, so its record, scales
+and cp_pipe export carry a strong ETag (sha256 of the exact body) and a one-year ``immutable``
+Cache-Control, and a matching ``If-None-Match`` gets 304. Listings and lookups change whenever
+a version is persisted or certified, so they are ``no-cache``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+import calibreg
+from calibreg.client import Registry
+from calibreg.errors import InputError
+from calibreg.http.encoding import (
+    IMMUTABLE,
+    JSON_TYPE,
+    MEDIA_TYPES,
+    NO_CACHE,
+    TABLE_FORMATS,
+    etag_matches,
+    frame_records,
+    negotiate,
+    render_csv,
+    render_json,
+    render_parquet,
+    strong_etag,
+)
+from calibreg.http.errors import error_response, install_error_handlers
+from calibreg.http.middleware import ReadOnlyMiddleware
+
+INT64_MAX = 2**63 - 1
+#: Page size of ``/versions`` when the client names none, and the most it may ask for.
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+DESCRIPTION = """\
+Read-only access to a calibreg registry: instruments, calibration versions (flat-field
+normalization scales), their cp_pipe `outputScales` export, validity lookups and scale history.
+
+* **Time scale.** Query instants (`time`, `as_of`) are ISO-8601 **UTC** (`Z` or an explicit
+  offset; no suffix means UTC). Stored instants are TAI nanoseconds since 1970-01-01 TAI.
+* **Caching.** Versions are immutable: `/versions/{id}`, `/versions/{id}/scales` and
+  `/versions/{id}/cp_pipe` have a strong `ETag` and `Cache-Control: immutable`, and answer
+  `304` to a matching `If-None-Match`. Everything else is `no-cache`.
+* **Errors** are always `{"error": {"code", "message", "details"?}}`; unknown ids are 404, bad
+  parameters 422, and any method other than GET/HEAD is 405.
+* **NaN** (no valid measurement) is `null` in JSON, an empty cell in CSV and null in Parquet.
+"""
+
+TAGS = [
+    {"name": "service", "description": "Liveness and the schema revision being served."},
+    {"name": "inputs", "description": "What has been ingested."},
+    {"name": "versions", "description": "Immutable calibration versions and their scales."},
+    {"name": "lookup", "description": "Which version is certified for a given time or exposure."},
+]
+
+
+# --------------------------------------------------------------------------- documentation
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong."""
+
+    code: int = Field(description="The HTTP status code, repeated for clients that lose it.")
+    message: str = Field(description="One line a person can act on.")
+    details: list[Any] | None = Field(
+        default=None, description="Per-parameter problems (422 only), FastAPI's `loc`/`msg`."
+    )
+
+
+class ErrorBody(BaseModel):
+    """The body of every non-2xx response."""
+
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    """Service liveness."""
+
+    status: Literal["ok"]
+    schema_revision: str | None = Field(description="Alembic revision of the database.")
+    version: str = Field(description="calibreg software version.")
+    backend: str = Field(description="Database backend: sqlite or postgresql.")
+
+
+class Items(BaseModel):
+    """A list of records."""
+
+    items: list[dict[str, Any]]
+
+
+class VersionPage(Items):
+    """One page of versions, oldest first."""
+
+    limit: int
+    offset: int
+    has_more: bool = Field(description="Whether another page follows.")
+    next_offset: int | None = Field(description="`offset` of the next page, if any.")
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown version, instrument, detector or tag."},
+    422: {"model": ErrorBody, "description": "Invalid parameters."},
+}
+TABLE_CONTENT = {
+    "application/json": {},
+    "text/csv": {"schema": {"type": "string"}},
+    "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def get_registry(request: Request) -> Registry:
+    """The Registry the app was created with (a dependency, so tests can override it)."""
+    return request.app.state.registry
+
+
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+VersionId = Annotated[int, Path(ge=1, le=INT64_MAX, description="Global version id.")]
+FilterParam = Annotated[str, Query(alias="filter", description="Physical filter name.")]
+
+
+def _mutable(value: Any) -> Response:
+    """A JSON response that caches must revalidate (it changes as the registry grows)."""
+    return Response(render_json(value), media_type=JSON_TYPE, headers={"Cache-Control": NO_CACHE})
+
+
+def _immutable(
+    request: Request,
+    body: bytes,
+    media_type: str,
+    *,
+    vary: str | None = None,
+    filename: str | None = None,
+) -> Response:
+    """An immutable representation with its strong ETag; 304 when the client already has it."""
+    etag = strong_etag(body)
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    if vary:
+        headers["Vary"] = vary
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    if filename:
+        headers["Content-Disposition"] = f'inline; filename="{filename}"'
+    return Response(body, media_type=media_type, headers=headers)
+
+
+def _parse_instant(name: str, text: str) -> dt.datetime:
+    """An aware UTC datetime from ISO-8601 text (no offset means UTC, as everywhere in the API)."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError("query", f"not an ISO-8601 instant: {text!r}", field=name) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _require(registry: Registry, method: str) -> Any:
+    """A Registry method that newer calibreg releases provide (501 until this one does)."""
+    return getattr(registry, method, None)
+
+
+def _scales_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give the scale columns stable dtypes, so CSV/Parquet do not depend on which rows exist."""
+    frame = frame.copy()
+    if "amp_index" in frame.columns:
+        frame["amp_index"] = pd.array(
+            [None if v is None or pd.isna(v) else int(v) for v in frame["amp_index"]],
+            dtype="Int64",
+        )
+    if "amp" in frame.columns:
+        frame["amp"] = frame["amp"].astype("string")
+    for col in ("scale", "rms"):
+        if col in frame.columns:
+            frame[col] = frame[col].astype(float)
+    return frame
+
+
+# --------------------------------------------------------------------------- routes
+
+router = APIRouter()
+
+
+@router.get(
+    "/health",
+    tags=["service"],
+    summary="Service health",
+    response_model=Health,
+    responses={503: {"model": ErrorBody, "description": "The database cannot be read."}},
+)
+def health(registry: RegistryDep) -> Response:
+    """Whether the service can read its database, and which schema revision it serves."""
+    from calibreg.db.migrate import current_revision
+
+    try:
+        revision = current_revision(registry.engine)
+    except Exception as err:  # any failure means "unhealthy", said in one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return error_response(503, f"database unavailable: {first}")
+    return _mutable(
+        {
+            "status": "ok",
+            "schema_revision": revision,
+            "version": calibreg.__version__,
+            "backend": registry.engine.dialect.name,
+        }
+    )
+
+
+@router.get(
+    "/instruments",
+    tags=["inputs"],
+    summary="Instruments",
+    response_model=Items,
+)
+def instruments(registry: RegistryDep) -> Response:
+    """Every instrument with its detector, amplifier and exposure counts."""
+    return _mutable({"items": frame_records(registry.instruments())})
+
+
+@router.get(
+    "/versions",
+    tags=["versions"],
+    summary="List calibration versions",
+    response_model=VersionPage,
+    responses=ERRORS,
+)
+def list_versions(
+    registry: RegistryDep,
+    instrument: Annotated[str | None, Query(description="Instrument name.")] = None,
+    physical_filter: Annotated[
+        str | None, Query(alias="filter", description="Physical filter name.")
+    ] = None,
+    level: Annotated[
+        Literal["DETECTOR", "AMP", "detector", "amp"] | None,
+        Query(description="Row granularity of the solve."),
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT, description="Page size (at most 1000).")
+    ] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX, description="Versions to skip.")] = 0,
+) -> Response:
+    """Versions oldest first, filtered and paginated.
+
+    One extra row is read to tell whether another page follows, so a client can page without a
+    separate count query.
+    """
+    frame = registry.versions(
+        instrument=instrument, physical_filter=physical_filter, level=level,
+        limit=limit + 1, offset=offset,
+    )  # fmt: skip
+    has_more = len(frame) > limit
+    return _mutable(
+        {
+            "items": frame_records(frame.iloc[:limit]),
+            "limit": limit,
+            "offset": offset,
+            "has_more": has_more,
+            "next_offset": offset + limit if has_more else None,
+        }
+    )
+
+
+@router.get(
+    "/versions/{version_id}",
+    tags=["versions"],
+    summary="One calibration version",
+    response_model=dict[str, Any],
+    responses={**ERRORS, 304: {"description": "Not modified (If-None-Match matched)."}},
+)
+def get_version(request: Request, registry: RegistryDep, version_id: VersionId) -> Response:
+    """A version's full record: quantum and selection, config, provenance, diagnostics and task
+    metadata (instants as ISO-8601 UTC, NaN as null). Immutable: strong ETag, cacheable forever.
+    """
+    return _immutable(request, render_json(registry.version(version_id)), JSON_TYPE)
+
+
+@router.get(
+    "/versions/{version_id}/scales",
+    tags=["versions"],
+    summary="A version's scales (JSON, CSV or Parquet)",
+    responses={
+        200: {"content": TABLE_CONTENT, "description": "The scales table."},
+        304: {"description": "Not modified (If-None-Match matched)."},
+        406: {"model": ErrorBody, "description": "No acceptable representation."},
+        **ERRORS,
+    },
+)
+def get_scales(
+    request: Request,
+    registry: RegistryDep,
+    version_id: VersionId,
+    kind: Annotated[
+        Literal["row", "exposure"],
+        Query(description="`row`: G per detector/amplifier; `exposure`: E per exposure."),
+    ] = "row",
+    fmt: Annotated[
+        Literal["json", "csv", "parquet"] | None,
+        Query(alias="format", description="Overrides the Accept header."),
+    ] = None,
+) -> Response:
+    """A version's per-row (``kind=row``) or per-exposure (``kind=exposure``) scales.
+
+    The representation is chosen by ``?format=`` or else by ``Accept``: ``application/json``
+    (default), ``text/csv``, ``application/vnd.apache.parquet`` or ``application/x-parquet``.
+    """
+    chosen = fmt or negotiate(request.headers.get("accept"))
+    if chosen is None:
+        return error_response(
+            406,
+            "no acceptable representation: ask for application/json, text/csv or "
+            "application/vnd.apache.parquet (or use ?format=)",
+        )
+    frame = _scales_frame(registry.scales(version_id, kind=kind))
+    if chosen == "json":
+        body = render_json({"version": version_id, "kind": kind, "items": frame_records(frame)})
+    elif chosen == "csv":
+        body = render_csv(frame)
+    else:
+        body = render_parquet(frame)
+    assert chosen in TABLE_FORMATS
+    return _immutable(
+        request, body, MEDIA_TYPES[chosen], vary="Accept",
+        filename=None if chosen == "json" else f"version-{version_id}-{kind}-scales.{chosen}",
+    )  # fmt: skip
+
+
+@router.get(
+    "/versions/{version_id}/cp_pipe",
+    tags=["versions"],
+    summary="A version as cp_pipe outputScales",
+    response_model=dict[str, Any],
+    responses={
+        **ERRORS,
+        304: {"description": "Not modified (If-None-Match matched)."},
+        501: {"model": ErrorBody, "description": "This registry cannot export cp_pipe yet."},
+    },
+)
+def get_cp_pipe(request: Request, registry: RegistryDep, version_id: VersionId) -> Response:
+    """The structure cp_pipe's ``CpFlatNormalizationTask.run`` returns as ``outputScales``
+    (SPEC §5): ``{"expScale": {det: {amp: {exposure: E}}}, "detScale": {det: G or {amp: G}}}``.
+
+    JSON object keys are strings, so detector and exposure ids arrive as ``"12"``; convert them
+    back to ``int`` before handing the structure to cp_pipe.
+    """
+    export = _require(registry, "cp_pipe")
+    if export is None:
+        return error_response(501, "this calibreg registry cannot export cp_pipe scales yet")
+    return _immutable(request, render_json(export(version_id)), JSON_TYPE)
+
+
+@router.get(
+    "/lookup",
+    tags=["lookup"],
+    summary="The version certified for a time or an exposure",
+    response_model=dict[str, Any],
+    responses={**ERRORS, 501: {"model": ErrorBody, "description": "No lookup support yet."}},
+)
+def lookup(
+    registry: RegistryDep,
+    instrument: Annotated[str, Query(description="Instrument name.")],
+    tag: Annotated[str, Query(description="Certification tag, e.g. flat-norm/recommended.")],
+    physical_filter: Annotated[
+        str | None,
+        Query(alias="filter", description="Physical filter (optional with `exposure`)."),
+    ] = None,
+    time: Annotated[
+        str | None, Query(description="ISO-8601 UTC instant (exclusive with `exposure`).")
+    ] = None,
+    exposure: Annotated[
+        int | None,
+        Query(ge=0, le=INT64_MAX, description="Exposure id whose start time is used."),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        Query(description="ISO-8601 UTC: answer as the registry stood at this instant."),
+    ] = None,
+    explain: Annotated[bool, Query(description="Also say why this version was chosen.")] = False,
+) -> Response:
+    """Which version is valid for ``instrument``/``filter`` at ``time`` (or at the start of
+    ``exposure``, whose filter is then implied) in ``tag``. 404 when nothing is certified
+    there; with ``explain=true`` the 404's ``details`` list the certifications considered.
+    """
+    if (time is None) == (exposure is None):
+        raise InputError("query", "give exactly one of time or exposure", field="time")
+    time_tai_ns = None
+    if time is not None:
+        from calibreg.formats.timescale import utc_to_tai_ns
+
+        try:
+            time_tai_ns = utc_to_tai_ns(time)
+        except ValueError as err:
+            raise InputError("query", str(err), field="time") from None
+    as_of_dt = _parse_instant("as_of", as_of) if as_of is not None else None
+    find = _require(registry, "lookup")
+    if find is None:
+        return error_response(501, "this calibreg registry cannot answer lookups yet")
+    result = find(
+        instrument, physical_filter, tag, time_tai_ns=time_tai_ns, exposure=exposure,
+        as_of=as_of_dt, explain=explain,
+    )  # fmt: skip
+    return _mutable(result)
+
+
+@router.get(
+    "/history",
+    tags=["versions"],
+    summary="One detector's (or amplifier's) scale across versions",
+    response_model=Items,
+    responses=ERRORS,
+)
+def history(
+    registry: RegistryDep,
+    instrument: Annotated[str, Query(description="Instrument name.")],
+    physical_filter: FilterParam,
+    detector: Annotated[str, Query(description="Detector id or name (e.g. 94 or R22_S11).")],
+    amp: Annotated[str | None, Query(description="Amplifier name: use AMP-level versions.")] = None,
+) -> Response:
+    """The row's scale in every version of (instrument, filter), oldest first: DETECTOR-level
+    versions without ``amp``, AMP-level ones with it.
+    """
+    frame = registry.history(
+        instrument=instrument, physical_filter=physical_filter, detector=detector, amp=amp
+    )
+    return _mutable({"items": frame_records(frame)})
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def create_app(registry: Registry) -> FastAPI:
+    """Build the read-only API over ``registry``.
+
+    Parameters
+    ----------
+    registry
+        The registry to read. The app never closes it: whoever created it owns it (the
+        ``serve`` entry point, or a test fixture).
+
+    Returns
+    -------
+    fastapi.FastAPI
+        An ASGI app; run it with uvicorn or drive it with ``fastapi.testclient.TestClient``.
+    """
+    app = FastAPI(
+        title="calibreg",
+        summary="Read-only API of a flat-field normalization calibration registry.",
+        description=DESCRIPTION,
+        version=calibreg.__version__,
+        openapi_tags=TAGS,
+        license_info={"name": "GPL-3.0-or-later", "identifier": "GPL-3.0-or-later"},
+    )
+    app.state.registry = registry
+    install_error_handlers(app)
+    app.include_router(router)
+    app.add_middleware(ReadOnlyMiddleware)
+    return app
+
+
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "create_app", "get_registry"]

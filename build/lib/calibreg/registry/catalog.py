@@ -1,0 +1,99 @@
+"""Read queries over the inputs: instruments, detectors, exposures (for listings and clients)."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import Connection, func, select
+
+from calibreg.db.models import (
+    Amplifier,
+    AmpStats,
+    Detector,
+    DetectorStats,
+    Exposure,
+    Instrument,
+)
+from calibreg.registry.common import instrument_id
+
+
+def list_instruments(conn: Connection) -> pd.DataFrame:
+    """Instruments with their detector, amplifier, exposure counts."""
+    n_det = (
+        select(func.count()).where(Detector.instrument_id == Instrument.id).scalar_subquery()
+    )
+    n_amp = (
+        select(func.count()).where(Amplifier.instrument_id == Instrument.id).scalar_subquery()
+    )
+    n_exp = (
+        select(func.count()).where(Exposure.instrument_id == Instrument.id).scalar_subquery()
+    )
+    stmt = select(
+        Instrument.name.label("instrument"),
+        n_det.label("detectors"),
+        n_amp.label("amplifiers"),
+        n_exp.label("exposures"),
+    ).order_by(Instrument.name)
+    rows = conn.execute(stmt).all()
+    return pd.DataFrame(rows, columns=["instrument", "detectors", "amplifiers", "exposures"])
+
+
+def list_detectors(conn: Connection, instrument: str) -> pd.DataFrame:
+    """An instrument's detectors in id order."""
+    inst = instrument_id(conn, instrument)
+    cols = [
+        "id", "name", "purpose", "physical_type", "serial", "n_amplifiers",
+        "offset_x", "offset_y", "yaw",
+    ]  # fmt: skip
+    stmt = (
+        select(*(Detector.__table__.c[c] for c in cols))
+        .where(Detector.instrument_id == inst)
+        .order_by(Detector.id)
+    )
+    return pd.DataFrame(conn.execute(stmt).all(), columns=cols)
+
+
+def list_amplifiers(conn: Connection, instrument: str) -> pd.DataFrame:
+    """An instrument's amplifiers in camera order (detector id, then amplifier index)."""
+    inst = instrument_id(conn, instrument)
+    cols = ["detector_id", "amp_index", "name", "gain", "read_noise", "saturation"]
+    stmt = (
+        select(*(Amplifier.__table__.c[c] for c in cols))
+        .where(Amplifier.instrument_id == inst)
+        .order_by(Amplifier.detector_id, Amplifier.amp_index)
+    )
+    return pd.DataFrame(conn.execute(stmt).all(), columns=cols)
+
+
+EXPOSURE_COLUMNS = [
+    "id", "physical_filter", "obs_id", "observation_type", "observation_reason",
+    "science_program", "group_name", "day_obs", "seq_num", "exposure_time",
+    "timespan_begin", "timespan_end",
+]  # fmt: skip
+
+
+def list_exposures(
+    conn: Connection, instrument: str, physical_filter: str | None = None
+) -> pd.DataFrame:
+    """An instrument's exposures in id order, with how many statistics rows each has."""
+    inst = instrument_id(conn, instrument)
+    n_det = (
+        select(func.count())
+        .where(DetectorStats.instrument_id == inst, DetectorStats.exposure_id == Exposure.id)
+        .scalar_subquery()
+    )
+    n_amp = (
+        select(func.count())
+        .where(AmpStats.instrument_id == inst, AmpStats.exposure_id == Exposure.id)
+        .scalar_subquery()
+    )
+    stmt = select(
+        *(Exposure.__table__.c[c] for c in EXPOSURE_COLUMNS),
+        n_det.label("detector_stats"),
+        n_amp.label("amp_stats"),
+    ).where(Exposure.instrument_id == inst)
+    if physical_filter is not None:
+        stmt = stmt.where(Exposure.physical_filter == physical_filter)
+    stmt = stmt.order_by(Exposure.id)
+    return pd.DataFrame(
+        conn.execute(stmt).all(), columns=[*EXPOSURE_COLUMNS, "detector_stats", "amp_stats"]
+    )

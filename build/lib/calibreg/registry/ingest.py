@@ -1,0 +1,659 @@
+"""Bulk ingest of camera geometry, exposures and background statistics.
+
+Every call is one transaction and (when it changes anything) one ``ingest_batch`` row:
+
+* **Atomic** - readers validate the whole file first; references (detectors, amplifiers,
+  exposures) are resolved against the registry before anything is written; any failure rolls
+  the transaction back, so a bad file writes nothing.
+* **Idempotent** - rows are keyed; identical content already present is counted as unchanged,
+  and an ingest that would change nothing writes nothing (not even a batch) and says so.
+  A conflicting value for an existing key is refused unless ``replace=True``.
+* **Bulk** - statistics go through :mod:`calibreg.registry.bulk` (driver ``executemany`` on
+  SQLite, ``COPY`` on PostgreSQL); existing rows are compared set-wise in pandas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, insert, select, update
+
+from calibreg.db.models import (
+    Amplifier,
+    AmpStats,
+    Detector,
+    DetectorStats,
+    Exposure,
+    IngestBatch,
+    Instrument,
+)
+from calibreg.db.session import transaction
+from calibreg.db.types import utcnow
+from calibreg.errors import ConflictError, InputError, NotFoundError
+from calibreg.registry.bulk import bulk_insert
+from calibreg.registry.common import (
+    current_host,
+    current_user,
+    instrument_id,
+    instrument_names,
+    software_version,
+)
+
+#: Ids per ``IN (...)`` list: far below SQLite's and PostgreSQL's bind-parameter limits.
+IN_CHUNK = 5_000
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestReport:
+    """What one ingest call did."""
+
+    kind: str
+    source: str
+    instrument: str | None
+    n_rows: int
+    n_inserted: int
+    n_replaced: int
+    n_unchanged: int
+    batch_id: int | None
+
+    @property
+    def changed(self) -> bool:
+        """Whether the call wrote anything."""
+        return self.batch_id is not None
+
+    def message(self) -> str:
+        """One line for a person."""
+        if not self.changed:
+            return (
+                f"{self.source}: nothing changed ({self.n_unchanged} {self.kind} rows already "
+                "present with identical content)"
+            )
+        return (
+            f"{self.source}: batch {self.batch_id}: {self.n_inserted} inserted, "
+            f"{self.n_replaced} replaced, {self.n_unchanged} unchanged ({self.kind})"
+        )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """Element-wise equality where missing equals missing and floats compare bit-exactly."""
+    a_na = a.isna().to_numpy()
+    b_na = b.isna().to_numpy()
+    both = a_na & b_na
+    if pd.api.types.is_float_dtype(a.dtype) or pd.api.types.is_float_dtype(b.dtype):
+        av = a.to_numpy(dtype=float, na_value=np.nan)
+        bv = b.to_numpy(dtype=float, na_value=np.nan)
+        eq = av == bv
+    else:
+        av = a.astype(object).to_numpy()
+        bv = b.astype(object).to_numpy()
+        eq = np.array([x == y for x, y in zip(av, bv, strict=True)], dtype=bool)
+        eq &= ~(a_na | b_na)
+    return both | eq
+
+
+def _diff(
+    existing: pd.DataFrame, new: pd.DataFrame, key: list[str], values: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Split ``new`` into rows absent from ``existing``, rows that differ, and a count of equal."""
+    if existing.empty:
+        return new, new.iloc[0:0], 0
+    merged = new.merge(
+        existing[key + values], on=key, how="left", suffixes=("", "__old"), indicator=True
+    )
+    present = (merged["_merge"] == "both").to_numpy()
+    same = np.ones(len(merged), dtype=bool)
+    for col in values:
+        same &= _same(merged[col], merged[f"{col}__old"])
+    fresh = new.loc[~present]
+    changed = new.loc[present & ~same]
+    return fresh, changed, int((present & same).sum())
+
+
+def _frame(conn: Connection, stmt, columns: Sequence[str]) -> pd.DataFrame:
+    rows = conn.execute(stmt).all()
+    return pd.DataFrame.from_records(rows, columns=list(columns))
+
+
+def _new_batch(
+    conn: Connection,
+    *,
+    kind: str,
+    instrument: int | None,
+    source: str,
+    sha256: str,
+    n_rows: int,
+    started_at,
+    options: dict,
+) -> int:
+    return conn.execute(
+        insert(IngestBatch).returning(IngestBatch.id),
+        {
+            "kind": kind,
+            "instrument_id": instrument,
+            "source": source,
+            "sha256": sha256,
+            "n_rows": n_rows,
+            "n_inserted": 0,
+            "n_replaced": 0,
+            "n_unchanged": 0,
+            "started_at": started_at,
+            "finished_at": started_at,
+            "user_name": current_user(),
+            "host": current_host(),
+            "software_version": software_version(),
+            "options": options,
+        },
+    ).scalar_one()
+
+
+def _close_batch(conn: Connection, batch: int, inserted: int, replaced: int, unchanged: int) -> None:
+    conn.execute(
+        update(IngestBatch)
+        .where(IngestBatch.id == batch)
+        .values(
+            n_inserted=inserted,
+            n_replaced=replaced,
+            n_unchanged=unchanged,
+            finished_at=utcnow(),
+        )
+    )
+
+
+def _conflict(kind: str, source: str, changed: pd.DataFrame, describe) -> ConflictError:  # noqa: ANN001
+    first = changed.iloc[0]
+    return ConflictError(
+        f"{source}: {len(changed)} {kind} row(s) differ from what the registry holds "
+        f"(first: {describe(first)}); pass --replace to overwrite"
+    )
+
+
+def _ensure_instrument(conn: Connection, name: str, source_format: str | None) -> int:
+    found = conn.execute(select(Instrument.id).where(Instrument.name == name)).scalar_one_or_none()
+    if found is not None:
+        return found
+    return conn.execute(
+        insert(Instrument).returning(Instrument.id),
+        {"name": name, "source_format": source_format, "created_at": utcnow()},
+    ).scalar_one()
+
+
+def _update_rows(conn: Connection, table: Table, frame: pd.DataFrame, key: list[str],
+                 values: list[str]) -> None:
+    if frame.empty:
+        return
+
+    stmt = (
+        update(table)
+        .where(and_(*(table.c[k] == bindparam(f"k_{k}") for k in key)))
+        .values({v: bindparam(f"v_{v}") for v in values})
+    )
+    params = []
+    for rec in frame[key + values].to_dict("records"):
+        row = {f"k_{k}": _py(rec[k]) for k in key}
+        row.update({f"v_{v}": _py(rec[v]) for v in values})
+        params.append(row)
+    conn.execute(stmt, params)
+
+
+def _py(value):  # noqa: ANN001, ANN202
+    """A pandas/numpy scalar as a plain Python value (NA → None, NaN float kept)."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        return value
+    if value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# --------------------------------------------------------------------------- camera
+
+DETECTOR_VALUES = [
+    "name", "serial", "physical_type", "purpose", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
+    "offset_x", "offset_y", "offset_z", "yaw", "pitch", "roll", "pixel_size_x", "pixel_size_y",
+    "n_amplifiers",
+]  # fmt: skip
+AMP_VALUES = [
+    "name", "bbox_x0", "bbox_y0", "bbox_width", "bbox_height", "gain", "read_noise", "saturation",
+]  # fmt: skip
+
+
+def ingest_camera(
+    engine: Engine,
+    camera,  # noqa: ANN001 - calibreg.formats.camera.CameraSpec
+    *,
+    source: str,
+    sha256: str,
+    instrument: str | None = None,
+    replace: bool = False,
+) -> IngestReport:
+    """Register a camera's detectors and amplifiers (``instrument`` overrides its name)."""
+    name = instrument or camera.name
+    det_rows, amp_rows = [], []
+    for det in camera.detectors:
+        det_rows.append(
+            {
+                "id": det.id, "name": det.name, "serial": det.serial,
+                "physical_type": det.physical_type, "purpose": det.purpose,
+                "bbox_x0": det.bbox_x0, "bbox_y0": det.bbox_y0,
+                "bbox_x1": det.bbox_x1, "bbox_y1": det.bbox_y1,
+                "offset_x": det.offset_x, "offset_y": det.offset_y, "offset_z": det.offset_z,
+                "yaw": det.yaw, "pitch": det.pitch, "roll": det.roll,
+                "pixel_size_x": det.pixel_size_x, "pixel_size_y": det.pixel_size_y,
+                "n_amplifiers": len(det.amplifiers),
+            }
+        )  # fmt: skip
+        for amp in det.amplifiers:
+            amp_rows.append(
+                {
+                    "detector_id": det.id, "amp_index": amp.index, "name": amp.name,
+                    "bbox_x0": amp.bbox_x0, "bbox_y0": amp.bbox_y0,
+                    "bbox_width": amp.bbox_width, "bbox_height": amp.bbox_height,
+                    "gain": amp.gain, "read_noise": amp.read_noise, "saturation": amp.saturation,
+                }
+            )  # fmt: skip
+    dets = pd.DataFrame(det_rows, columns=["id", *DETECTOR_VALUES])
+    amps = pd.DataFrame(amp_rows, columns=["detector_id", "amp_index", *AMP_VALUES])
+    for col in ("offset_x", "offset_y", "offset_z", "yaw", "pitch", "roll",
+                "pixel_size_x", "pixel_size_y"):  # fmt: skip
+        dets[col] = dets[col].astype(float)
+    for col in ("gain", "read_noise", "saturation"):
+        amps[col] = amps[col].astype(float)
+    started = utcnow()
+    with transaction(engine) as conn:
+        inst = _ensure_instrument(conn, name, getattr(camera, "source_format", None))
+        old_dets = _frame(
+            conn,
+            select(*(Detector.__table__.c[c] for c in ["id", *DETECTOR_VALUES])).where(
+                Detector.instrument_id == inst
+            ),
+            ["id", *DETECTOR_VALUES],
+        )
+        old_amps = _frame(
+            conn,
+            select(
+                *(Amplifier.__table__.c[c] for c in ["detector_id", "amp_index", *AMP_VALUES])
+            ).where(Amplifier.instrument_id == inst),
+            ["detector_id", "amp_index", *AMP_VALUES],
+        )
+        new_d, chg_d, same_d = _diff(old_dets, dets, ["id"], DETECTOR_VALUES)
+        new_a, chg_a, same_a = _diff(old_amps, amps, ["detector_id", "amp_index"], AMP_VALUES)
+        if (len(chg_d) or len(chg_a)) and not replace:
+            if len(chg_d):
+                raise _conflict("detector", source, chg_d, lambda r: f"detector {int(r['id'])}")
+            raise _conflict(
+                "amplifier", source, chg_a,
+                lambda r: f"detector {int(r['detector_id'])} amplifier {r['name']}",
+            )  # fmt: skip
+        total = len(dets) + len(amps)
+        unchanged = same_d + same_a
+        if unchanged == total:
+            return IngestReport("camera", source, name, total, 0, 0, unchanged, None)
+        batch = _new_batch(
+            conn, kind="camera", instrument=inst, source=source, sha256=sha256,
+            n_rows=total, started_at=started, options={"instrument": name, "replace": replace},
+        )  # fmt: skip
+        if len(new_d):
+            conn.execute(
+                insert(Detector),
+                [
+                    {**{k: _py(v) for k, v in rec.items()}, "instrument_id": inst,
+                     "batch_id": batch}
+                    for rec in new_d.to_dict("records")
+                ],
+            )  # fmt: skip
+        chg_d = chg_d.assign(instrument_id=inst)
+        _update_rows(conn, Detector.__table__, chg_d, ["instrument_id", "id"], DETECTOR_VALUES)
+        if len(new_a):
+            conn.execute(
+                insert(Amplifier),
+                [
+                    {**{k: _py(v) for k, v in rec.items()}, "instrument_id": inst}
+                    for rec in new_a.to_dict("records")
+                ],
+            )
+        chg_a = chg_a.assign(instrument_id=inst)
+        _update_rows(
+            conn, Amplifier.__table__, chg_a, ["instrument_id", "detector_id", "amp_index"],
+            AMP_VALUES,
+        )  # fmt: skip
+        inserted = len(new_d) + len(new_a)
+        replaced = len(chg_d) + len(chg_a)
+        _close_batch(conn, batch, inserted, replaced, unchanged)
+    return IngestReport("camera", source, name, total, inserted, replaced, unchanged, batch)
+
+
+# --------------------------------------------------------------------------- exposures
+
+EXPOSURE_VALUES = [
+    "physical_filter", "obs_id", "observation_type", "observation_reason", "science_program",
+    "group_name", "target_name", "day_obs", "seq_num", "exposure_time", "dark_time",
+    "timespan_begin", "timespan_end",
+]  # fmt: skip
+
+
+def ingest_exposures(
+    engine: Engine,
+    frame: pd.DataFrame,
+    *,
+    source: str,
+    sha256: str,
+    instrument: str | None = None,
+    replace: bool = False,
+) -> IngestReport:
+    """Register exposure records (the butler's exposure-dimension fields).
+
+    Instruments named in the records are registered if new (exposures may arrive before a
+    camera description). ``instrument`` restricts the ingest to that instrument's records.
+    """
+    frame = frame.rename(columns={"group": "group_name"}).copy()
+    if instrument is not None:
+        frame = frame[frame["instrument"] == instrument]
+        if frame.empty:
+            raise InputError(source, f"no exposure records for instrument {instrument!r}")
+    names = sorted(frame["instrument"].unique())
+    started = utcnow()
+    total = len(frame)
+    inserted = replaced = unchanged = 0
+    with transaction(engine) as conn:
+        inst_ids = {n: _ensure_instrument(conn, n, None) for n in names}
+        pending = []
+        for name in names:
+            part = frame[frame["instrument"] == name].drop(columns=["instrument"])
+            part = part[["id", *EXPOSURE_VALUES]]
+            inst = inst_ids[name]
+            old = _existing_exposures(conn, inst, part["id"].tolist())
+            new, chg, same = _diff(old, part, ["id"], EXPOSURE_VALUES)
+            if len(chg) and not replace:
+                raise _conflict("exposure", source, chg, lambda r: f"exposure {int(r['id'])}")
+            pending.append((inst, new, chg))
+            unchanged += same
+        if unchanged == total:
+            return IngestReport(
+                "exposures", source, ",".join(names), total, 0, 0, unchanged, None
+            )
+        batch = _new_batch(
+            conn, kind="exposures", instrument=inst_ids[names[0]] if len(names) == 1 else None,
+            source=source, sha256=sha256, n_rows=total, started_at=started,
+            options={"instruments": names, "replace": replace},
+        )  # fmt: skip
+        for inst, new, chg in pending:
+            if len(new):
+                conn.execute(
+                    insert(Exposure),
+                    [
+                        {**{k: _py(v) for k, v in rec.items()}, "instrument_id": inst,
+                         "batch_id": batch}
+                        for rec in new.to_dict("records")
+                    ],
+                )  # fmt: skip
+            _update_rows(
+                conn, Exposure.__table__, chg.assign(instrument_id=inst),
+                ["instrument_id", "id"], EXPOSURE_VALUES,
+            )  # fmt: skip
+            inserted += len(new)
+            replaced += len(chg)
+        _close_batch(conn, batch, inserted, replaced, unchanged)
+    return IngestReport(
+        "exposures", source, ",".join(names), total, inserted, replaced, unchanged, batch
+    )
+
+
+def _existing_exposures(conn: Connection, inst: int, ids: list[int]) -> pd.DataFrame:
+    cols = ["id", *EXPOSURE_VALUES]
+    parts = []
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = [int(i) for i in ids[start : start + IN_CHUNK]]
+        stmt = select(*(Exposure.__table__.c[c] for c in cols)).where(
+            Exposure.instrument_id == inst, Exposure.id.in_(chunk)
+        )
+        parts.append(_frame(conn, stmt, cols))
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(parts, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- statistics
+
+STAT_VALUES = ["median", "sigma", "n_pixels"]
+
+
+def ingest_stats(
+    engine: Engine,
+    frame: pd.DataFrame,
+    *,
+    source: str,
+    sha256: str,
+    instrument: str | None = None,
+    replace: bool = False,
+) -> IngestReport:
+    """Register background statistics (long-table rows from :mod:`calibreg.formats.stats`).
+
+    ``frame`` has the reader's columns (exposure, detector, detector_name, amp, median, sigma,
+    n_pixels, source_row) plus optionally ``source`` (the file of each row) and
+    ``exposure_obs_id``. Rows with an empty ``amp`` are detector-level statistics.
+    """
+    started = utcnow()
+    frame = frame.reset_index(drop=True)
+    if "source" not in frame.columns:
+        frame["source"] = source
+    with transaction(engine) as conn:
+        if instrument is None:
+            known = instrument_names(conn)
+            if len(known) != 1:
+                raise InputError(
+                    source,
+                    "say which instrument these statistics belong to (--instrument); "
+                    f"the registry holds {len(known)} instruments",
+                )
+            instrument = known[0]
+        inst = instrument_id(conn, instrument)
+        frame = _resolve_stats(conn, inst, instrument, frame)
+        is_amp = frame["amp_index"].notna().to_numpy()
+        det_rows = frame.loc[~is_amp, ["exposure", "detector", *STAT_VALUES]]
+        amp_rows = frame.loc[is_amp, ["exposure", "detector", "amp_index", *STAT_VALUES]]
+        det_rows = det_rows.rename(columns={"exposure": "exposure_id", "detector": "detector_id"})
+        amp_rows = amp_rows.rename(columns={"exposure": "exposure_id", "detector": "detector_id"})
+        amp_rows["amp_index"] = amp_rows["amp_index"].astype("int64")
+        exposures = sorted(set(frame["exposure"].tolist()))
+        old_det = _existing_stats(conn, DetectorStats.__table__, inst, exposures, amp=False)
+        old_amp = _existing_stats(conn, AmpStats.__table__, inst, exposures, amp=True)
+        new_d, chg_d, same_d = _diff(old_det, det_rows, ["exposure_id", "detector_id"],
+                                     STAT_VALUES)  # fmt: skip
+        new_a, chg_a, same_a = _diff(
+            old_amp, amp_rows, ["exposure_id", "detector_id", "amp_index"], STAT_VALUES
+        )
+        if (len(chg_d) or len(chg_a)) and not replace:
+            which = chg_d if len(chg_d) else chg_a
+            raise _conflict(
+                "statistics", source, which,
+                lambda r: f"exposure {int(r['exposure_id'])} detector {int(r['detector_id'])}"
+                + (f" amplifier index {int(r['amp_index'])}" if "amp_index" in r else ""),
+            )  # fmt: skip
+        total = len(frame)
+        unchanged = same_d + same_a
+        if unchanged == total:
+            return IngestReport("stats", source, instrument, total, 0, 0, unchanged, None)
+        batch = _new_batch(
+            conn, kind="stats", instrument=inst, source=source, sha256=sha256, n_rows=total,
+            started_at=started, options={"instrument": instrument, "replace": replace},
+        )  # fmt: skip
+        for table, new, chg, key in (
+            (DetectorStats.__table__, new_d, chg_d, ["exposure_id", "detector_id"]),
+            (AmpStats.__table__, new_a, chg_a, ["exposure_id", "detector_id", "amp_index"]),
+        ):
+            if len(new):
+                new = new.assign(instrument_id=inst, batch_id=batch)
+                cols = ["instrument_id", *key, *STAT_VALUES, "batch_id"]
+                bulk_insert(conn, table.name, new, cols)
+            if len(chg):
+                chg = chg.assign(instrument_id=inst, batch_id=batch)
+                _update_rows(
+                    conn, table, chg, ["instrument_id", *key], [*STAT_VALUES, "batch_id"]
+                )
+        inserted = len(new_d) + len(new_a)
+        replaced = len(chg_d) + len(chg_a)
+        _close_batch(conn, batch, inserted, replaced, unchanged)
+    return IngestReport("stats", source, instrument, total, inserted, replaced, unchanged, batch)
+
+
+def _row_error(frame: pd.DataFrame, pos: int, field: str, reason: str) -> InputError:
+    row = frame.iloc[pos]
+    src_row = row.get("source_row")
+    return InputError(
+        str(row["source"]), reason, row=None if pd.isna(src_row) else int(src_row), field=field
+    )
+
+
+def _resolve_stats(conn: Connection, inst: int, instrument: str, frame: pd.DataFrame
+                   ) -> pd.DataFrame:  # fmt: skip
+    """Map detector names, amplifier names and obs_ids to keys; refuse unknown references."""
+    dets = _frame(
+        conn,
+        select(Detector.id, Detector.name).where(Detector.instrument_id == inst),
+        ["id", "name"],
+    )
+    if dets.empty:
+        raise NotFoundError(
+            f"instrument {instrument!r} has no detectors: ingest its camera first"
+        )
+    # Detector: by id, or by full name.
+    det = frame["detector"].astype("Int64") if "detector" in frame else pd.Series(
+        pd.NA, index=frame.index, dtype="Int64"
+    )
+    if "detector_name" in frame.columns:
+        by_name = frame["detector_name"].map(dict(zip(dets["name"], dets["id"], strict=True)))
+        named = frame["detector_name"].notna().to_numpy()
+        bad = named & by_name.isna().to_numpy()
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise _row_error(
+                frame, pos, "detector",
+                f"unknown detector {frame['detector_name'].iloc[pos]!r} of {instrument}",
+            )  # fmt: skip
+        det = det.where(~named, by_name.astype("Int64"))
+    valid_ids = set(dets["id"].tolist())
+    missing = det.isna().to_numpy()
+    if missing.any():
+        pos = int(np.flatnonzero(missing)[0])
+        raise _row_error(frame, pos, "detector", "no detector given")
+    det_np = det.to_numpy(dtype="int64")
+    unknown = ~np.isin(det_np, np.fromiter(valid_ids, dtype="int64"))
+    if unknown.any():
+        pos = int(np.flatnonzero(unknown)[0])
+        raise _row_error(frame, pos, "detector", f"unknown detector {det_np[pos]} of {instrument}")
+    frame = frame.assign(detector=det_np)
+
+    # Exposure: by id, or by obs_id.
+    exp = frame["exposure"].astype("Int64")
+    if "exposure_obs_id" in frame.columns and frame["exposure_obs_id"].notna().any():
+        obs = sorted(frame["exposure_obs_id"].dropna().unique().tolist())
+        found = _frame(
+            conn,
+            select(Exposure.obs_id, Exposure.id).where(
+                Exposure.instrument_id == inst, Exposure.obs_id.in_(obs)
+            ),
+            ["obs_id", "id"],
+        )
+        mapped = frame["exposure_obs_id"].map(dict(zip(found["obs_id"], found["id"], strict=True)))
+        named = frame["exposure_obs_id"].notna().to_numpy()
+        bad = named & mapped.isna().to_numpy()
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise _row_error(
+                frame, pos, "exposure",
+                f"unknown exposure obs_id {frame['exposure_obs_id'].iloc[pos]!r} of "
+                f"{instrument}: ingest the exposure records first",
+            )  # fmt: skip
+        exp = exp.where(~named, mapped.astype("Int64"))
+    if exp.isna().any():
+        pos = int(np.flatnonzero(exp.isna().to_numpy())[0])
+        raise _row_error(frame, pos, "exposure", "no exposure given")
+    exp_np = exp.to_numpy(dtype="int64")
+    wanted = np.unique(exp_np)
+    known = set(_existing_exposure_ids(conn, inst, wanted.tolist()))
+    unknown = ~np.isin(exp_np, np.fromiter(known, dtype="int64", count=len(known)))
+    if unknown.any():
+        pos = int(np.flatnonzero(unknown)[0])
+        raise _row_error(
+            frame, pos, "exposure",
+            f"unknown exposure {exp_np[pos]} of {instrument}: ingest the exposure records first",
+        )  # fmt: skip
+    frame = frame.assign(exposure=exp_np)
+
+    # Amplifier: name → index within its detector.
+    amps = _frame(
+        conn,
+        select(Amplifier.detector_id, Amplifier.name, Amplifier.amp_index).where(
+            Amplifier.instrument_id == inst
+        ),
+        ["detector", "amp", "amp_index"],
+    )
+    amp_col = frame["amp"].astype(object).where(frame["amp"].notna(), None)
+    amp_col = amp_col.map(lambda a: None if a is None or a == "" else str(a))
+    has_amp = amp_col.notna().to_numpy()
+    keyed = pd.DataFrame({"detector": frame["detector"].to_numpy(), "amp": amp_col.to_numpy()})
+    merged = keyed.merge(amps, on=["detector", "amp"], how="left")
+    bad = has_amp & merged["amp_index"].isna().to_numpy()
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise _row_error(
+            frame, pos, "amp",
+            f"unknown amplifier {amp_col.iloc[pos]!r} of detector {frame['detector'].iloc[pos]}",
+        )  # fmt: skip
+    frame = frame.assign(amp_index=merged["amp_index"].astype("Int64").to_numpy())
+
+    # Duplicates across files of one call (a reader already refuses them within one file).
+    key = frame[["exposure", "detector", "amp_index"]]
+    dup = key.duplicated(keep=False).to_numpy()
+    if dup.any():
+        positions = np.flatnonzero(dup)
+        first = positions[0]
+        same = positions[(key.iloc[positions] == key.iloc[first]).all(axis=1).to_numpy()]
+        other = frame.iloc[same[1]]
+        raise _row_error(
+            frame, int(first), "exposure/detector/amp",
+            f"duplicate key (also at {other['source']} row {other['source_row']})",
+        )  # fmt: skip
+    return frame
+
+
+def _existing_exposure_ids(conn: Connection, inst: int, ids: list[int]) -> list[int]:
+    out: list[int] = []
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = [int(i) for i in ids[start : start + IN_CHUNK]]
+        out.extend(
+            conn.execute(
+                select(Exposure.id).where(Exposure.instrument_id == inst, Exposure.id.in_(chunk))
+            ).scalars()
+        )
+    return out
+
+
+def _existing_stats(
+    conn: Connection, table: Table, inst: int, exposures: list[int], *, amp: bool
+) -> pd.DataFrame:
+    key = ["exposure_id", "detector_id"] + (["amp_index"] if amp else [])
+    cols = key + STAT_VALUES
+    parts = []
+    for start in range(0, len(exposures), IN_CHUNK):
+        chunk = [int(e) for e in exposures[start : start + IN_CHUNK]]
+        stmt = select(*(table.c[c] for c in cols)).where(
+            table.c.instrument_id == inst, table.c.exposure_id.in_(chunk)
+        )
+        parts.append(_frame(conn, stmt, cols))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+    out["median"] = out["median"].astype(float)
+    out["sigma"] = out["sigma"].astype(float)
+    return out
+
+
+__all__ = ["IngestReport", "ingest_camera", "ingest_exposures", "ingest_stats"]

@@ -1,0 +1,402 @@
+"""Tags, certification of versions for validity ranges, and lookups.
+
+Validity ranges are half-open ``[begin, end)`` in TAI nanoseconds since 1970 (``end=None`` is
+open). Active ranges of one (tag, instrument, filter) never overlap: the database refuses it
+(PostgreSQL exclusion constraint, SQLite trigger), so even racing certify calls cannot both
+win. Certification rows are never deleted; decertify closes them and inserts the remaining
+pieces, so every past state of a tag can be read back with ``as_of``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, insert, or_, select, update
+
+from calibreg.db.models import CalibrationVersion, Certification, Exposure, Instrument, Tag
+from calibreg.db.types import utcnow
+from calibreg.errors import ConflictError, InputError, NotFoundError
+from calibreg.registry.common import current_user, instrument_id
+from calibreg.registry.versions import compare_row_scales, get_version, row_scales
+
+#: Default refusal threshold of the comparison gate: max |relative change| of any row scale.
+DEFAULT_MAX_CHANGE = 0.05
+
+
+def _tag_id(conn: Connection, name: str, *, create: bool) -> int:
+    found = conn.execute(select(Tag.id).where(Tag.name == name)).scalar_one_or_none()
+    if found is not None:
+        return found
+    if not create:
+        raise NotFoundError(f"no tag {name!r}")
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(
+            pg_insert(Tag).values(name=name, created_at=utcnow()).on_conflict_do_nothing()
+        )
+        return conn.execute(select(Tag.id).where(Tag.name == name)).scalar_one()
+    return conn.execute(
+        insert(Tag).returning(Tag.id), {"name": name, "created_at": utcnow()}
+    ).scalar_one()
+
+
+def _overlaps(begin: int, end: int | None):  # noqa: ANN202
+    """SQL condition: an active certification's range overlaps [begin, end)."""
+    cond = [or_(Certification.valid_end.is_(None), Certification.valid_end > begin)]
+    if end is not None:
+        cond.append(Certification.valid_begin < end)
+    return cond
+
+
+def _active(as_of: dt.datetime | None = None):  # noqa: ANN202
+    if as_of is None:
+        return [Certification.decertified_at.is_(None)]
+    return [
+        Certification.certified_at <= as_of,
+        or_(Certification.decertified_at.is_(None), Certification.decertified_at > as_of),
+    ]
+
+
+def _cert_dict(row: Any) -> dict[str, Any]:
+    return {
+        "certification_id": row.id,
+        "version_id": row.version_id,
+        "valid_begin": row.valid_begin,
+        "valid_end": row.valid_end,
+        "certified_at": row.certified_at,
+        "certified_by": row.certified_by,
+        "decertified_at": row.decertified_at,
+        "decertified_by": row.decertified_by,
+        "replaces_id": row.replaces_id,
+    }
+
+
+def neighbour(
+    conn: Connection, tag: int, inst: int, physical_filter: str, begin: int, end: int | None
+) -> Any | None:
+    """The active certification the new range replaces or abuts (for the comparison gate).
+
+    Overlaps are refused before this is asked, so the latest active range before ``begin``
+    is the one the new range follows; without one, the earliest range after it.
+    """
+    base = select(*Certification.__table__.columns).where(
+        Certification.tag_id == tag,
+        Certification.instrument_id == inst,
+        Certification.physical_filter == physical_filter,
+        *_active(),
+    )
+    before = conn.execute(
+        base.where(Certification.valid_begin < begin).order_by(
+            Certification.valid_begin.desc()
+        ).limit(1)
+    ).one_or_none()
+    if before is not None:
+        return before
+    return conn.execute(
+        base.where(Certification.valid_begin >= begin).order_by(Certification.valid_begin).limit(1)
+    ).one_or_none()
+
+
+def certify(
+    conn: Connection,
+    version_id: int,
+    tag: str,
+    begin: int,
+    end: int | None = None,
+    *,
+    force: bool = False,
+    max_change: float = DEFAULT_MAX_CHANGE,
+) -> dict[str, Any]:
+    """Certify ``version_id`` in ``tag`` for ``[begin, end)``; returns the certification.
+
+    The new version is compared with the one it replaces or abuts (per-row scale ratios);
+    if any row changes by more than ``max_change`` (relative) the call is refused unless
+    ``force``. The comparison is always returned, under ``"comparison"``.
+    """
+    if end is not None and end <= begin:
+        raise InputError("certify", f"empty validity range: end {end} <= begin {begin}",
+                         field="end")  # fmt: skip
+    version = get_version(conn, version_id)
+    inst = version["instrument_id"]
+    physical_filter = version["physical_filter"]
+    tag_id = _tag_id(conn, tag, create=True)
+    clash = conn.execute(
+        select(*Certification.__table__.columns).where(
+            Certification.tag_id == tag_id,
+            Certification.instrument_id == inst,
+            Certification.physical_filter == physical_filter,
+            *_active(),
+            *_overlaps(begin, end),
+        )
+    ).first()
+    if clash is not None:
+        raise ConflictError(
+            f"[{begin}, {end if end is not None else 'open'}) overlaps certification "
+            f"{clash.id} of version {clash.version_id} in tag {tag!r} "
+            f"([{clash.valid_begin}, {clash.valid_end if clash.valid_end is not None else 'open'}"
+            "); decertify that range first"
+        )
+    comparison = None
+    other = neighbour(conn, tag_id, inst, physical_filter, begin, end)
+    if other is not None and other.version_id != version_id:
+        comparison = compare_versions(conn, other.version_id, version_id)
+        comparison["threshold"] = max_change
+        exceeded = (
+            comparison["comparable"]
+            and np.isfinite(comparison["max_abs_rel_change"])
+            and comparison["max_abs_rel_change"] > max_change
+        )
+        comparison["exceeds_threshold"] = bool(exceeded)
+        if exceeded and not force:
+            raise ConflictError(
+                f"version {version_id} changes row scales by up to "
+                f"{comparison['max_abs_rel_change']:.3%} (rms {comparison['rms_rel_change']:.3%})"
+                f" relative to version {other.version_id}, above the {max_change:.3%} "
+                "threshold: pass --force to certify anyway"
+            )
+    now = utcnow()
+    cert_id = conn.execute(
+        insert(Certification).returning(Certification.id),
+        {
+            "tag_id": tag_id, "version_id": version_id, "instrument_id": inst,
+            "physical_filter": physical_filter, "valid_begin": begin, "valid_end": end,
+            "certified_at": now, "certified_by": current_user(),
+            "comparison": _summary(comparison),
+        },
+    ).scalar_one()  # fmt: skip
+    return {
+        "certification_id": cert_id, "tag": tag, "version_id": version_id,
+        "instrument": version["instrument"], "physical_filter": physical_filter,
+        "valid_begin": begin, "valid_end": end, "certified_at": now,
+        "comparison": comparison,
+    }  # fmt: skip
+
+
+def _summary(comparison: dict[str, Any] | None) -> dict[str, Any] | None:
+    if comparison is None:
+        return None
+    out = {k: v for k, v in comparison.items() if k != "table"}
+    for key in ("max_abs_rel_change", "rms_rel_change"):
+        if out.get(key) is not None and not np.isfinite(out[key]):
+            out[key] = None
+    out["worst"] = [
+        {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in w.items()}
+        for w in out.get("worst", [])
+    ]
+    return out
+
+
+def compare_versions(conn: Connection, old: int, new: int) -> dict[str, Any]:
+    """Per-row comparison of two versions (only meaningful at the same level)."""
+    a, b = get_version(conn, old), get_version(conn, new)
+    result: dict[str, Any] = {"old_version": old, "new_version": new}
+    if a["level"] != b["level"]:
+        result.update(
+            comparable=False, reason=f"levels differ ({a['level']} vs {b['level']})",
+            max_abs_rel_change=float("nan"), rms_rel_change=float("nan"), worst=[],
+        )  # fmt: skip
+        return result
+    cmp = compare_row_scales(row_scales(conn, old), row_scales(conn, new))
+    result.update(comparable=True, **cmp)
+    return result
+
+
+def decertify(
+    conn: Connection,
+    tag: str,
+    instrument: str,
+    physical_filter: str,
+    begin: int,
+    end: int | None = None,
+) -> list[dict[str, Any]]:
+    """Remove ``[begin, end)`` from the tag's active ranges, splitting ranges that straddle it.
+
+    Returns the certifications closed and the pieces that replaced them.
+    """
+    if end is not None and end <= begin:
+        raise InputError("decertify", f"empty range: end {end} <= begin {begin}", field="end")
+    tag_id = _tag_id(conn, tag, create=False)
+    inst = instrument_id(conn, instrument)
+    hits = conn.execute(
+        select(*Certification.__table__.columns)
+        .where(
+            Certification.tag_id == tag_id,
+            Certification.instrument_id == inst,
+            Certification.physical_filter == physical_filter,
+            *_active(),
+            *_overlaps(begin, end),
+        )
+        .order_by(Certification.valid_begin)
+    ).all()
+    if not hits:
+        raise NotFoundError(
+            f"nothing certified in tag {tag!r} for {instrument} {physical_filter} in "
+            f"[{begin}, {end if end is not None else 'open'})"
+        )
+    now = utcnow()
+    user = current_user()
+    changes = []
+    for cert in hits:
+        conn.execute(
+            update(Certification)
+            .where(Certification.id == cert.id)
+            .values(decertified_at=now, decertified_by=user)
+        )
+        pieces = []
+        if cert.valid_begin < begin:
+            pieces.append((cert.valid_begin, begin))
+        if end is not None and (cert.valid_end is None or end < cert.valid_end):
+            pieces.append((end, cert.valid_end))
+        new_ids = []
+        for b, e in pieces:
+            new_ids.append(
+                conn.execute(
+                    insert(Certification).returning(Certification.id),
+                    {
+                        "tag_id": tag_id, "version_id": cert.version_id, "instrument_id": inst,
+                        "physical_filter": physical_filter, "valid_begin": b, "valid_end": e,
+                        "certified_at": now, "certified_by": user, "replaces_id": cert.id,
+                    },
+                ).scalar_one()  # fmt: skip
+            )
+        changes.append(
+            {"closed": cert.id, "version_id": cert.version_id, "was": [cert.valid_begin,
+             cert.valid_end], "pieces": [list(p) for p in pieces], "new_ids": new_ids}
+        )  # fmt: skip
+    return changes
+
+
+def lookup(
+    conn: Connection,
+    instrument: str,
+    physical_filter: str | None,
+    tag: str,
+    *,
+    time_tai_ns: int | None = None,
+    exposure: int | None = None,
+    as_of: dt.datetime | None = None,
+    explain: bool = False,
+) -> dict[str, Any]:
+    """The version valid at an instant (or at an exposure's start) in ``tag``.
+
+    ``as_of`` answers as the tag stood at that wall-clock instant (reproducible reads).
+    Raises :class:`NotFoundError` when nothing is certified there.
+    """
+    inst = instrument_id(conn, instrument)
+    if exposure is not None:
+        row = conn.execute(
+            select(Exposure.timespan_begin, Exposure.physical_filter).where(
+                Exposure.instrument_id == inst, Exposure.id == exposure
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFoundError(f"unknown exposure {exposure} of {instrument}")
+        if row.timespan_begin is None:
+            raise InputError("lookup", f"exposure {exposure} has no timespan", field="exposure")
+        if physical_filter is not None and physical_filter != row.physical_filter:
+            raise InputError(
+                "lookup",
+                f"exposure {exposure} was taken in {row.physical_filter}, not {physical_filter}",
+                field="filter",
+            )
+        physical_filter = row.physical_filter
+        time_tai_ns = int(row.timespan_begin)
+    if time_tai_ns is None:
+        raise InputError("lookup", "give a time or an exposure", field="time")
+    if physical_filter is None:
+        raise InputError("lookup", "give a filter (or an exposure)", field="filter")
+    tag_row = conn.execute(select(Tag.id).where(Tag.name == tag)).scalar_one_or_none()
+    if tag_row is None:
+        raise NotFoundError(f"nothing certified: no tag {tag!r}")
+    considered = []
+    if explain:
+        rows = conn.execute(
+            select(*Certification.__table__.columns)
+            .where(
+                Certification.tag_id == tag_row,
+                Certification.instrument_id == inst,
+                Certification.physical_filter == physical_filter,
+            )
+            .order_by(Certification.valid_begin, Certification.id)
+        ).all()
+        for c in rows:
+            considered.append({**_cert_dict(c), "matched": False,
+                               "why": _why(c, time_tai_ns, as_of)})  # fmt: skip
+    hit = conn.execute(
+        select(*Certification.__table__.columns).where(
+            Certification.tag_id == tag_row,
+            Certification.instrument_id == inst,
+            Certification.physical_filter == physical_filter,
+            *_active(as_of),
+            Certification.valid_begin <= time_tai_ns,
+            or_(Certification.valid_end.is_(None), Certification.valid_end > time_tai_ns),
+        )
+    ).all()
+    if len(hit) > 1:  # cannot happen for the present (the database forbids it)
+        raise ConflictError(f"{len(hit)} certifications match; the tag history is inconsistent")
+    if not hit:
+        msg = (
+            f"nothing certified in tag {tag!r} for {instrument} {physical_filter} at "
+            f"TAI ns {time_tai_ns}" + (f" as of {as_of.isoformat()}" if as_of else "")
+        )
+        if explain:
+            err = NotFoundError(msg)
+            err.explain = considered  # type: ignore[attr-defined]
+            raise err
+        raise NotFoundError(msg)
+    cert = hit[0]
+    for item in considered:
+        if item["certification_id"] == cert.id:
+            item["matched"] = True
+    ver = conn.execute(
+        select(CalibrationVersion.seq, CalibrationVersion.level, CalibrationVersion.method,
+               CalibrationVersion.content_hash, CalibrationVersion.created_at)
+        .where(CalibrationVersion.id == cert.version_id)
+    ).one()  # fmt: skip
+    result = {
+        "instrument": instrument, "physical_filter": physical_filter, "tag": tag,
+        "time_tai_ns": time_tai_ns, "exposure": exposure,
+        "as_of": as_of.isoformat() if as_of else None,
+        "version_id": cert.version_id, "seq": ver.seq, "level": ver.level,
+        "method": ver.method, "content_hash": ver.content_hash, "created_at": ver.created_at,
+        "certification": _cert_dict(cert),
+    }  # fmt: skip
+    if explain:
+        result["explain"] = considered
+    return result
+
+
+def _why(c: Any, t: int, as_of: dt.datetime | None) -> str:
+    if as_of is not None and c.certified_at > as_of:
+        return "certified after the as-of instant"
+    if c.decertified_at is not None and (as_of is None or c.decertified_at <= as_of):
+        return f"decertified at {c.decertified_at.isoformat()}"
+    if t < c.valid_begin:
+        return "range begins after the time (begin is inclusive)"
+    if c.valid_end is not None and t >= c.valid_end:
+        return "range ends at or before the time (end is exclusive)"
+    return "valid range contains the time"
+
+
+def certifications(
+    conn: Connection, tag: str | None = None, *, include_closed: bool = False
+) -> list[dict[str, Any]]:
+    """Certification rows (active only unless ``include_closed``), newest first."""
+    stmt = (
+        select(Certification, Tag.name, Instrument.name)
+        .join(Tag, Tag.id == Certification.tag_id)
+        .join(Instrument, Instrument.id == Certification.instrument_id)
+        .order_by(Certification.id.desc())
+    )
+    if tag is not None:
+        stmt = stmt.where(Tag.name == tag)
+    if not include_closed:
+        stmt = stmt.where(Certification.decertified_at.is_(None))
+    out = []
+    for cert in conn.execute(stmt).all():
+        out.append({"tag": cert.tag_name, "instrument": cert.instrument_name,
+                    "physical_filter": cert.physical_filter, **_cert_dict(cert)})  # fmt: skip
+    return out

@@ -1,0 +1,484 @@
+"""Calibration versions: persist one solve atomically, and read versions back.
+
+A version is written in one transaction: its quantum row is locked (PostgreSQL ``FOR UPDATE``;
+SQLite's write transaction is already exclusive), the next sequence number within the quantum is
+taken, and the version, its exposure scales and its row scales are inserted. A failure anywhere
+rolls all of it back, so there is never a partial version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, func, insert, select
+
+from calibreg.db.models import (
+    CalibrationVersion,
+    Detector,
+    Instrument,
+    Quantum,
+    VersionExposure,
+    VersionRow,
+)
+from calibreg.db.types import utcnow
+from calibreg.errors import NotFoundError
+from calibreg.registry.bulk import bulk_insert
+from calibreg.registry.common import current_host, current_user, instrument_id, software_version
+from calibreg.registry.quantum import QuantumData, QuantumSpec, Selection
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The git commit of the calibreg source tree, when it runs from a checkout."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def content_hash(data: QuantumData, exp_scales: np.ndarray, row_scales: np.ndarray) -> str:
+    """sha256 of a result: level, labels and the exact bits of every scale."""
+    digest = hashlib.sha256()
+    digest.update(data.spec.level.encode())
+    digest.update(np.ascontiguousarray(data.exposure_ids, dtype="<i8").tobytes())
+    digest.update(np.ascontiguousarray(data.row_detectors, dtype="<i8").tobytes())
+    digest.update(np.ascontiguousarray(data.row_amp_index, dtype="<i8").tobytes())
+    for arr in (exp_scales, row_scales):
+        canon = np.where(np.isnan(arr), np.nan, arr)
+        digest.update(np.ascontiguousarray(canon, dtype="<f8").tobytes())
+    return digest.hexdigest()
+
+
+def _quantum_id(conn: Connection, inst: int, spec: QuantumSpec, *, lock: bool) -> int:
+    sel = spec.selection
+    key = sel.key()
+    where = (
+        Quantum.instrument_id == inst,
+        Quantum.physical_filter == spec.physical_filter,
+        Quantum.level == spec.level,
+        Quantum.selection_key == key,
+    )
+    values = {
+        "instrument_id": inst, "physical_filter": spec.physical_filter, "level": spec.level,
+        "selection_key": key, "selection": sel.canonical(), "created_at": utcnow(),
+    }  # fmt: skip
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(Quantum).values(**values).on_conflict_do_nothing())
+        stmt = select(Quantum.id).where(*where)
+        if lock:
+            stmt = stmt.with_for_update()
+        return conn.execute(stmt).scalar_one()
+    found = conn.execute(select(Quantum.id).where(*where)).scalar_one_or_none()
+    if found is not None:
+        return found
+    return conn.execute(insert(Quantum).returning(Quantum.id), values).scalar_one()
+
+
+@dataclasses.dataclass(frozen=True)
+class PersistedVersion:
+    """Identity of a freshly written version."""
+
+    id: int
+    seq: int
+    quantum_id: int
+    content_hash: str
+
+
+def persist_version(
+    conn: Connection,
+    data: QuantumData,
+    solution: Any,
+    *,
+    config: dict[str, Any],
+    task_metadata: dict[str, Any],
+    started_at: dt.datetime,
+    db_url: str,
+    schema_revision: str,
+) -> PersistedVersion:
+    """Write one solve as a new version on ``conn``'s open transaction.
+
+    ``solution`` is a :class:`calibreg.engine.ScaleSolution` for ``data``.
+    """
+    from calibreg.db.session import masked_url
+
+    inst = instrument_id(conn, data.spec.instrument)
+    qid = _quantum_id(conn, inst, data.spec, lock=True)
+    seq = (
+        conn.execute(
+            select(func.coalesce(func.max(CalibrationVersion.seq), 0)).where(
+                CalibrationVersion.quantum_id == qid
+            )
+        ).scalar_one()
+        + 1
+    )
+    exp_scales = np.asarray(solution.exp_scales, dtype=float)
+    row_scales = np.asarray(solution.row_scales, dtype=float)
+    chash = content_hash(data, exp_scales, row_scales)
+    used = np.asarray(solution.used, dtype=bool)
+    finished = utcnow()
+    provenance = {
+        "software_version": software_version(),
+        "git_commit": git_commit(),
+        "schema_revision": schema_revision,
+        "host": current_host(),
+        "user": current_user(),
+        "database": masked_url(db_url),
+        "started_at": started_at.isoformat(),
+        "finished_at": finished.isoformat(),
+        "quantum": {
+            "instrument": data.spec.instrument,
+            "physical_filter": data.spec.physical_filter,
+            "level": data.spec.level,
+            "selection": data.spec.selection.canonical(),
+        },
+        "inputs": {
+            "exposures": [int(e) for e in data.exposure_ids],
+            "statistics_fingerprint": data.fingerprint(),
+            "n_statistics": int(data.present.sum()),
+        },
+        "diagnostics": {
+            "rms": _f(solution.rms),
+            "n_rejected": int(solution.n_rejected),
+            "iterations": int(solution.iterations),
+            "converged": bool(solution.converged),
+            "flagged_rows": [int(i) for i in np.flatnonzero(solution.row_flagged)],
+            "flagged_exposures": [
+                int(data.exposure_ids[i]) for i in np.flatnonzero(solution.exp_flagged)
+            ],
+        },
+    }
+    version_id = conn.execute(
+        insert(CalibrationVersion).returning(CalibrationVersion.id),
+        {
+            "quantum_id": qid, "seq": seq, "instrument_id": inst,
+            "physical_filter": data.spec.physical_filter, "level": data.spec.level,
+            "method": str(solution.method), "n_exposures": len(data.exposure_ids),
+            "n_rows": len(data.row_detectors), "n_missing": data.n_missing,
+            "n_rejected": int(solution.n_rejected), "iterations": int(solution.iterations),
+            "converged": bool(solution.converged), "rms": _f(solution.rms),
+            "content_hash": chash, "input_fingerprint": data.fingerprint(),
+            "config": _jsonable(config), "provenance": provenance,
+            "task_metadata": _jsonable(task_metadata),
+            "software_version": software_version(), "schema_revision": schema_revision,
+            "user_name": current_user(), "host": current_host(),
+            "started_at": started_at, "finished_at": finished, "created_at": finished,
+        },
+    ).scalar_one()  # fmt: skip
+    exposures = pd.DataFrame(
+        {
+            "version_id": version_id,
+            "exposure_id": data.exposure_ids,
+            "instrument_id": inst,
+            "scale": exp_scales,
+            "rms": np.asarray(solution.rms_exp, dtype=float),
+            "n_used": used.sum(axis=0).astype(np.int64),
+            "flagged": np.asarray(solution.exp_flagged, dtype=bool),
+        }
+    )
+    rows = pd.DataFrame(
+        {
+            "version_id": version_id,
+            "row_index": np.arange(len(data.row_detectors), dtype=np.int64),
+            "instrument_id": inst,
+            "detector_id": data.row_detectors,
+            "amp_index": pd.array(
+                [None if i < 0 else int(i) for i in data.row_amp_index], dtype="Int64"
+            ),
+            "amp_name": data.row_amp_names,
+            "scale": row_scales,
+            "rms": np.asarray(solution.rms_row, dtype=float),
+            "n_used": used.sum(axis=1).astype(np.int64),
+            "flagged": np.asarray(solution.row_flagged, dtype=bool),
+        }
+    )
+    bulk_insert(conn, "version_exposure", exposures, list(exposures.columns))
+    bulk_insert(conn, "version_row", rows, list(rows.columns))
+    return PersistedVersion(version_id, seq, qid, chash)
+
+
+def _f(value: Any) -> float | None:
+    value = float(value)
+    return None if not np.isfinite(value) else value
+
+
+def _jsonable(obj: Any) -> Any:
+    """Make a JSON document safe for both backends (NaN/Inf → None, numpy → Python)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    return _default(obj)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    return str(value)
+
+
+# --------------------------------------------------------------------------- reading
+
+VERSION_COLUMNS = [
+    "id", "seq", "instrument", "physical_filter", "level", "method", "n_exposures", "n_rows",
+    "iterations", "converged", "rms", "content_hash", "created_at",
+]  # fmt: skip
+
+
+def _version_select():  # noqa: ANN202
+    v = CalibrationVersion
+    return (
+        select(
+            v.id, v.seq, Instrument.name.label("instrument"), v.physical_filter, v.level,
+            v.method, v.n_exposures, v.n_rows, v.iterations, v.converged, v.rms,
+            v.content_hash, v.created_at,
+        )  # fmt: skip
+        .join(Instrument, Instrument.id == v.instrument_id)
+    )
+
+
+def list_versions(
+    conn: Connection,
+    *,
+    instrument: str | None = None,
+    physical_filter: str | None = None,
+    level: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> pd.DataFrame:
+    """Versions, newest last, optionally filtered; ``limit``/``offset`` paginate."""
+    stmt = _version_select()
+    if instrument is not None:
+        stmt = stmt.where(CalibrationVersion.instrument_id == instrument_id(conn, instrument))
+    if physical_filter is not None:
+        stmt = stmt.where(CalibrationVersion.physical_filter == physical_filter)
+    if level is not None:
+        stmt = stmt.where(CalibrationVersion.level == level.upper())
+    stmt = stmt.order_by(CalibrationVersion.id).offset(offset)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return pd.DataFrame(conn.execute(stmt).all(), columns=VERSION_COLUMNS)
+
+
+def get_version(conn: Connection, version_id: int) -> dict[str, Any]:
+    """Everything about one version except its scales."""
+    table = CalibrationVersion.__table__
+    row = conn.execute(
+        select(*table.columns, Instrument.name.label("instrument"),
+               Quantum.selection.label("selection"))
+        .join(Instrument, Instrument.id == table.c.instrument_id)
+        .join(Quantum, Quantum.id == table.c.quantum_id)
+        .where(table.c.id == version_id)
+    ).one_or_none()  # fmt: skip
+    if row is None:
+        raise NotFoundError(f"no calibration version {version_id}")
+    return dict(row._mapping)
+
+
+def quantum_spec_of(version: dict[str, Any]) -> QuantumSpec:
+    """Rebuild the quantum a version solved (for re-solving it)."""
+    sel = dict(version["selection"])
+    if "exposures" in sel:
+        sel["exposures"] = tuple(sel["exposures"])
+    return QuantumSpec(
+        instrument=version["instrument"],
+        physical_filter=version["physical_filter"],
+        level=version["level"],
+        selection=Selection(**sel),
+    )
+
+
+def exposure_scales(conn: Connection, version_id: int) -> pd.DataFrame:
+    """A version's per-exposure scales (E), in exposure id order."""
+    get_version_exists(conn, version_id)
+    t = VersionExposure
+    stmt = (
+        select(t.exposure_id, t.scale, t.rms, t.n_used, t.flagged)
+        .where(t.version_id == version_id)
+        .order_by(t.exposure_id)
+    )
+    return pd.DataFrame(
+        conn.execute(stmt).all(), columns=["exposure", "scale", "rms", "n_used", "flagged"]
+    )
+
+
+def row_scales(conn: Connection, version_id: int) -> pd.DataFrame:
+    """A version's per-row scales (G), in camera order, with detector names."""
+    get_version_exists(conn, version_id)
+    t = VersionRow
+    stmt = (
+        select(
+            t.row_index, t.detector_id, Detector.name, t.amp_index, t.amp_name, t.scale, t.rms,
+            t.n_used, t.flagged,
+        )  # fmt: skip
+        .join(
+            Detector,
+            (Detector.instrument_id == t.instrument_id) & (Detector.id == t.detector_id),
+        )
+        .where(t.version_id == version_id)
+        .order_by(t.row_index)
+    )
+    return pd.DataFrame(
+        conn.execute(stmt).all(),
+        columns=["row", "detector", "detector_name", "amp_index", "amp", "scale", "rms",
+                 "n_used", "flagged"],
+    )  # fmt: skip
+
+
+def get_version_exists(conn: Connection, version_id: int) -> None:
+    """Raise NotFoundError unless the version exists."""
+    found = conn.execute(
+        select(CalibrationVersion.id).where(CalibrationVersion.id == version_id)
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFoundError(f"no calibration version {version_id}")
+
+
+def history(
+    conn: Connection,
+    *,
+    instrument: str,
+    physical_filter: str,
+    detector: int | str,
+    amp: str | None = None,
+) -> pd.DataFrame:
+    """One row's scale in every version of (instrument, filter), oldest first.
+
+    Without ``amp`` the detector-level versions are used; with it, the AMP-level ones.
+    """
+    inst = instrument_id(conn, instrument)
+    det_id = _detector_id(conn, inst, instrument, detector)
+    v, r = CalibrationVersion, VersionRow
+    stmt = (
+        select(v.id, v.seq, v.level, v.method, v.created_at, r.detector_id, r.amp_name, r.scale,
+               r.flagged)  # fmt: skip
+        .join(r, r.version_id == v.id)
+        .where(
+            v.instrument_id == inst,
+            v.physical_filter == physical_filter,
+            r.detector_id == det_id,
+        )
+        .order_by(v.created_at, v.id)
+    )
+    if amp is None:
+        stmt = stmt.where(v.level == "DETECTOR")
+    else:
+        stmt = stmt.where(v.level == "AMP", r.amp_name == amp)
+    return pd.DataFrame(
+        conn.execute(stmt).all(),
+        columns=["version", "seq", "level", "method", "created_at", "detector", "amp", "scale",
+                 "flagged"],
+    )  # fmt: skip
+
+
+def _detector_id(conn: Connection, inst: int, instrument: str, detector: int | str) -> int:
+    if isinstance(detector, int) or str(detector).isdigit():
+        det = int(detector)
+        found = conn.execute(
+            select(Detector.id).where(Detector.instrument_id == inst, Detector.id == det)
+        ).scalar_one_or_none()
+    else:
+        found = conn.execute(
+            select(Detector.id).where(Detector.instrument_id == inst, Detector.name == detector)
+        ).scalar_one_or_none()
+    if found is None:
+        raise NotFoundError(f"unknown detector {detector!r} of {instrument}")
+    return int(found)
+
+
+def compare_row_scales(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
+    """Per-row ratio b/a of two versions' row scales (matched on detector and amplifier).
+
+    Returns the matched table plus max and rms relative change and the worst rows.
+    """
+    key = ["detector", "amp"]
+    left = a[["detector", "detector_name", "amp", "scale"]].copy()
+    right = b[["detector", "amp", "scale"]].copy()
+    left["amp"] = left["amp"].fillna("")
+    right["amp"] = right["amp"].fillna("")
+    merged = left.merge(right, on=key, how="outer", suffixes=("_a", "_b"), indicator=True)
+    both = merged["_merge"] == "both"
+    merged["ratio"] = merged["scale_b"] / merged["scale_a"]
+    merged["rel_change"] = merged["ratio"] - 1.0
+    finite = both & np.isfinite(merged["rel_change"])
+    rel = merged.loc[finite, "rel_change"].to_numpy()
+    worst = merged.loc[finite].reindex(
+        merged.loc[finite, "rel_change"].abs().sort_values(ascending=False).index
+    ).head(5)
+    return {
+        "table": merged.drop(columns=["_merge"]),
+        "n_matched": int(both.sum()),
+        "n_only_a": int((merged["_merge"] == "left_only").sum()),
+        "n_only_b": int((merged["_merge"] == "right_only").sum()),
+        "max_abs_rel_change": float(np.max(np.abs(rel))) if rel.size else float("nan"),
+        "rms_rel_change": float(np.sqrt(np.mean(rel**2))) if rel.size else float("nan"),
+        "worst": worst[["detector", "detector_name", "amp", "scale_a", "scale_b", "rel_change"]]
+        .to_dict("records"),
+    }
+
+
+def cp_pipe_structure(conn: Connection, version_id: int) -> dict[str, Any]:
+    """A version as cp_pipe's ``outputScales`` (SPEC §5).
+
+    ``expScale[det][amp][exp]`` repeats each exposure's scale for every amplifier of every
+    detector in the version (cp_pipe's flat combination reads it per amplifier);
+    ``detScale`` is ``{det: float}`` at DETECTOR level and ``{det: {amp: float}}`` at AMP level,
+    each value read from its own row. Keys: detector and exposure ``int``, amplifier ``str``.
+    """
+    from calibreg.db.models import Amplifier
+
+    version = get_version(conn, version_id)
+    rows = row_scales(conn, version_id)
+    exps = exposure_scales(conn, version_id)
+    detectors = sorted({int(d) for d in rows["detector"]})
+    amp_rows = conn.execute(
+        select(Amplifier.detector_id, Amplifier.name)
+        .where(Amplifier.instrument_id == version["instrument_id"],
+               Amplifier.detector_id.in_(detectors))
+        .order_by(Amplifier.detector_id, Amplifier.amp_index)
+    ).all()  # fmt: skip
+    amp_names: dict[int, list[str]] = {d: [] for d in detectors}
+    for det, name in amp_rows:
+        amp_names[int(det)].append(str(name))
+    exp_map = {int(e): float(s) for e, s in zip(exps["exposure"], exps["scale"], strict=True)}
+    exp_scale = {
+        det: {amp: dict(exp_map) for amp in amp_names[det]} for det in detectors
+    }
+    if version["level"] == "DETECTOR":
+        det_scale: dict[int, Any] = {
+            int(d): float(s) for d, s in zip(rows["detector"], rows["scale"], strict=True)
+        }
+    else:
+        det_scale = {d: {} for d in detectors}
+        for d, a, s in zip(rows["detector"], rows["amp"], rows["scale"], strict=True):
+            det_scale[int(d)][str(a)] = float(s)
+    return {"expScale": exp_scale, "detScale": det_scale}

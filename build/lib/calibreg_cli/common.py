@@ -1,0 +1,58 @@
+"""Options and helpers shared by every command group."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+
+from calibreg_cli.output import fail
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Database URL (else $CALIBREG_DATABASE_URL, else ./calibreg.sqlite3).",
+        show_default=False,
+    ),
+]
+
+
+def debug_enabled() -> bool:
+    """Whether to show tracebacks (``CALIBREG_DEBUG=1``)."""
+    return os.environ.get("CALIBREG_DEBUG", "") not in ("", "0")
+
+
+@contextlib.contextmanager
+def errors() -> Iterator[None]:
+    """Turn calibreg's errors into a one-line message and a non-zero exit."""
+    from calibreg.errors import CalibregError
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except CalibregError as err:
+        if debug_enabled():
+            raise
+        fail(str(err))
+    except FileNotFoundError as err:
+        if debug_enabled():
+            raise
+        fail(f"{err.filename}: no such file")
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+def open_engine(db: str | None, *, check_schema: bool = True):  # noqa: ANN201
+    """An engine for ``db``, refusing a database whose schema is not current."""
+    from calibreg.db.migrate import require_current
+    from calibreg.db.session import make_engine
+
+    engine = make_engine(db)
+    if check_schema:
+        require_current(engine)
+    return engine

@@ -1,0 +1,128 @@
+"""``calibreg ingest``: camera geometry, exposure records, background statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from calibreg_cli.common import DbOption, errors, open_engine
+from calibreg_cli.output import ObjFormat, print_json
+
+app = typer.Typer(help="Load input files into the registry.", no_args_is_help=True)
+
+ReplaceOption = Annotated[
+    bool, typer.Option("--replace", help="Overwrite rows whose values differ (else refused).")
+]
+FormatOption = Annotated[ObjFormat, typer.Option("--format", help="Output format.")]
+
+
+def _report(report, fmt: ObjFormat) -> None:  # noqa: ANN001
+    import dataclasses
+
+    if fmt == ObjFormat.json:
+        print_json({**dataclasses.asdict(report), "changed": report.changed})
+    else:
+        typer.echo(report.message())
+
+
+@app.command()
+def camera(
+    file: Path = typer.Argument(..., help="calibreg camera YAML or obs_lsst camera YAML."),
+    instrument: str | None = typer.Option(
+        None, "--instrument", help="Register under this name (e.g. LSSTCam for lsstCamSim.yaml)."
+    ),
+    replace: ReplaceOption = False,
+    db: DbOption = None,
+    fmt: FormatOption = ObjFormat.table,
+) -> None:
+    """Register a camera's detectors and amplifiers."""
+    with errors():
+        from calibreg.formats import read_camera
+        from calibreg.registry.common import sha256_files
+        from calibreg.registry.ingest import ingest_camera
+
+        engine = open_engine(db)
+        spec = read_camera(file, instrument=instrument)
+        report = ingest_camera(
+            engine, spec, source=str(file), sha256=sha256_files([file]),
+            instrument=instrument, replace=replace,
+        )  # fmt: skip
+        _report(report, fmt)
+
+
+@app.command()
+def exposures(
+    file: Path = typer.Argument(..., help="CSV, Parquet, JSON, or a butler export YAML."),
+    instrument: str | None = typer.Option(
+        None, "--instrument", help="Only this instrument's records."
+    ),
+    time_scale: str = typer.Option(
+        "utc", "--time-scale", help="Scale of ISO datetime_begin/end columns: utc or tai."
+    ),
+    replace: ReplaceOption = False,
+    db: DbOption = None,
+    fmt: FormatOption = ObjFormat.table,
+) -> None:
+    """Register exposure records."""
+    with errors():
+        from calibreg.formats import read_exposures
+        from calibreg.registry.common import sha256_files
+        from calibreg.registry.ingest import ingest_exposures
+
+        engine = open_engine(db)
+        frame = read_exposures(file, time_scale=time_scale)
+        report = ingest_exposures(
+            engine, frame, source=str(file), sha256=sha256_files([file]),
+            instrument=instrument, replace=replace,
+        )  # fmt: skip
+        _report(report, fmt)
+
+
+@app.command()
+def stats(
+    files: list[Path] = typer.Argument(
+        ..., help="Long tables (CSV/Parquet) or cpFlatMeasure PropertyList YAML files."
+    ),
+    instrument: str | None = typer.Option(
+        None, "--instrument", help="The instrument (needed when the registry holds several)."
+    ),
+    exposure: str | None = typer.Option(
+        None, "--exposure", help="Exposure id or obs_id, for PropertyList files (else from the "
+        "file name).",
+    ),
+    detector: str | None = typer.Option(
+        None, "--detector", help="Detector id or name, for PropertyList files (else from the "
+        "file name).",
+    ),
+    replace: ReplaceOption = False,
+    db: DbOption = None,
+    fmt: FormatOption = ObjFormat.table,
+) -> None:
+    """Register background statistics (all files in one transaction)."""
+    with errors():
+        import pandas as pd
+
+        from calibreg.formats import read_stats
+        from calibreg.registry.common import sha256_files
+        from calibreg.registry.ingest import ingest_stats
+
+        engine = open_engine(db)
+        kwargs = {}
+        if exposure is not None:
+            kwargs["exposure"] = int(exposure) if exposure.isdigit() else exposure
+        if detector is not None:
+            kwargs["detector"] = int(detector) if detector.isdigit() else detector
+        frames = []
+        for path in files:
+            frame = read_stats(path, **kwargs)
+            frame["source"] = str(path)
+            frames.append(frame)
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        source = str(files[0]) if len(files) == 1 else f"{files[0]} (+{len(files) - 1} files)"
+        report = ingest_stats(
+            engine, frame, source=source, sha256=sha256_files(files),
+            instrument=instrument, replace=replace,
+        )  # fmt: skip
+        _report(report, fmt)

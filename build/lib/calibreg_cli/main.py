@@ -1,0 +1,118 @@
+"""The ``calibreg`` program: one Typer app with a sub-app per command group.
+
+Heavy libraries (pandas, SQLAlchemy, NumPy) are imported inside commands so that
+``calibreg --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from calibreg_cli import db as db_cmds
+from calibreg_cli import ingest as ingest_cmds
+from calibreg_cli import publish, solve, versions
+from calibreg_cli.common import DbOption, errors, open_engine
+from calibreg_cli.output import Format, print_frame
+
+app = typer.Typer(
+    name="calibreg",
+    help="A database-backed calibration registry for flat-field normalization scales.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db_cmds.app, name="db")
+app.add_typer(ingest_cmds.app, name="ingest")
+app.add_typer(versions.app, name="versions")
+app.command("solve")(solve.solve)
+app.command("scales")(versions.scales)
+app.command("history")(versions.history)
+app.command("export")(versions.export)
+app.command("certify")(publish.certify)
+app.command("decertify")(publish.decertify)
+app.command("lookup")(publish.lookup)
+app.command("tags")(publish.tags_list)
+
+FormatOpt = typer.Option(Format.table, "--format", help="table, json or csv.")
+
+
+def _with_utc(frame):  # noqa: ANN001, ANN202
+    """Show TAI-nanosecond timespans as UTC ISO strings."""
+    from calibreg.formats.timescale import tai_ns_to_utc_iso
+
+    for col in ("timespan_begin", "timespan_end"):
+        if col in frame.columns:
+            frame[col] = [
+                None if v is None or v != v else tai_ns_to_utc_iso(int(v)) for v in frame[col]
+            ]
+    return frame
+
+
+@app.command()
+def instruments(db: DbOption = None, fmt: Format = FormatOpt) -> None:
+    """List instruments with their detector, amplifier and exposure counts."""
+    with errors():
+        from calibreg.registry.catalog import list_instruments
+
+        with open_engine(db).connect() as conn:
+            print_frame(list_instruments(conn), fmt, title="instruments")
+
+
+@app.command()
+def detectors(
+    instrument: str = typer.Option(..., "--instrument", "-i"),
+    db: DbOption = None,
+    fmt: Format = FormatOpt,
+) -> None:
+    """List an instrument's detectors."""
+    with errors():
+        from calibreg.registry.catalog import list_detectors
+
+        with open_engine(db).connect() as conn:
+            print_frame(list_detectors(conn, instrument), fmt, title=f"{instrument} detectors")
+
+
+@app.command()
+def exposures(
+    instrument: str = typer.Option(..., "--instrument", "-i"),
+    physical_filter: str | None = typer.Option(None, "--filter", "-f"),
+    db: DbOption = None,
+    fmt: Format = FormatOpt,
+) -> None:
+    """List an instrument's exposures (timespans shown in UTC)."""
+    with errors():
+        from calibreg.registry.catalog import list_exposures
+
+        with open_engine(db).connect() as conn:
+            frame = _with_utc(list_exposures(conn, instrument, physical_filter))
+            print_frame(frame, fmt, title=f"{instrument} exposures")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    db: DbOption = None,
+) -> None:
+    """Serve the registry read-only over HTTP (JSON; OpenAPI at /openapi.json)."""
+    with errors():
+        from calibreg.http.server import serve as run_server
+
+        run_server(db, host=host, port=port)
+
+
+@app.command()
+def demo(
+    db: DbOption = None,
+    exposures: int = typer.Option(40, "--exposures", help="Flat exposures to simulate."),
+    seed: int = typer.Option(20261123, "--seed"),
+) -> None:
+    """Run the whole job on simulated LSSTCam flats: ingest, solve, verify, certify, export."""
+    with errors():
+        from calibreg.services.demo import run_demo
+
+        run_demo(db, n_exposures=exposures, seed=seed)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

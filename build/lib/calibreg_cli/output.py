@@ -1,0 +1,128 @@
+"""Printing for every command: human tables, JSON or CSV, and the one error exit."""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
+
+import typer
+
+
+class Format(str, enum.Enum):
+    """Output formats of tabular commands."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class ObjFormat(str, enum.Enum):
+    """Output formats of commands that print one object."""
+
+    table = "table"
+    json = "json"
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print a one-line error to stderr and exit non-zero (no traceback)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalar
+        try:
+            return _jsonable(value.item())
+        except (AttributeError, ValueError):
+            pass
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    try:
+        import pandas as pd
+
+        if value is pd.NA or value is pd.NaT:
+            return None
+    except ImportError:  # pragma: no cover
+        pass
+    return str(value)
+
+
+def print_json(obj: Any) -> None:
+    """JSON on stdout (NaN → null), nothing else."""
+    sys.stdout.write(json.dumps(_jsonable(obj), indent=2) + "\n")
+
+
+def print_frame(frame, fmt: Format, *, title: str | None = None) -> None:  # noqa: ANN001
+    """Print a DataFrame as a rich table, JSON records or CSV."""
+    if fmt == Format.json:
+        print_json(frame.to_dict("records"))
+        return
+    if fmt == Format.csv:
+        frame.to_csv(sys.stdout, index=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for col in frame.columns:
+        table.add_column(str(col), overflow="fold")
+    for rec in frame.itertuples(index=False):
+        table.add_row(*(_cell(v) for v in rec))
+    Console().print(table)
+    if frame.empty:
+        typer.echo("(no rows)", err=True)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.10g}"
+    try:
+        import pandas as pd
+
+        if value is pd.NA:
+            return ""
+    except ImportError:  # pragma: no cover
+        pass
+    return str(value)
+
+
+def print_mapping(obj: Mapping[str, Any], fmt: ObjFormat | Format, *, title: str | None = None
+                  ) -> None:  # fmt: skip
+    """Print one object as key/value lines or JSON."""
+    if fmt == ObjFormat.json or fmt == Format.json:
+        print_json(obj)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in obj.items():
+        if isinstance(value, (Mapping, list, tuple)) and not isinstance(value, str):
+            value = json.dumps(_jsonable(value))
+        table.add_row(str(key), _cell(value))
+    Console().print(table)
+
+
+def rows_table(rows: Sequence[Mapping[str, Any]]):  # noqa: ANN201
+    """A list of dicts as a DataFrame (keeps column order of the first row)."""
+    import pandas as pd
+
+    return pd.DataFrame(list(rows))

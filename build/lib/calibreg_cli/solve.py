@@ -1,0 +1,114 @@
+"""``calibreg solve``: turn a quantum into a new calibration version (through the Task)."""
+
+from __future__ import annotations
+
+import enum
+
+import typer
+
+from calibreg_cli.common import DbOption, errors
+from calibreg_cli.output import ObjFormat, fail, print_json, print_mapping
+
+
+class Level(str, enum.Enum):
+    """Solve granularity."""
+
+    DETECTOR = "DETECTOR"
+    AMP = "AMP"
+
+
+class Method(str, enum.Enum):
+    """Decomposition method."""
+
+    exact = "exact"
+    alternating = "alternating"
+    robust = "robust"
+
+
+class Weights(str, enum.Enum):
+    """Least-squares weights."""
+
+    counts = "counts"
+    inverse_variance = "inverse-variance"
+
+
+def parse_selection(select: list[str], exposures: str | None, day_obs: str | None,
+                    time_range: str | None):  # noqa: ANN201  # fmt: skip
+    """Build a Selection from the command-line options."""
+    from calibreg.errors import InputError
+    from calibreg.formats.timescale import utc_to_tai_ns
+    from calibreg.registry.quantum import Selection
+
+    kwargs: dict = {}
+    for item in select:
+        if "=" not in item:
+            raise InputError("--select", f"expected FIELD=VALUE, got {item!r}", field="select")
+        field, value = item.split("=", 1)
+        if "field" in kwargs:
+            raise InputError("--select", "only one FIELD=VALUE down-selection", field="select")
+        kwargs["field"], kwargs["value"] = field.strip(), value.strip()
+    if exposures:
+        try:
+            kwargs["exposures"] = tuple(int(x) for x in exposures.replace(",", " ").split())
+        except ValueError as err:
+            raise InputError("--exposures", f"not a list of ids: {exposures!r}",
+                             field="exposures") from err  # fmt: skip
+    if day_obs:
+        lo, _, hi = day_obs.partition(":")
+        try:
+            kwargs["day_obs_min"] = int(lo) if lo else None
+            kwargs["day_obs_max"] = int(hi) if hi else (int(lo) if not _ else None)
+        except ValueError as err:
+            raise InputError("--day-obs", f"expected YYYYMMDD[:YYYYMMDD], got {day_obs!r}",
+                             field="day_obs") from err  # fmt: skip
+    if time_range:
+        lo, _, hi = time_range.partition("/")
+        kwargs["time_begin"] = utc_to_tai_ns(lo) if lo else None
+        kwargs["time_end"] = utc_to_tai_ns(hi) if hi else None
+    return Selection(**kwargs)
+
+
+def solve(
+    instrument: str = typer.Option(..., "--instrument", "-i"),
+    physical_filter: str | None = typer.Option(None, "--filter", "-f"),
+    all_filters: bool = typer.Option(False, "--all-filters", help="Solve every filter."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes for --all-filters."),
+    level: Level = typer.Option(Level.DETECTOR, "--level"),
+    method: Method = typer.Option(Method.exact, "--method"),
+    weights: Weights = typer.Option(Weights.counts, "--weights"),
+    max_iter: int = typer.Option(1000, "--max-iter", help="Iteration cap (alternating)."),
+    tol: float = typer.Option(1e-12, "--tol", help="Convergence tolerance (log space)."),
+    clip_sigma: float = typer.Option(5.0, "--clip-sigma", help="Rejection k (robust)."),
+    select: list[str] = typer.Option(
+        [], "--select", help="FIELD=VALUE down-selection: observation_reason, "
+        "observation_type, science_program or group (case-insensitive).",
+    ),
+    exposures: str | None = typer.Option(None, "--exposures", help="Explicit exposure ids."),
+    day_obs: str | None = typer.Option(None, "--day-obs", help="YYYYMMDD or FROM:TO."),
+    time_range: str | None = typer.Option(
+        None, "--time", help="UTC ISO range BEGIN/END of exposure start times."
+    ),
+    db: DbOption = None,
+    fmt: ObjFormat = typer.Option(ObjFormat.table, "--format"),
+) -> None:
+    """Solve a quantum and store the result as a new immutable version."""
+    with errors():
+        from calibreg.services.solve import SolveRequest, solve_all_filters, solve_quantum
+
+        if all_filters == (physical_filter is not None):
+            fail("give exactly one of --filter F or --all-filters")
+        selection = parse_selection(select, exposures, day_obs, time_range)
+        request = SolveRequest(
+            instrument=instrument, physical_filter=physical_filter or "", level=level.value,
+            method=method.value, weights=weights.value, max_iter=max_iter, tol=tol,
+            clip_sigma=clip_sigma, selection=selection,
+        )  # fmt: skip
+        if all_filters:
+            results = solve_all_filters(db, request, jobs=jobs)
+        else:
+            results = [solve_quantum(db, request)]
+        if fmt == ObjFormat.json:
+            print_json(results if all_filters else results[0])
+            return
+        for res in results:
+            print_mapping(res, fmt, title=f"version {res['version_id']}")

@@ -1,0 +1,155 @@
+"""``calibreg versions``, ``scales``, ``history``, ``export``: reading versions."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+import typer
+
+from calibreg_cli.common import DbOption, errors
+from calibreg_cli.output import Format, ObjFormat, print_frame, print_json, print_mapping
+
+app = typer.Typer(help="List, show, compare and verify calibration versions.",
+                  no_args_is_help=True)  # fmt: skip
+FormatOpt = typer.Option(Format.table, "--format", help="table, json or csv.")
+
+
+def _registry(db: str | None):  # noqa: ANN202
+    from calibreg.client import Registry
+
+    return Registry(db)
+
+
+@app.command("list")
+def list_(
+    instrument: str | None = typer.Option(None, "--instrument", "-i"),
+    physical_filter: str | None = typer.Option(None, "--filter", "-f"),
+    level: str | None = typer.Option(None, "--level"),
+    limit: int | None = typer.Option(None, "--limit"),
+    db: DbOption = None,
+    fmt: Format = FormatOpt,
+) -> None:
+    """List versions, oldest first."""
+    with errors(), _registry(db) as reg:
+        frame = reg.versions(instrument=instrument, physical_filter=physical_filter,
+                             level=level, limit=limit)  # fmt: skip
+        print_frame(frame, fmt, title="calibration versions")
+
+
+@app.command()
+def show(
+    version: int = typer.Argument(...),
+    db: DbOption = None,
+    fmt: ObjFormat = typer.Option(ObjFormat.table, "--format"),
+    metadata: bool = typer.Option(False, "--metadata", help="Include the full task metadata."),
+) -> None:
+    """Show one version: quantum, config, provenance, diagnostics."""
+    with errors(), _registry(db) as reg:
+        rec = reg.version(version)
+        if not metadata and fmt == ObjFormat.table:
+            rec = {k: v for k, v in rec.items() if k != "task_metadata"}
+        print_mapping(rec, fmt, title=f"version {version}")
+
+
+@app.command()
+def diff(
+    v1: int = typer.Argument(...),
+    v2: int = typer.Argument(...),
+    db: DbOption = None,
+    fmt: Format = FormatOpt,
+) -> None:
+    """Compare two versions row by row: ratio v2/v1, max and rms relative change."""
+    with errors(), _registry(db) as reg:
+        cmp = reg.compare(v1, v2)
+        if not cmp.get("comparable", True):
+            from calibreg_cli.output import fail
+
+            fail(f"versions {v1} and {v2} are not comparable: {cmp['reason']}")
+        table = cmp.pop("table")
+        if fmt == Format.json:
+            print_json({**cmp, "rows": table.to_dict("records")})
+            return
+        if fmt == Format.csv:
+            print_frame(table, fmt)
+            return
+        print_frame(table, fmt, title=f"row scales: version {v2} / version {v1}")
+        summary = {k: v for k, v in cmp.items() if k != "worst"}
+        print_mapping(summary, ObjFormat.table, title="summary")
+
+
+@app.command()
+def verify(
+    version: int = typer.Argument(...),
+    db: DbOption = None,
+    fmt: ObjFormat = typer.Option(ObjFormat.table, "--format"),
+) -> None:
+    """Re-solve a version from the registry's inputs; report the difference and input changes."""
+    with errors():
+        from calibreg.services.solve import verify_version
+
+        result = verify_version(db, version)
+        print_mapping(result, fmt, title=f"verify version {version}")
+        if not result["ok"]:
+            raise typer.Exit(1)
+
+
+class Kind(str, enum.Enum):
+    """Which scales."""
+
+    exposure = "exposure"
+    row = "row"
+
+
+def scales(
+    version: int = typer.Argument(...),
+    kind: Kind = typer.Option(Kind.row, "--kind"),
+    db: DbOption = None,
+    fmt: Format = FormatOpt,
+) -> None:
+    """Print a version's scales: per row (G) or per exposure (E)."""
+    with errors(), _registry(db) as reg:
+        print_frame(reg.scales(version, kind.value), fmt, title=f"version {version} {kind.value}")
+
+
+def history(
+    instrument: str = typer.Option(..., "--instrument", "-i"),
+    physical_filter: str = typer.Option(..., "--filter", "-f"),
+    detector: str = typer.Option(..., "--detector", "-d", help="Detector id or name."),
+    amp: str | None = typer.Option(None, "--amp", help="Amplifier name (AMP-level versions)."),
+    db: DbOption = None,
+    fmt: Format = FormatOpt,
+) -> None:
+    """One detector's (or amplifier's) scale in every version, oldest first."""
+    with errors(), _registry(db) as reg:
+        frame = reg.history(instrument=instrument, physical_filter=physical_filter,
+                            detector=detector, amp=amp)  # fmt: skip
+        print_frame(frame, fmt, title=f"{instrument} {physical_filter} {detector} {amp or ''}")
+
+
+class ExportFormat(str, enum.Enum):
+    """Export structures."""
+
+    cp_pipe = "cp_pipe"
+
+
+def export(
+    version: int = typer.Argument(...),
+    fmt: ExportFormat = typer.Option(ExportFormat.cp_pipe, "--format"),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="File to write (.yaml/.yml or .json); default stdout JSON."
+    ),
+    db: DbOption = None,
+) -> None:
+    """Export a version as cp_pipe's cpFlatNormScales structure (YAML or JSON by suffix)."""
+    with errors(), _registry(db) as reg:
+        from calibreg.formats.cp_pipe import dump_cp_pipe
+
+        structure = reg.cp_pipe(version)
+        text = dump_cp_pipe(structure, "yaml" if output and output.suffix in (".yaml", ".yml")
+                            else "json")  # fmt: skip
+        if output is None:
+            typer.echo(text, nl=False)
+        else:
+            output.write_text(text)
+            typer.echo(f"wrote version {version} as cp_pipe scales to {output}", err=True)
