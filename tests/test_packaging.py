@@ -22,4 +22,4 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     command = next(line for line in ci.splitlines() if "pytest" in line and "pip install" in line)
-    assert command.strip() in readme
+    assert command.split(" || ")[0].strip() in readme
