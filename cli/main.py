@@ -10,7 +10,7 @@ import typer
 
 from calibreg_cli import db as db_cmds
 from calibreg_cli import ingest as ingest_cmds
-from calibreg_cli import publish, solve, versions
+from calibreg_cli import plot, publish, solve, versions
 from calibreg_cli.common import DbOption, errors, open_engine
 from calibreg_cli.output import Format, print_frame
 
@@ -24,6 +24,7 @@ app = typer.Typer(
 app.add_typer(db_cmds.app, name="db")
 app.add_typer(ingest_cmds.app, name="ingest")
 app.add_typer(versions.app, name="versions")
+app.add_typer(plot.app, name="plot")
 app.command("solve")(solve.solve)
 app.command("scales")(versions.scales)
 app.command("history")(versions.history)

@@ -97,3 +97,27 @@ def list_exposures(
     return pd.DataFrame(
         conn.execute(stmt).all(), columns=[*EXPOSURE_COLUMNS, "detector_stats", "amp_stats"]
     )
+
+
+def geometry(conn: Connection, instrument: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Detector placement (mm, degrees, pixel bbox) and amplifier bboxes, for plots."""
+    inst = instrument_id(conn, instrument)
+    dcols = ["id", "name", "purpose", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1", "offset_x",
+             "offset_y", "yaw", "pixel_size_x", "pixel_size_y"]  # fmt: skip
+    dets = pd.DataFrame(
+        conn.execute(
+            select(*(Detector.__table__.c[c] for c in dcols)).where(Detector.instrument_id == inst)
+        ).all(),
+        columns=dcols,
+    )
+    acols = ["detector_id", "amp_index", "name", "bbox_x0", "bbox_y0", "bbox_width",
+             "bbox_height"]  # fmt: skip
+    amps = pd.DataFrame(
+        conn.execute(
+            select(*(Amplifier.__table__.c[c] for c in acols)).where(
+                Amplifier.instrument_id == inst
+            )
+        ).all(),
+        columns=acols,
+    )
+    return dets, amps

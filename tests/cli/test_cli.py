@@ -130,6 +130,14 @@ def test_solve_versions_scales_history_export(loaded, tmp_path) -> None:
     assert isinstance(det, int)
     amp_name = next(iter(structure["expScale"][det]))
     assert isinstance(amp_name, str) and len(structure["expScale"][det][amp_name]) == 5
+    for v in (first["version_id"], amp["version_id"]):
+        png = tmp_path / f"fp{v}.png"
+        cli("plot", "focal-plane", v, "-o", png, "--db", db)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    hist_png = tmp_path / "h.png"
+    cli("plot", "history", "-i", "LSSTCam", "-f", "r_57", "-d", "R22_S11", "-o", hist_png,
+        "--db", db)  # fmt: skip
+    assert hist_png.stat().st_size > 1000
     as_json = cli("export", first["version_id"], "--db", db).stdout
     det_struct = json.loads(as_json)
     assert all(isinstance(v, float) for v in det_struct["detScale"].values())

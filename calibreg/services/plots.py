@@ -1,0 +1,106 @@
+"""Plots for people: a version's scales on the focal plane, one row's scale over versions.
+
+Detectors are drawn at their focal-plane offsets (mm), sized by bbox × pixel size and rotated
+by their yaw; at AMP level each amplifier's assembled bbox is drawn inside its detector.
+Rendering uses matplotlib's Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def _rect(cx: float, cy: float, x0: float, y0: float, w: float, h: float, yaw_deg: float,
+          size_x: float, size_y: float) -> np.ndarray:  # fmt: skip
+    """Corners (mm) of a rectangle given in detector pixel units, placed on the focal plane."""
+    corners = np.array([[x0, y0], [x0 + w, y0], [x0 + w, y0 + h], [x0, y0 + h]], dtype=float)
+    corners[:, 0] = corners[:, 0] * size_x
+    corners[:, 1] = corners[:, 1] * size_y
+    theta = math.radians(yaw_deg or 0.0)
+    rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    return corners @ rot.T + np.array([cx, cy])
+
+
+def focal_plane(registry, version_id: int, output: str | Path) -> Path:  # noqa: ANN001
+    """Draw a version's row scales (G) on the focal plane and save to ``output``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Polygon
+
+    from calibreg.registry.catalog import geometry
+
+    version = registry.version(version_id)
+    rows = registry.scales(version_id, "row")
+    with registry.engine.connect() as conn:
+        dets, amps = geometry(conn, version["instrument"])
+    dets = dets.set_index("id")
+    patches, values = [], []
+    amp_bbox = amps.set_index(["detector_id", "amp_index"])
+    for rec in rows.itertuples(index=False):
+        det = dets.loc[int(rec.detector)]
+        px = det.pixel_size_x if np.isfinite(det.pixel_size_x) else 0.01
+        py = det.pixel_size_y if np.isfinite(det.pixel_size_y) else 0.01
+        width = det.bbox_x1 - det.bbox_x0 + 1
+        height = det.bbox_y1 - det.bbox_y0 + 1
+        cx = det.offset_x if np.isfinite(det.offset_x) else 0.0
+        cy = det.offset_y if np.isfinite(det.offset_y) else 0.0
+        if version["level"] == "AMP" and rec.amp_index is not None and rec.amp_index == rec.amp_index:
+            a = amp_bbox.loc[(int(rec.detector), int(rec.amp_index))]
+            x0, y0, w, h = a.bbox_x0 - width / 2, a.bbox_y0 - height / 2, a.bbox_width, a.bbox_height
+        else:
+            x0, y0, w, h = -width / 2, -height / 2, width, height
+        patches.append(Polygon(_rect(cx, cy, x0, y0, w, h, det.yaw, px, py), closed=True))
+        values.append(rec.scale)
+    fig, ax = plt.subplots(figsize=(8, 7.2))
+    coll = PatchCollection(patches, cmap="viridis", edgecolor="none")
+    vals = np.asarray(values, dtype=float)
+    coll.set_array(np.ma.masked_invalid(vals))
+    finite = vals[np.isfinite(vals)]
+    if finite.size:
+        lo, hi = np.percentile(finite, [1, 99])
+        coll.set_clim(lo, hi)
+    ax.add_collection(coll)
+    ax.autoscale_view()
+    ax.set_aspect("equal")
+    ax.set_xlabel("focal plane x (mm)")
+    ax.set_ylabel("focal plane y (mm)")
+    ax.set_title(
+        f"{version['instrument']} {version['physical_filter']} {version['level']} — "
+        f"version {version_id} (seq {version['seq']}, {version['method']})"
+    )
+    fig.colorbar(coll, ax=ax, label="relative response G (count-weighted mean 1)")
+    output = Path(output)
+    fig.savefig(output, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return output
+
+
+def history_plot(registry, *, instrument: str, physical_filter: str, detector: str,  # noqa: ANN001
+                 amp: str | None, output: str | Path) -> Path:  # fmt: skip
+    """Plot one row's scale in every version, oldest first, and save to ``output``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = registry.history(instrument=instrument, physical_filter=physical_filter,
+                             detector=detector, amp=amp)  # fmt: skip
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(frame["created_at"], frame["scale"], marker="o")
+    for rec in frame.itertuples(index=False):
+        ax.annotate(str(rec.version), (rec.created_at, rec.scale), fontsize=7,
+                    textcoords="offset points", xytext=(0, 5), ha="center")  # fmt: skip
+    ax.set_xlabel("version created (UTC)")
+    ax.set_ylabel("relative response G")
+    ax.set_title(f"{instrument} {physical_filter} detector {detector}" + (f" {amp}" if amp else ""))
+    fig.autofmt_xdate()
+    output = Path(output)
+    fig.savefig(output, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return output
