@@ -42,8 +42,6 @@ KEYED = (
 )
 
 
-
-
 def plain_sqlite(rows: list[tuple], workdir: Path) -> float:
     path = workdir / f"floor-{uuid.uuid4().hex}.sqlite3"
     con = sqlite3.connect(path, isolation_level=None)
@@ -81,7 +79,7 @@ def plain_copy(rows: list[tuple], url: str) -> float:
     return dt
 
 
-def plain_copy_registry(rows: list[tuple], base: str, camera, sim) -> float:  # noqa: ANN001
+def plain_copy_registry(rows: list[tuple], base: str, camera, sim) -> float:
     """Plain psycopg COPY of the same rows into calibreg's own amp_stats table (its keys and
     foreign keys), i.e. what the database itself must do, without anything calibreg adds."""
     import psycopg
@@ -95,17 +93,17 @@ def plain_copy_registry(rows: list[tuple], base: str, camera, sim) -> float:  # 
         engine.dispose()
         buf = io.StringIO()
         for r in rows:
-            buf.write(",".join("" if v is None else repr(v) for v in r[:-1])
-                      + f",{rep.batch_id}\n")  # fmt: skip
+            buf.write(",".join("" if v is None else repr(v) for v in r[:-1]) + f",{rep.batch_id}\n")
         data = buf.getvalue().encode()
         from sqlalchemy.engine import make_url
 
         conninfo = make_url(url).set(drivername="postgresql").render_as_string(False)
         with psycopg.connect(conninfo) as con:
             t0 = time.perf_counter()
-            with con.cursor() as cur, cur.copy(
-                "COPY amp_stats FROM STDIN (FORMAT csv, NULL '')"
-            ) as cp:
+            with (
+                con.cursor() as cur,
+                cur.copy("COPY amp_stats FROM STDIN (FORMAT csv, NULL '')") as cp,
+            ):
                 cp.write(data)
             con.commit()
             return time.perf_counter() - t0
@@ -113,15 +111,14 @@ def plain_copy_registry(rows: list[tuple], base: str, camera, sim) -> float:  # 
         drop()
 
 
-def calibreg_ingest(url: str, camera, sim, csv_path: Path) -> float:  # noqa: ANN001
+def calibreg_ingest(url: str, camera, sim, csv_path: Path) -> float:
     engine = make_engine(url)
     upgrade(engine)
     ingest_camera(engine, camera, source=str(CAMERA), sha256="bench", instrument="LSSTCam")
     ingest_exposures(engine, sim.exposures, source="bench", sha256="bench")
     t0 = time.perf_counter()
     frame = read_stats(csv_path)
-    report = ingest_stats(engine, frame, source=str(csv_path), sha256="bench",
-                          instrument="LSSTCam")  # fmt: skip
+    report = ingest_stats(engine, frame, source=str(csv_path), sha256="bench", instrument="LSSTCam")
     dt = time.perf_counter() - t0
     assert report.n_inserted == len(frame), report
     engine.dispose()
@@ -165,12 +162,26 @@ def main() -> None:
         amp.to_csv(csv_path, index=False)
         index = {(d.id, a.name): a.index for d in camera.detectors for a in d.amplifiers}
         rows = [
-            (1, int(e), int(d), index[(int(d), a)], None if m != m else float(m), float(s),
-             int(n), 1)
-            for e, d, a, m, s, n in zip(amp["exposure"], amp["detector"], amp["amp"],
-                                        amp["median"], amp["sigma"], amp["n_pixels"],
-                                        strict=True)
-        ]  # fmt: skip
+            (
+                1,
+                int(e),
+                int(d),
+                index[(int(d), a)],
+                None if m != m else float(m),
+                float(s),
+                int(n),
+                1,
+            )
+            for e, d, a, m, s, n in zip(
+                amp["exposure"],
+                amp["detector"],
+                amp["amp"],
+                amp["median"],
+                amp["sigma"],
+                amp["n_pixels"],
+                strict=True,
+            )
+        ]
         n = len(rows)
         results = []
         floor = [plain_sqlite(rows, work) for _ in range(args.repeat)]
@@ -181,8 +192,9 @@ def main() -> None:
         results.append(("SQLite", statistics.median(floor), statistics.median(ours)))
         if args.postgres:
             floor = [plain_copy(rows, args.postgres) for _ in range(args.repeat)]
-            floor_reg = [plain_copy_registry(rows, args.postgres, camera, sim)
-                         for _ in range(args.repeat)]  # fmt: skip
+            floor_reg = [
+                plain_copy_registry(rows, args.postgres, camera, sim) for _ in range(args.repeat)
+            ]
             ours = []
             for _ in range(args.repeat):
                 url, drop = _pg_schema_url(args.postgres)
@@ -193,19 +205,24 @@ def main() -> None:
             results.append(("PostgreSQL", statistics.median(floor), statistics.median(ours)))
             results.append(("PostgreSQL*", statistics.median(floor_reg), statistics.median(ours)))
 
-    print(f"\ningest of {n:,} amplifier statistics rows ({args.exposures} exposures x "
-          f"{n // args.exposures} amplifiers), median of {args.repeat} runs\n")  # fmt: skip
-    print(f"{'backend':<11} {'floor s':>8} {'floor rows/s':>13} {'calibreg s':>11} "
-          f"{'calibreg rows/s':>16} {'ratio':>6}")  # fmt: skip
+    print(
+        f"\ningest of {n:,} amplifier statistics rows ({args.exposures} exposures x "
+        f"{n // args.exposures} amplifiers), median of {args.repeat} runs\n"
+    )
+    print(
+        f"{'backend':<11} {'floor s':>8} {'floor rows/s':>13} {'calibreg s':>11} "
+        f"{'calibreg rows/s':>16} {'ratio':>6}"
+    )
     for name, fl, us in results:
-        print(f"{name:<11} {fl:8.2f} {n / fl:13,.0f} {us:11.2f} {n / us:16,.0f} "
-              f"{us / fl:6.2f}")  # fmt: skip
-    print("\nfloor: SQLite = sqlite3 executemany into a keyed table (primary key only); "
-          "PostgreSQL = plain psycopg COPY into a keyed table (primary key only);\n"
-          "PostgreSQL* = plain psycopg COPY into calibreg's amp_stats (primary key, checks and "
-          "the foreign keys to exposure and amplifier).\n"
-          "calibreg = read + validate CSV, resolve references, diff against existing rows, "
-          "bulk write, batch record (one transaction).")
+        print(f"{name:<11} {fl:8.2f} {n / fl:13,.0f} {us:11.2f} {n / us:16,.0f} {us / fl:6.2f}")
+    print(
+        "\nfloor: SQLite = sqlite3 executemany into a keyed table (primary key only); "
+        "PostgreSQL = plain psycopg COPY into a keyed table (primary key only);\n"
+        "PostgreSQL* = plain psycopg COPY into calibreg's amp_stats (primary key, checks and "
+        "the foreign keys to exposure and amplifier).\n"
+        "calibreg = read + validate CSV, resolve references, diff against existing rows, "
+        "bulk write, batch record (one transaction)."
+    )
 
 
 if __name__ == "__main__":

@@ -70,35 +70,60 @@ def build_registry(url: str, n_versions: int) -> list[int]:
     camera = CameraSpec(
         name=INSTRUMENT,
         detectors=[
-            DetectorSpec(id=d, name=f"R00_S{d:02d}", serial=None, physical_type="ITL",
-                         purpose="SCIENCE", bbox_x0=0, bbox_y0=0, bbox_x1=99, bbox_y1=99,
-                         amplifiers=[AmplifierSpec("C00", 0, 0, 0, 100, 100)])
+            DetectorSpec(
+                id=d,
+                name=f"R00_S{d:02d}",
+                serial=None,
+                physical_type="ITL",
+                purpose="SCIENCE",
+                bbox_x0=0,
+                bbox_y0=0,
+                bbox_x1=99,
+                bbox_y1=99,
+                amplifiers=[AmplifierSpec("C00", 0, 0, 0, 100, 100)],
+            )
             for d in range(4)
         ],
         source_format="calibreg",
-    )  # fmt: skip
+    )
     ingest_camera(engine, camera, source="bench", sha256="0" * 64)
     t0 = utc_to_tai_ns(START)
     exposures = pd.DataFrame(
         {
-            "instrument": INSTRUMENT, "id": np.arange(1, 7), "physical_filter": FILTER,
-            "obs_id": [f"B_{i}" for i in range(1, 7)], "observation_type": "flat",
-            "observation_reason": "flat", "science_program": None, "group": None,
-            "target_name": None, "day_obs": pd.array([20240101] * 6, dtype="Int64"),
-            "seq_num": pd.array(range(1, 7), dtype="Int64"), "exposure_time": 15.0,
+            "instrument": INSTRUMENT,
+            "id": np.arange(1, 7),
+            "physical_filter": FILTER,
+            "obs_id": [f"B_{i}" for i in range(1, 7)],
+            "observation_type": "flat",
+            "observation_reason": "flat",
+            "science_program": None,
+            "group": None,
+            "target_name": None,
+            "day_obs": pd.array([20240101] * 6, dtype="Int64"),
+            "seq_num": pd.array(range(1, 7), dtype="Int64"),
+            "exposure_time": 15.0,
             "dark_time": 15.0,
             "timespan_begin": pd.array([t0 + 60 * 10**9 * i for i in range(6)], dtype="Int64"),
-            "timespan_end": pd.array([t0 + 60 * 10**9 * i + 15 * 10**9 for i in range(6)],
-                                     dtype="Int64"),
+            "timespan_end": pd.array(
+                [t0 + 60 * 10**9 * i + 15 * 10**9 for i in range(6)], dtype="Int64"
+            ),
         }
-    )  # fmt: skip
+    )
     ingest_exposures(engine, exposures, source="bench", sha256="1" * 64)
     rng = np.random.default_rng(1)
     stats = [
-        (e, d, None, (1 + 0.1 * d) * (1000 + 50 * e) * (1 + 1e-4 * rng.standard_normal()),
-         5.0, 10_000, e * 4 + d)
-        for e in range(1, 7) for d in range(4)
-    ]  # fmt: skip
+        (
+            e,
+            d,
+            None,
+            (1 + 0.1 * d) * (1000 + 50 * e) * (1 + 1e-4 * rng.standard_normal()),
+            5.0,
+            10_000,
+            e * 4 + d,
+        )
+        for e in range(1, 7)
+        for d in range(4)
+    ]
     frame = pd.DataFrame(
         stats, columns=["exposure", "detector", "amp", "median", "sigma", "n_pixels", "source_row"]
     )
@@ -111,9 +136,12 @@ def build_registry(url: str, n_versions: int) -> list[int]:
     ids = []
     for day in range(n_versions):
         version = registry.persist(
-            data, solution, config={"method": "exact"}, task_metadata={},
+            data,
+            solution,
+            config={"method": "exact"},
+            task_metadata={},
             started_at=dt.datetime.now(dt.UTC),
-        )  # fmt: skip
+        )
         registry.certify(version.id, TAG, t0 + day * DAY_NS, t0 + (day + 1) * DAY_NS)
         ids.append(version.id)
     engine.dispose()
@@ -131,8 +159,18 @@ def free_port() -> int:
 def running_server(url: str, log: Path) -> Iterator[str]:
     """``calibreg serve`` on loopback for the duration of the block; always stopped."""
     port = free_port()
-    cmd = [sys.executable, "-m", "calibreg_cli.main", "serve", "--db", url,
-           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "calibreg_cli.main",
+        "serve",
+        "--db",
+        url,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -172,8 +210,13 @@ def make_queries(n: int, n_versions: int, ids: list[int], seed: int) -> list[tup
     return out
 
 
-def run_client(base: str, queries: list[tuple[str, int]], deadline: float,
-               latencies: list[float], errors: list[str]) -> None:  # fmt: skip
+def run_client(
+    base: str,
+    queries: list[tuple[str, int]],
+    deadline: float,
+    latencies: list[float],
+    errors: list[str],
+) -> None:
     """Issue the queries in order on one keep-alive connection, recording each latency."""
     params = {"instrument": INSTRUMENT, "filter": FILTER, "tag": TAG}
     with httpx.Client(base_url=base, timeout=30) as client:
@@ -187,8 +230,9 @@ def run_client(base: str, queries: list[tuple[str, int]], deadline: float,
                 errors.append(f"{when}: {resp.status_code} {resp.text[:200]}")
 
 
-def measure(base: str, queries: list[tuple[str, int]], clients: int, max_seconds: float
-            ) -> dict[str, float]:  # fmt: skip
+def measure(
+    base: str, queries: list[tuple[str, int]], clients: int, max_seconds: float
+) -> dict[str, float]:
     """Throughput and latency of ``queries`` split over ``clients`` concurrent clients."""
     shares = [queries[i::clients] for i in range(clients)]
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -232,25 +276,43 @@ def main() -> None:
         url = args.db or f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
         t = time.perf_counter()
         ids = build_registry(url, args.versions)
-        print(f"registry {masked_url(url)}: {len(ids)} certified versions "
-              f"in {time.perf_counter() - t:.1f} s")  # fmt: skip
+        print(
+            f"registry {masked_url(url)}: {len(ids)} certified versions "
+            f"in {time.perf_counter() - t:.1f} s"
+        )
         with running_server(url, Path(tmp) / "serve.log") as base:
             warmup = make_queries(50, args.versions, ids, seed=0)
             measure(base, warmup, 1, args.max_seconds)
             rows = [
-                ("sequential, 1 client", measure(
-                    base, make_queries(args.requests, args.versions, ids, 1), 1,
-                    args.max_seconds)),
-                (f"concurrent, {args.clients} clients", measure(
-                    base, make_queries(args.requests, args.versions, ids, 2), args.clients,
-                    args.max_seconds)),
-            ]  # fmt: skip
-    print(f"\nGET /lookup on calibreg serve (127.0.0.1), {args.versions} certified ranges, "
-          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")  # fmt: skip
+                (
+                    "sequential, 1 client",
+                    measure(
+                        base,
+                        make_queries(args.requests, args.versions, ids, 1),
+                        1,
+                        args.max_seconds,
+                    ),
+                ),
+                (
+                    f"concurrent, {args.clients} clients",
+                    measure(
+                        base,
+                        make_queries(args.requests, args.versions, ids, 2),
+                        args.clients,
+                        args.max_seconds,
+                    ),
+                ),
+            ]
+    print(
+        f"\nGET /lookup on calibreg serve (127.0.0.1), {args.versions} certified ranges, "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
     print(f"{'mode':<24}{'lookups':>9}{'seconds':>9}{'lookups/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
     for name, r in rows:
-        print(f"{name:<24}{r['n']:>9.0f}{r['seconds']:>9.2f}{r['per_s']:>11.0f}"
-              f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")  # fmt: skip
+        print(
+            f"{name:<24}{r['n']:>9.0f}{r['seconds']:>9.2f}{r['per_s']:>11.0f}"
+            f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -73,8 +73,13 @@ def main() -> None:
             ingest_camera(engine, camera, source=str(CAMERA), sha256="c", instrument="LSSTCam")
             t0 = time.perf_counter()
             ingest_exposures(engine, read_exposures(exp_csv), source=str(exp_csv), sha256="e")
-            ingest_stats(engine, read_stats(stats_csv), source=str(stats_csv), sha256="s",
-                         instrument="LSSTCam")  # fmt: skip
+            ingest_stats(
+                engine,
+                read_stats(stats_csv),
+                source=str(stats_csv),
+                sha256="s",
+                instrument="LSSTCam",
+            )
             t1 = time.perf_counter()
             task = FlatNormalizationTask()
             task.config.level = "AMP"
@@ -101,19 +106,23 @@ def main() -> None:
             engine.dispose()
     n_rows = int(data.present.sum())
     med = statistics.median
-    print(f"\nLSSTCam AMP level: {args.exposures} exposures x 3024 amplifiers = {n_rows:,} "
-          f"statistics rows; SQLite; median of {args.repeat} runs\n")  # fmt: skip
+    print(
+        f"\nLSSTCam AMP level: {args.exposures} exposures x 3024 amplifiers = {n_rows:,} "
+        f"statistics rows; SQLite; median of {args.repeat} runs\n"
+    )
     print(f"{'step':<44} {'seconds':>8} {'ratio':>7}")
     print(f"{'ingest exposures + statistics (CSV)':<44} {med(ingest_t):8.2f}")
     print(f"{'solve (exact, through the Task)':<44} {med(solve_t):8.2f}")
     print(f"{'persist version (+ task overhead)':<44} {med(persist_t):8.2f}")
     print(f"{'END TO END: ingest + AMP solve + persist':<44} {med(end_to_end):8.2f}")
     print(f"{'baseline: plain SELECT fetched into NumPy':<44} {med(select_t):8.2f} {1.0:7.2f}")
-    print(f"{'assemble quantum (600k rows -> matrices)':<44} {med(assemble_t):8.2f} "
-          f"{med(assemble_t) / med(select_t):7.2f}")  # fmt: skip
+    print(
+        f"{'assemble quantum (600k rows -> matrices)':<44} {med(assemble_t):8.2f} "
+        f"{med(assemble_t) / med(select_t):7.2f}"
+    )
 
 
-def _duration(md, name: str) -> float:  # noqa: ANN001
+def _duration(md, name: str) -> float:
     data = md.to_dict() if hasattr(md, "to_dict") else md
     node = data["metadata"].get(name, {})
     arrays, scalars = node.get("arrays", {}), node.get("scalars", {})

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from calibreg.client import Registry
 
 
-def __getattr__(name: str):  # noqa: ANN202
+def __getattr__(name: str):
     # Lazy: ``import calibreg`` stays cheap (the CLI's --help must not load SQLAlchemy).
     if name == "Registry":
         from calibreg.client import Registry

@@ -31,8 +31,9 @@ class Registry:
         Refuse a database whose schema is not at this software's revision (default).
     """
 
-    def __init__(self, url: str | None = None, *, check_schema: bool = True,
-                 engine: Engine | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, url: str | None = None, *, check_schema: bool = True, engine: Engine | None = None
+    ) -> None:
         self.url = resolve_url(url)
         self.engine = engine if engine is not None else make_engine(self.url)
         if check_schema:
@@ -85,10 +86,15 @@ class Registry:
         """Write a solve as a new immutable version (one transaction)."""
         with transaction(self.engine) as conn:
             return versions.persist_version(
-                conn, data, solution, config=config, task_metadata=task_metadata,
-                started_at=started_at, db_url=self.url,
+                conn,
+                data,
+                solution,
+                config=config,
+                task_metadata=task_metadata,
+                started_at=started_at,
+                db_url=self.url,
                 schema_revision=current_revision(conn) or "unknown",
-            )  # fmt: skip
+            )
 
     # ----------------------------------------------------------------- versions
     def versions(
@@ -103,9 +109,13 @@ class Registry:
         """Versions, oldest first, optionally filtered and paginated."""
         with self.engine.connect() as conn:
             return versions.list_versions(
-                conn, instrument=instrument, physical_filter=physical_filter, level=level,
-                limit=limit, offset=offset,
-            )  # fmt: skip
+                conn,
+                instrument=instrument,
+                physical_filter=physical_filter,
+                level=level,
+                limit=limit,
+                offset=offset,
+            )
 
     def version(self, version_id: int) -> dict[str, Any]:
         """One version's record: quantum, config, provenance, diagnostics, task metadata."""
@@ -127,9 +137,12 @@ class Registry:
         """One detector's (or amplifier's) scale in every version, oldest first."""
         with self.engine.connect() as conn:
             return versions.history(
-                conn, instrument=instrument, physical_filter=physical_filter,
-                detector=detector, amp=amp,
-            )  # fmt: skip
+                conn,
+                instrument=instrument,
+                physical_filter=physical_filter,
+                detector=detector,
+                amp=amp,
+            )
 
     def compare(self, old_version: int, new_version: int) -> dict[str, Any]:
         """Per-row scale ratios new/old: max and rms relative change, worst rows, full table."""
@@ -155,9 +168,14 @@ class Registry:
         """Certify a version in a tag for ``[begin, end)`` (TAI ns); see :func:`tags.certify`."""
         with transaction(self.engine) as conn:
             return tags.certify(
-                conn, version_id, tag, begin_tai_ns, end_tai_ns, force=force,
+                conn,
+                version_id,
+                tag,
+                begin_tai_ns,
+                end_tai_ns,
+                force=force,
                 max_change=max_change,
-            )  # fmt: skip
+            )
 
     def decertify(
         self,
@@ -169,8 +187,7 @@ class Registry:
     ) -> list[dict[str, Any]]:
         """Remove ``[begin, end)`` from a tag (splitting ranges); history is kept."""
         with transaction(self.engine) as conn:
-            return tags.decertify(conn, tag, instrument, physical_filter, begin_tai_ns,
-                                  end_tai_ns)  # fmt: skip
+            return tags.decertify(conn, tag, instrument, physical_filter, begin_tai_ns, end_tai_ns)
 
     def lookup(
         self,
@@ -186,12 +203,19 @@ class Registry:
         """The version valid at a TAI instant (or an exposure's start) in a tag."""
         with self.engine.connect() as conn:
             return tags.lookup(
-                conn, instrument, physical_filter, tag, time_tai_ns=time_tai_ns,
-                exposure=exposure, as_of=as_of, explain=explain,
-            )  # fmt: skip
+                conn,
+                instrument,
+                physical_filter,
+                tag,
+                time_tai_ns=time_tai_ns,
+                exposure=exposure,
+                as_of=as_of,
+                explain=explain,
+            )
 
-    def certifications(self, tag: str | None = None, *, include_closed: bool = False
-                       ) -> list[dict[str, Any]]:  # fmt: skip
+    def certifications(
+        self, tag: str | None = None, *, include_closed: bool = False
+    ) -> list[dict[str, Any]]:
         """Certification rows, newest first."""
         with self.engine.connect() as conn:
             return tags.certifications(conn, tag, include_closed=include_closed)

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Annotated
 
 import typer
-
 from calibreg_cli.output import fail
 
 DbOption = Annotated[
@@ -47,7 +46,7 @@ def errors() -> Iterator[None]:
         fail("interrupted", 130)
 
 
-def open_engine(db: str | None, *, check_schema: bool = True):  # noqa: ANN201
+def open_engine(db: str | None, *, check_schema: bool = True):
     """An engine for ``db``, refusing a database whose schema is not current."""
     from calibreg.db.migrate import require_current
     from calibreg.db.session import make_engine

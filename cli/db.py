@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-
 from calibreg_cli.common import DbOption, errors
 from calibreg_cli.output import ObjFormat, print_mapping
 
@@ -17,7 +16,8 @@ def upgrade(
 ) -> None:
     """Migrate the database up to REVISION (default: head); creates it if empty."""
     with errors():
-        from calibreg.db.migrate import current_revision, upgrade as do_upgrade
+        from calibreg.db.migrate import current_revision
+        from calibreg.db.migrate import upgrade as do_upgrade
         from calibreg.db.session import make_engine, masked_url, resolve_url
 
         engine = make_engine(db)
@@ -32,7 +32,8 @@ def downgrade(
 ) -> None:
     """Migrate the database down to REVISION."""
     with errors():
-        from calibreg.db.migrate import current_revision, downgrade as do_downgrade
+        from calibreg.db.migrate import current_revision
+        from calibreg.db.migrate import downgrade as do_downgrade
         from calibreg.db.session import make_engine, masked_url, resolve_url
 
         engine = make_engine(db)

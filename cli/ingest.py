@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from calibreg_cli.common import DbOption, errors, open_engine
 from calibreg_cli.output import ObjFormat, print_json
 
@@ -18,7 +17,7 @@ ReplaceOption = Annotated[
 FormatOption = Annotated[ObjFormat, typer.Option("--format", help="Output format.")]
 
 
-def _report(report, fmt: ObjFormat) -> None:  # noqa: ANN001
+def _report(report, fmt: ObjFormat) -> None:
     import dataclasses
 
     if fmt == ObjFormat.json:
@@ -46,9 +45,13 @@ def camera(
         engine = open_engine(db)
         spec = read_camera(file, instrument=instrument)
         report = ingest_camera(
-            engine, spec, source=str(file), sha256=sha256_files([file]),
-            instrument=instrument, replace=replace,
-        )  # fmt: skip
+            engine,
+            spec,
+            source=str(file),
+            sha256=sha256_files([file]),
+            instrument=instrument,
+            replace=replace,
+        )
         _report(report, fmt)
 
 
@@ -74,9 +77,13 @@ def exposures(
         engine = open_engine(db)
         frame = read_exposures(file, time_scale=time_scale)
         report = ingest_exposures(
-            engine, frame, source=str(file), sha256=sha256_files([file]),
-            instrument=instrument, replace=replace,
-        )  # fmt: skip
+            engine,
+            frame,
+            source=str(file),
+            sha256=sha256_files([file]),
+            instrument=instrument,
+            replace=replace,
+        )
         _report(report, fmt)
 
 
@@ -89,12 +96,14 @@ def stats(
         None, "--instrument", help="The instrument (needed when the registry holds several)."
     ),
     exposure: str | None = typer.Option(
-        None, "--exposure", help="Exposure id or obs_id, for PropertyList files (else from the "
-        "file name).",
+        None,
+        "--exposure",
+        help="Exposure id or obs_id, for PropertyList files (else from the file name).",
     ),
     detector: str | None = typer.Option(
-        None, "--detector", help="Detector id or name, for PropertyList files (else from the "
-        "file name).",
+        None,
+        "--detector",
+        help="Detector id or name, for PropertyList files (else from the file name).",
     ),
     replace: ReplaceOption = False,
     db: DbOption = None,
@@ -122,7 +131,11 @@ def stats(
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         source = str(files[0]) if len(files) == 1 else f"{files[0]} (+{len(files) - 1} files)"
         report = ingest_stats(
-            engine, frame, source=source, sha256=sha256_files(files),
-            instrument=instrument, replace=replace,
-        )  # fmt: skip
+            engine,
+            frame,
+            source=source,
+            sha256=sha256_files(files),
+            instrument=instrument,
+            replace=replace,
+        )
         _report(report, fmt)

@@ -7,7 +7,6 @@ Heavy libraries (pandas, SQLAlchemy, NumPy) are imported inside commands so that
 from __future__ import annotations
 
 import typer
-
 from calibreg_cli import db as db_cmds
 from calibreg_cli import ingest as ingest_cmds
 from calibreg_cli import plot, publish, solve, versions
@@ -37,7 +36,7 @@ app.command("tags")(publish.tags_list)
 FormatOpt = typer.Option(Format.table, "--format", help="table, json or csv.")
 
 
-def _with_utc(frame):  # noqa: ANN001, ANN202
+def _with_utc(frame):
     """Show TAI-nanosecond timespans as UTC ISO strings."""
     from calibreg.formats.timescale import tai_ns_to_utc_iso
 

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import typer
 
 
-class Format(str, enum.Enum):
+class Format(enum.StrEnum):
     """Output formats of tabular commands."""
 
     table = "table"
@@ -20,7 +20,7 @@ class Format(str, enum.Enum):
     csv = "csv"
 
 
-class ObjFormat(str, enum.Enum):
+class ObjFormat(enum.StrEnum):
     """Output formats of commands that print one object."""
 
     table = "table"
@@ -64,7 +64,7 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(_jsonable(obj), indent=2) + "\n")
 
 
-def print_frame(frame, fmt: Format, *, title: str | None = None) -> None:  # noqa: ANN001
+def print_frame(frame, fmt: Format, *, title: str | None = None) -> None:
     """Print a DataFrame as a rich table, JSON records or CSV."""
     if fmt == Format.json:
         print_json(frame.to_dict("records"))
@@ -102,8 +102,9 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def print_mapping(obj: Mapping[str, Any], fmt: ObjFormat | Format, *, title: str | None = None
-                  ) -> None:  # fmt: skip
+def print_mapping(
+    obj: Mapping[str, Any], fmt: ObjFormat | Format, *, title: str | None = None
+) -> None:
     """Print one object as key/value lines or JSON."""
     if fmt == ObjFormat.json or fmt == Format.json:
         print_json(obj)
@@ -121,7 +122,7 @@ def print_mapping(obj: Mapping[str, Any], fmt: ObjFormat | Format, *, title: str
     Console().print(table)
 
 
-def rows_table(rows: Sequence[Mapping[str, Any]]):  # noqa: ANN201
+def rows_table(rows: Sequence[Mapping[str, Any]]):
     """A list of dicts as a DataFrame (keeps column order of the first row)."""
     import pandas as pd
 

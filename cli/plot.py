@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-
 from calibreg_cli.common import DbOption, errors
 
-app = typer.Typer(help="Plot a version on the focal plane, or a row's history.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Plot a version on the focal plane, or a row's history.", no_args_is_help=True
+)
 
 
 @app.command("focal-plane")
@@ -44,7 +44,11 @@ def history(
 
         with Registry(db) as reg:
             path = history_plot(
-                reg, instrument=instrument, physical_filter=physical_filter, detector=detector,
-                amp=amp, output=output or Path(f"history-{detector}{'-' + amp if amp else ''}.png"),
-            )  # fmt: skip
+                reg,
+                instrument=instrument,
+                physical_filter=physical_filter,
+                detector=detector,
+                amp=amp,
+                output=output or Path(f"history-{detector}{'-' + amp if amp else ''}.png"),
+            )
         typer.echo(f"wrote {path}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-
 from calibreg_cli.common import DbOption, errors
 from calibreg_cli.output import Format, ObjFormat, print_frame, print_json, print_mapping
 
@@ -44,8 +43,11 @@ def _show_comparison(cmp: dict | None) -> None:
     )
     for w in cmp.get("worst", [])[:5]:
         amp = f" {w['amp']}" if w.get("amp") else ""
-        typer.echo(f"  {w['detector_name']}{amp}: {w['scale_a']:.6g} -> {w['scale_b']:.6g} "
-                   f"({w['rel_change']:+.4%})", err=True)  # fmt: skip
+        typer.echo(
+            f"  {w['detector_name']}{amp}: {w['scale_a']:.6g} -> {w['scale_b']:.6g} "
+            f"({w['rel_change']:+.4%})",
+            err=True,
+        )
 
 
 def certify(
@@ -75,8 +77,14 @@ def certify(
                     from calibreg.registry.tags import _tag_id, compare_versions, neighbour
 
                     ver = reg.version(version)
-                    other = neighbour(conn, _tag_id(conn, tag, create=False),
-                                      ver["instrument_id"], ver["physical_filter"], b, e)
+                    other = neighbour(
+                        conn,
+                        _tag_id(conn, tag, create=False),
+                        ver["instrument_id"],
+                        ver["physical_filter"],
+                        b,
+                        e,
+                    )
                     if other is not None:
                         cmp = compare_versions(conn, other.version_id, version)
                         cmp["threshold"] = max_change
@@ -106,16 +114,19 @@ def decertify(
     from calibreg.client import Registry
 
     with errors(), Registry(db) as reg:
-        changes = reg.decertify(tag, instrument, physical_filter, _tai(begin, "begin"),
-                                _tai(end, "end"))  # fmt: skip
+        changes = reg.decertify(
+            tag, instrument, physical_filter, _tai(begin, "begin"), _tai(end, "end")
+        )
         if fmt == ObjFormat.json:
             print_json(changes)
             return
         for ch in changes:
             was = ", ".join(_utc(x) or "open" for x in ch["was"])
             pieces = "; ".join(f"[{_utc(p[0])}, {_utc(p[1]) or 'open'})" for p in ch["pieces"])
-            typer.echo(f"closed certification {ch['closed']} (version {ch['version_id']}, "
-                       f"[{was})); kept: {pieces or 'nothing'}")  # fmt: skip
+            typer.echo(
+                f"closed certification {ch['closed']} (version {ch['version_id']}, "
+                f"[{was})); kept: {pieces or 'nothing'}"
+            )
 
 
 def lookup(
@@ -141,13 +152,21 @@ def lookup(
             try:
                 when = dt.datetime.fromisoformat(as_of.replace("Z", "+00:00"))
             except ValueError as err:
-                raise InputError("--as-of", f"not an ISO-8601 time: {as_of!r}",
-                                 field="as_of") from err  # fmt: skip
+                raise InputError(
+                    "--as-of", f"not an ISO-8601 time: {as_of!r}", field="as_of"
+                ) from err
             if when.tzinfo is None:
                 when = when.replace(tzinfo=dt.UTC)
         try:
-            res = reg.lookup(instrument, physical_filter, tag, time_tai_ns=_tai(time, "time"),
-                             exposure=exposure, as_of=when, explain=explain)  # fmt: skip
+            res = reg.lookup(
+                instrument,
+                physical_filter,
+                tag,
+                time_tai_ns=_tai(time, "time"),
+                exposure=exposure,
+                as_of=when,
+                explain=explain,
+            )
         except NotFoundError as err:
             if explain and getattr(err, "explain", None) is not None:
                 _print_explain(err.explain)
@@ -166,11 +185,19 @@ def _print_explain(considered: list[dict]) -> None:
     import pandas as pd
 
     frame = pd.DataFrame(
-        [{"certification": c["certification_id"], "version": c["version_id"],
-          "begin": _utc(c["valid_begin"]), "end": _utc(c["valid_end"]) or "open",
-          "decertified_at": c["decertified_at"], "matched": c["matched"], "why": c["why"]}
-         for c in considered]
-    )  # fmt: skip
+        [
+            {
+                "certification": c["certification_id"],
+                "version": c["version_id"],
+                "begin": _utc(c["valid_begin"]),
+                "end": _utc(c["valid_end"]) or "open",
+                "decertified_at": c["decertified_at"],
+                "matched": c["matched"],
+                "why": c["why"],
+            }
+            for c in considered
+        ]
+    )
     print_frame(frame, Format.table, title="ranges considered")
 
 
@@ -190,6 +217,7 @@ def tags_list(
         frame = pd.DataFrame(rows)
         if not frame.empty:
             frame["valid_begin"] = [_utc(v) for v in frame["valid_begin"]]
-            frame["valid_end"] = [_utc(v) if v == v and v is not None else None
-                                  for v in frame["valid_end"]]  # fmt: skip
+            frame["valid_end"] = [
+                _utc(v) if v == v and v is not None else None for v in frame["valid_end"]
+            ]
         print_frame(frame, fmt, title="certifications")

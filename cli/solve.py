@@ -5,19 +5,18 @@ from __future__ import annotations
 import enum
 
 import typer
-
 from calibreg_cli.common import DbOption, errors
 from calibreg_cli.output import ObjFormat, fail, print_json, print_mapping
 
 
-class Level(str, enum.Enum):
+class Level(enum.StrEnum):
     """Solve granularity."""
 
     DETECTOR = "DETECTOR"
     AMP = "AMP"
 
 
-class Method(str, enum.Enum):
+class Method(enum.StrEnum):
     """Decomposition method."""
 
     exact = "exact"
@@ -25,15 +24,16 @@ class Method(str, enum.Enum):
     robust = "robust"
 
 
-class Weights(str, enum.Enum):
+class Weights(enum.StrEnum):
     """Least-squares weights."""
 
     counts = "counts"
     inverse_variance = "inverse-variance"
 
 
-def parse_selection(select: list[str], exposures: str | None, day_obs: str | None,
-                    time_range: str | None):  # noqa: ANN201  # fmt: skip
+def parse_selection(
+    select: list[str], exposures: str | None, day_obs: str | None, time_range: str | None
+):
     """Build a Selection from the command-line options."""
     from calibreg.errors import InputError
     from calibreg.formats.timescale import utc_to_tai_ns
@@ -51,16 +51,18 @@ def parse_selection(select: list[str], exposures: str | None, day_obs: str | Non
         try:
             kwargs["exposures"] = tuple(int(x) for x in exposures.replace(",", " ").split())
         except ValueError as err:
-            raise InputError("--exposures", f"not a list of ids: {exposures!r}",
-                             field="exposures") from err  # fmt: skip
+            raise InputError(
+                "--exposures", f"not a list of ids: {exposures!r}", field="exposures"
+            ) from err
     if day_obs:
         lo, _, hi = day_obs.partition(":")
         try:
             kwargs["day_obs_min"] = int(lo) if lo else None
             kwargs["day_obs_max"] = int(hi) if hi else (int(lo) if not _ else None)
         except ValueError as err:
-            raise InputError("--day-obs", f"expected YYYYMMDD[:YYYYMMDD], got {day_obs!r}",
-                             field="day_obs") from err  # fmt: skip
+            raise InputError(
+                "--day-obs", f"expected YYYYMMDD[:YYYYMMDD], got {day_obs!r}", field="day_obs"
+            ) from err
     if time_range:
         lo, _, hi = time_range.partition("/")
         kwargs["time_begin"] = utc_to_tai_ns(lo) if lo else None
@@ -80,7 +82,9 @@ def solve(
     tol: float = typer.Option(1e-12, "--tol", help="Convergence tolerance (log space)."),
     clip_sigma: float = typer.Option(5.0, "--clip-sigma", help="Rejection k (robust)."),
     select: list[str] = typer.Option(
-        [], "--select", help="FIELD=VALUE down-selection: observation_reason, "
+        [],
+        "--select",
+        help="FIELD=VALUE down-selection: observation_reason, "
         "observation_type, science_program or group (case-insensitive).",
     ),
     exposures: str | None = typer.Option(None, "--exposures", help="Explicit exposure ids."),
@@ -99,10 +103,16 @@ def solve(
             fail("give exactly one of --filter F or --all-filters")
         selection = parse_selection(select, exposures, day_obs, time_range)
         request = SolveRequest(
-            instrument=instrument, physical_filter=physical_filter or "", level=level.value,
-            method=method.value, weights=weights.value, max_iter=max_iter, tol=tol,
-            clip_sigma=clip_sigma, selection=selection,
-        )  # fmt: skip
+            instrument=instrument,
+            physical_filter=physical_filter or "",
+            level=level.value,
+            method=method.value,
+            weights=weights.value,
+            max_iter=max_iter,
+            tol=tol,
+            clip_sigma=clip_sigma,
+            selection=selection,
+        )
         if all_filters:
             results = solve_all_filters(db, request, jobs=jobs)
         else:

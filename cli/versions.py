@@ -6,16 +6,14 @@ import enum
 from pathlib import Path
 
 import typer
-
 from calibreg_cli.common import DbOption, errors
 from calibreg_cli.output import Format, ObjFormat, print_frame, print_json, print_mapping
 
-app = typer.Typer(help="List, show, compare and verify calibration versions.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(help="List, show, compare and verify calibration versions.", no_args_is_help=True)
 FormatOpt = typer.Option(Format.table, "--format", help="table, json or csv.")
 
 
-def _registry(db: str | None):  # noqa: ANN202
+def _registry(db: str | None):
     from calibreg.client import Registry
 
     return Registry(db)
@@ -32,8 +30,9 @@ def list_(
 ) -> None:
     """List versions, oldest first."""
     with errors(), _registry(db) as reg:
-        frame = reg.versions(instrument=instrument, physical_filter=physical_filter,
-                             level=level, limit=limit)  # fmt: skip
+        frame = reg.versions(
+            instrument=instrument, physical_filter=physical_filter, level=level, limit=limit
+        )
         print_frame(frame, fmt, title="calibration versions")
 
 
@@ -94,7 +93,7 @@ def verify(
             raise typer.Exit(1)
 
 
-class Kind(str, enum.Enum):
+class Kind(enum.StrEnum):
     """Which scales."""
 
     exposure = "exposure"
@@ -122,12 +121,13 @@ def history(
 ) -> None:
     """One detector's (or amplifier's) scale in every version, oldest first."""
     with errors(), _registry(db) as reg:
-        frame = reg.history(instrument=instrument, physical_filter=physical_filter,
-                            detector=detector, amp=amp)  # fmt: skip
+        frame = reg.history(
+            instrument=instrument, physical_filter=physical_filter, detector=detector, amp=amp
+        )
         print_frame(frame, fmt, title=f"{instrument} {physical_filter} {detector} {amp or ''}")
 
 
-class ExportFormat(str, enum.Enum):
+class ExportFormat(enum.StrEnum):
     """Export structures."""
 
     cp_pipe = "cp_pipe"
@@ -146,8 +146,9 @@ def export(
         from calibreg.formats.cp_pipe import dump_cp_pipe
 
         structure = reg.cp_pipe(version)
-        text = dump_cp_pipe(structure, "yaml" if output and output.suffix in (".yaml", ".yml")
-                            else "json")  # fmt: skip
+        text = dump_cp_pipe(
+            structure, "yaml" if output and output.suffix in (".yaml", ".yml") else "json"
+        )
         if output is None:
             typer.echo(text, nl=False)
         else:

@@ -17,7 +17,7 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def _include_object(obj, name, type_, reflected, compare_to) -> bool:  # noqa: ANN001
+def _include_object(obj, name, type_, reflected, compare_to) -> bool:
     # Alembic's own bookkeeping table is not part of the models.
     return not (type_ == "table" and name == "alembic_version")
 

@@ -18,7 +18,9 @@ import pytest
 
 PG_ENV = "CALIBREG_TEST_POSTGRES_URL"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-LSSTCAM_YAML = Path(__file__).resolve().parents[1] / "calibreg" / "data" / "cameras" / "lsstCamSim.yaml"
+LSSTCAM_YAML = (
+    Path(__file__).resolve().parents[1] / "calibreg" / "data" / "cameras" / "lsstCamSim.yaml"
+)
 
 
 def postgres_required() -> bool:
@@ -48,7 +50,7 @@ def postgres_base_url() -> str:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         _no_postgres(f"cannot connect to {parsed.render_as_string(hide_password=True)}: {err}")
     finally:
         engine.dispose()

@@ -262,8 +262,11 @@ class CalibrationVersion(Base):
     __table_args__ = (
         UniqueConstraint("quantum_id", "seq"),
         CheckConstraint("seq >= 1", name="seq"),
-        Index("ix_calibration_version_instrument_id_physical_filter", "instrument_id",
-              "physical_filter"),  # fmt: skip
+        Index(
+            "ix_calibration_version_instrument_id_physical_filter",
+            "instrument_id",
+            "physical_filter",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -304,9 +307,7 @@ class VersionExposure(Base):
         ),
     )
 
-    version_id: Mapped[int] = mapped_column(
-        ForeignKey("calibration_version.id"), primary_key=True
-    )
+    version_id: Mapped[int] = mapped_column(ForeignKey("calibration_version.id"), primary_key=True)
     exposure_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     instrument_id: Mapped[int] = mapped_column(Integer)
     scale: Mapped[float] = mapped_column(Measurement, nullable=True)
@@ -330,9 +331,7 @@ class VersionRow(Base):
         Index("ix_version_row_instrument_id_detector_id", "instrument_id", "detector_id"),
     )
 
-    version_id: Mapped[int] = mapped_column(
-        ForeignKey("calibration_version.id"), primary_key=True
-    )
+    version_id: Mapped[int] = mapped_column(ForeignKey("calibration_version.id"), primary_key=True)
     row_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     instrument_id: Mapped[int] = mapped_column(Integer)
     detector_id: Mapped[int] = mapped_column(Integer)
@@ -370,13 +369,14 @@ class Certification(Base):
 
     __tablename__ = "certification"
     __table_args__ = (
-        CheckConstraint(
-            "valid_end IS NULL OR valid_begin < valid_end", name="valid_range"
-        ),
+        CheckConstraint("valid_end IS NULL OR valid_begin < valid_end", name="valid_range"),
         Index(
-            "ix_certification_lookup", "tag_id", "instrument_id", "physical_filter",
+            "ix_certification_lookup",
+            "tag_id",
+            "instrument_id",
+            "physical_filter",
             "valid_begin",
-        ),  # fmt: skip
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

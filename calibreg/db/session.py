@@ -35,7 +35,7 @@ def masked_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _sqlite_on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001
+def _sqlite_on_connect(dbapi_connection, _record) -> None:
     """Per-connection SQLite settings: enforce foreign keys, WAL, wait instead of failing."""
     # Let SQLAlchemy own transactions (pysqlite's own BEGIN handling is off, see below).
     dbapi_connection.isolation_level = None
@@ -81,8 +81,7 @@ def make_engine(url: str | None = None, **kwargs: object) -> Engine:
 
 
 def _describe_integrity(err: exc.IntegrityError) -> str:
-    text = str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err)
-    return text
+    return str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err)
 
 
 @contextlib.contextmanager
@@ -102,7 +101,7 @@ def transaction(engine: Engine) -> Iterator[Connection]:
         raise ConflictError(f"refused by the database: {_describe_integrity(err)}") from err
     except exc.OperationalError as err:
         msg = str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err)
-        if "no such table" in msg or "does not exist" in msg and "relation" in msg:
+        if "no such table" in msg or ("does not exist" in msg and "relation" in msg):
             raise SchemaError(
                 f"the database has no calibreg schema ({msg}); run `calibreg db upgrade`"
             ) from err

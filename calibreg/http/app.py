@@ -262,9 +262,12 @@ def list_versions(
     separate count query.
     """
     frame = registry.versions(
-        instrument=instrument, physical_filter=physical_filter, level=level,
-        limit=limit + 1, offset=offset,
-    )  # fmt: skip
+        instrument=instrument,
+        physical_filter=physical_filter,
+        level=level,
+        limit=limit + 1,
+        offset=offset,
+    )
     has_more = len(frame) > limit
     return _mutable(
         {
@@ -336,9 +339,12 @@ def get_scales(
         body = render_parquet(frame)
     assert chosen in TABLE_FORMATS
     return _immutable(
-        request, body, MEDIA_TYPES[chosen], vary="Accept",
+        request,
+        body,
+        MEDIA_TYPES[chosen],
+        vary="Accept",
         filename=None if chosen == "json" else f"version-{version_id}-{kind}-scales.{chosen}",
-    )  # fmt: skip
+    )
 
 
 @router.get(
@@ -412,9 +418,14 @@ def lookup(
     if find is None:
         return error_response(501, "this calibreg registry cannot answer lookups yet")
     result = find(
-        instrument, physical_filter, tag, time_tai_ns=time_tai_ns, exposure=exposure,
-        as_of=as_of_dt, explain=explain,
-    )  # fmt: skip
+        instrument,
+        physical_filter,
+        tag,
+        time_tai_ns=time_tai_ns,
+        exposure=exposure,
+        as_of=as_of_dt,
+        explain=explain,
+    )
     return _mutable(result)
 
 

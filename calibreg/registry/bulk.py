@@ -50,10 +50,7 @@ def _python_columns(frame: pd.DataFrame, columns: Sequence[str]) -> list[list]:
 def _sqlite_executemany(
     conn: Connection, table: str, frame: pd.DataFrame, columns: Sequence[str]
 ) -> None:
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) "
-        f"VALUES ({', '.join('?' for _ in columns)})"
-    )
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
     raw = conn.connection.driver_connection
     for start in range(0, len(frame), CHUNK_ROWS):
         part = frame.iloc[start : start + CHUNK_ROWS]
@@ -81,10 +78,14 @@ def _postgres_copy(
                     values = col.to_numpy(dtype=float)
                     arrays.append(pa.array(values, mask=np.isnan(values)))
                 else:
-                    arrays.append(pa.array(col.astype(object).where(col.notna(), None).tolist()
-                                           if col.dtype == object or isinstance(
-                                               col.dtype, pd.api.extensions.ExtensionDtype)
-                                           else col.to_numpy()))  # fmt: skip
+                    arrays.append(
+                        pa.array(
+                            col.astype(object).where(col.notna(), None).tolist()
+                            if col.dtype == object
+                            or isinstance(col.dtype, pd.api.extensions.ExtensionDtype)
+                            else col.to_numpy()
+                        )
+                    )
             sink = io.BytesIO()
             pacsv.write_csv(pa.Table.from_arrays(arrays, names=list(columns)), sink, options)
             copy.write(sink.getvalue())

@@ -18,15 +18,9 @@ from calibreg.registry.common import instrument_id
 
 def list_instruments(conn: Connection) -> pd.DataFrame:
     """Instruments with their detector, amplifier, exposure counts."""
-    n_det = (
-        select(func.count()).where(Detector.instrument_id == Instrument.id).scalar_subquery()
-    )
-    n_amp = (
-        select(func.count()).where(Amplifier.instrument_id == Instrument.id).scalar_subquery()
-    )
-    n_exp = (
-        select(func.count()).where(Exposure.instrument_id == Instrument.id).scalar_subquery()
-    )
+    n_det = select(func.count()).where(Detector.instrument_id == Instrument.id).scalar_subquery()
+    n_amp = select(func.count()).where(Amplifier.instrument_id == Instrument.id).scalar_subquery()
+    n_exp = select(func.count()).where(Exposure.instrument_id == Instrument.id).scalar_subquery()
     stmt = select(
         Instrument.name.label("instrument"),
         n_det.label("detectors"),
@@ -41,9 +35,16 @@ def list_detectors(conn: Connection, instrument: str) -> pd.DataFrame:
     """An instrument's detectors in id order."""
     inst = instrument_id(conn, instrument)
     cols = [
-        "id", "name", "purpose", "physical_type", "serial", "n_amplifiers",
-        "offset_x", "offset_y", "yaw",
-    ]  # fmt: skip
+        "id",
+        "name",
+        "purpose",
+        "physical_type",
+        "serial",
+        "n_amplifiers",
+        "offset_x",
+        "offset_y",
+        "yaw",
+    ]
     stmt = (
         select(*(Detector.__table__.c[c] for c in cols))
         .where(Detector.instrument_id == inst)
@@ -65,10 +66,19 @@ def list_amplifiers(conn: Connection, instrument: str) -> pd.DataFrame:
 
 
 EXPOSURE_COLUMNS = [
-    "id", "physical_filter", "obs_id", "observation_type", "observation_reason",
-    "science_program", "group_name", "day_obs", "seq_num", "exposure_time",
-    "timespan_begin", "timespan_end",
-]  # fmt: skip
+    "id",
+    "physical_filter",
+    "obs_id",
+    "observation_type",
+    "observation_reason",
+    "science_program",
+    "group_name",
+    "day_obs",
+    "seq_num",
+    "exposure_time",
+    "timespan_begin",
+    "timespan_end",
+]
 
 
 def list_exposures(
@@ -102,16 +112,27 @@ def list_exposures(
 def geometry(conn: Connection, instrument: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Detector placement (mm, degrees, pixel bbox) and amplifier bboxes, for plots."""
     inst = instrument_id(conn, instrument)
-    dcols = ["id", "name", "purpose", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1", "offset_x",
-             "offset_y", "yaw", "pixel_size_x", "pixel_size_y"]  # fmt: skip
+    dcols = [
+        "id",
+        "name",
+        "purpose",
+        "bbox_x0",
+        "bbox_y0",
+        "bbox_x1",
+        "bbox_y1",
+        "offset_x",
+        "offset_y",
+        "yaw",
+        "pixel_size_x",
+        "pixel_size_y",
+    ]
     dets = pd.DataFrame(
         conn.execute(
             select(*(Detector.__table__.c[c] for c in dcols)).where(Detector.instrument_id == inst)
         ).all(),
         columns=dcols,
     )
-    acols = ["detector_id", "amp_index", "name", "bbox_x0", "bbox_y0", "bbox_width",
-             "bbox_height"]  # fmt: skip
+    acols = ["detector_id", "amp_index", "name", "bbox_x0", "bbox_y0", "bbox_width", "bbox_height"]
     amps = pd.DataFrame(
         conn.execute(
             select(*(Amplifier.__table__.c[c] for c in acols)).where(

@@ -35,7 +35,7 @@ def current_user() -> str:
     """The login name of whoever runs calibreg (``unknown`` when the OS cannot say)."""
     try:
         return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+    except Exception:
         return os.environ.get("USER", "unknown")
 
 

@@ -152,7 +152,9 @@ def _new_batch(
     ).scalar_one()
 
 
-def _close_batch(conn: Connection, batch: int, inserted: int, replaced: int, unchanged: int) -> None:
+def _close_batch(
+    conn: Connection, batch: int, inserted: int, replaced: int, unchanged: int
+) -> None:
     conn.execute(
         update(IngestBatch)
         .where(IngestBatch.id == batch)
@@ -165,7 +167,7 @@ def _close_batch(conn: Connection, batch: int, inserted: int, replaced: int, unc
     )
 
 
-def _conflict(kind: str, source: str, changed: pd.DataFrame, describe) -> ConflictError:  # noqa: ANN001
+def _conflict(kind: str, source: str, changed: pd.DataFrame, describe) -> ConflictError:
     first = changed.iloc[0]
     return ConflictError(
         f"{source}: {len(changed)} {kind} row(s) differ from what the registry holds "
@@ -183,8 +185,9 @@ def _ensure_instrument(conn: Connection, name: str, source_format: str | None) -
     ).scalar_one()
 
 
-def _update_rows(conn: Connection, table: Table, frame: pd.DataFrame, key: list[str],
-                 values: list[str]) -> None:
+def _update_rows(
+    conn: Connection, table: Table, frame: pd.DataFrame, key: list[str], values: list[str]
+) -> None:
     if frame.empty:
         return
 
@@ -201,7 +204,7 @@ def _update_rows(conn: Connection, table: Table, frame: pd.DataFrame, key: list[
     conn.execute(stmt, params)
 
 
-def _py(value):  # noqa: ANN001, ANN202
+def _py(value):
     """A pandas/numpy scalar as a plain Python value (NA → None, NaN float kept)."""
     if value is None:
         return None
@@ -217,18 +220,39 @@ def _py(value):  # noqa: ANN001, ANN202
 # --------------------------------------------------------------------------- camera
 
 DETECTOR_VALUES = [
-    "name", "serial", "physical_type", "purpose", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
-    "offset_x", "offset_y", "offset_z", "yaw", "pitch", "roll", "pixel_size_x", "pixel_size_y",
+    "name",
+    "serial",
+    "physical_type",
+    "purpose",
+    "bbox_x0",
+    "bbox_y0",
+    "bbox_x1",
+    "bbox_y1",
+    "offset_x",
+    "offset_y",
+    "offset_z",
+    "yaw",
+    "pitch",
+    "roll",
+    "pixel_size_x",
+    "pixel_size_y",
     "n_amplifiers",
-]  # fmt: skip
+]
 AMP_VALUES = [
-    "name", "bbox_x0", "bbox_y0", "bbox_width", "bbox_height", "gain", "read_noise", "saturation",
-]  # fmt: skip
+    "name",
+    "bbox_x0",
+    "bbox_y0",
+    "bbox_width",
+    "bbox_height",
+    "gain",
+    "read_noise",
+    "saturation",
+]
 
 
 def ingest_camera(
     engine: Engine,
-    camera,  # noqa: ANN001 - calibreg.formats.camera.CameraSpec
+    camera,
     *,
     source: str,
     sha256: str,
@@ -241,29 +265,53 @@ def ingest_camera(
     for det in camera.detectors:
         det_rows.append(
             {
-                "id": det.id, "name": det.name, "serial": det.serial,
-                "physical_type": det.physical_type, "purpose": det.purpose,
-                "bbox_x0": det.bbox_x0, "bbox_y0": det.bbox_y0,
-                "bbox_x1": det.bbox_x1, "bbox_y1": det.bbox_y1,
-                "offset_x": det.offset_x, "offset_y": det.offset_y, "offset_z": det.offset_z,
-                "yaw": det.yaw, "pitch": det.pitch, "roll": det.roll,
-                "pixel_size_x": det.pixel_size_x, "pixel_size_y": det.pixel_size_y,
+                "id": det.id,
+                "name": det.name,
+                "serial": det.serial,
+                "physical_type": det.physical_type,
+                "purpose": det.purpose,
+                "bbox_x0": det.bbox_x0,
+                "bbox_y0": det.bbox_y0,
+                "bbox_x1": det.bbox_x1,
+                "bbox_y1": det.bbox_y1,
+                "offset_x": det.offset_x,
+                "offset_y": det.offset_y,
+                "offset_z": det.offset_z,
+                "yaw": det.yaw,
+                "pitch": det.pitch,
+                "roll": det.roll,
+                "pixel_size_x": det.pixel_size_x,
+                "pixel_size_y": det.pixel_size_y,
                 "n_amplifiers": len(det.amplifiers),
             }
-        )  # fmt: skip
+        )
         for amp in det.amplifiers:
             amp_rows.append(
                 {
-                    "detector_id": det.id, "amp_index": amp.index, "name": amp.name,
-                    "bbox_x0": amp.bbox_x0, "bbox_y0": amp.bbox_y0,
-                    "bbox_width": amp.bbox_width, "bbox_height": amp.bbox_height,
-                    "gain": amp.gain, "read_noise": amp.read_noise, "saturation": amp.saturation,
+                    "detector_id": det.id,
+                    "amp_index": amp.index,
+                    "name": amp.name,
+                    "bbox_x0": amp.bbox_x0,
+                    "bbox_y0": amp.bbox_y0,
+                    "bbox_width": amp.bbox_width,
+                    "bbox_height": amp.bbox_height,
+                    "gain": amp.gain,
+                    "read_noise": amp.read_noise,
+                    "saturation": amp.saturation,
                 }
-            )  # fmt: skip
+            )
     dets = pd.DataFrame(det_rows, columns=["id", *DETECTOR_VALUES])
     amps = pd.DataFrame(amp_rows, columns=["detector_id", "amp_index", *AMP_VALUES])
-    for col in ("offset_x", "offset_y", "offset_z", "yaw", "pitch", "roll",
-                "pixel_size_x", "pixel_size_y"):  # fmt: skip
+    for col in (
+        "offset_x",
+        "offset_y",
+        "offset_z",
+        "yaw",
+        "pitch",
+        "roll",
+        "pixel_size_x",
+        "pixel_size_y",
+    ):
         dets[col] = dets[col].astype(float)
     for col in ("gain", "read_noise", "saturation"):
         amps[col] = amps[col].astype(float)
@@ -290,26 +338,37 @@ def ingest_camera(
             if len(chg_d):
                 raise _conflict("detector", source, chg_d, lambda r: f"detector {int(r['id'])}")
             raise _conflict(
-                "amplifier", source, chg_a,
+                "amplifier",
+                source,
+                chg_a,
                 lambda r: f"detector {int(r['detector_id'])} amplifier {r['name']}",
-            )  # fmt: skip
+            )
         total = len(dets) + len(amps)
         unchanged = same_d + same_a
         if unchanged == total:
             return IngestReport("camera", source, name, total, 0, 0, unchanged, None)
         batch = _new_batch(
-            conn, kind="camera", instrument=inst, source=source, sha256=sha256,
-            n_rows=total, started_at=started, options={"instrument": name, "replace": replace},
-        )  # fmt: skip
+            conn,
+            kind="camera",
+            instrument=inst,
+            source=source,
+            sha256=sha256,
+            n_rows=total,
+            started_at=started,
+            options={"instrument": name, "replace": replace},
+        )
         if len(new_d):
             conn.execute(
                 insert(Detector),
                 [
-                    {**{k: _py(v) for k, v in rec.items()}, "instrument_id": inst,
-                     "batch_id": batch}
+                    {
+                        **{k: _py(v) for k, v in rec.items()},
+                        "instrument_id": inst,
+                        "batch_id": batch,
+                    }
                     for rec in new_d.to_dict("records")
                 ],
-            )  # fmt: skip
+            )
         chg_d = chg_d.assign(instrument_id=inst)
         _update_rows(conn, Detector.__table__, chg_d, ["instrument_id", "id"], DETECTOR_VALUES)
         if len(new_a):
@@ -322,9 +381,12 @@ def ingest_camera(
             )
         chg_a = chg_a.assign(instrument_id=inst)
         _update_rows(
-            conn, Amplifier.__table__, chg_a, ["instrument_id", "detector_id", "amp_index"],
+            conn,
+            Amplifier.__table__,
+            chg_a,
+            ["instrument_id", "detector_id", "amp_index"],
             AMP_VALUES,
-        )  # fmt: skip
+        )
         inserted = len(new_d) + len(new_a)
         replaced = len(chg_d) + len(chg_a)
         _close_batch(conn, batch, inserted, replaced, unchanged)
@@ -334,10 +396,20 @@ def ingest_camera(
 # --------------------------------------------------------------------------- exposures
 
 EXPOSURE_VALUES = [
-    "physical_filter", "obs_id", "observation_type", "observation_reason", "science_program",
-    "group_name", "target_name", "day_obs", "seq_num", "exposure_time", "dark_time",
-    "timespan_begin", "timespan_end",
-]  # fmt: skip
+    "physical_filter",
+    "obs_id",
+    "observation_type",
+    "observation_reason",
+    "science_program",
+    "group_name",
+    "target_name",
+    "day_obs",
+    "seq_num",
+    "exposure_time",
+    "dark_time",
+    "timespan_begin",
+    "timespan_end",
+]
 
 
 def ingest_exposures(
@@ -377,28 +449,37 @@ def ingest_exposures(
             pending.append((inst, new, chg))
             unchanged += same
         if unchanged == total:
-            return IngestReport(
-                "exposures", source, ",".join(names), total, 0, 0, unchanged, None
-            )
+            return IngestReport("exposures", source, ",".join(names), total, 0, 0, unchanged, None)
         batch = _new_batch(
-            conn, kind="exposures", instrument=inst_ids[names[0]] if len(names) == 1 else None,
-            source=source, sha256=sha256, n_rows=total, started_at=started,
+            conn,
+            kind="exposures",
+            instrument=inst_ids[names[0]] if len(names) == 1 else None,
+            source=source,
+            sha256=sha256,
+            n_rows=total,
+            started_at=started,
             options={"instruments": names, "replace": replace},
-        )  # fmt: skip
+        )
         for inst, new, chg in pending:
             if len(new):
                 conn.execute(
                     insert(Exposure),
                     [
-                        {**{k: _py(v) for k, v in rec.items()}, "instrument_id": inst,
-                         "batch_id": batch}
+                        {
+                            **{k: _py(v) for k, v in rec.items()},
+                            "instrument_id": inst,
+                            "batch_id": batch,
+                        }
                         for rec in new.to_dict("records")
                     ],
-                )  # fmt: skip
+                )
             _update_rows(
-                conn, Exposure.__table__, chg.assign(instrument_id=inst),
-                ["instrument_id", "id"], EXPOSURE_VALUES,
-            )  # fmt: skip
+                conn,
+                Exposure.__table__,
+                chg.assign(instrument_id=inst),
+                ["instrument_id", "id"],
+                EXPOSURE_VALUES,
+            )
             inserted += len(new)
             replaced += len(chg)
         _close_batch(conn, batch, inserted, replaced, unchanged)
@@ -466,26 +547,35 @@ def ingest_stats(
         exposures = sorted(set(frame["exposure"].tolist()))
         old_det = _existing_stats(conn, DetectorStats.__table__, inst, exposures, amp=False)
         old_amp = _existing_stats(conn, AmpStats.__table__, inst, exposures, amp=True)
-        new_d, chg_d, same_d = _diff(old_det, det_rows, ["exposure_id", "detector_id"],
-                                     STAT_VALUES)  # fmt: skip
+        new_d, chg_d, same_d = _diff(old_det, det_rows, ["exposure_id", "detector_id"], STAT_VALUES)
         new_a, chg_a, same_a = _diff(
             old_amp, amp_rows, ["exposure_id", "detector_id", "amp_index"], STAT_VALUES
         )
         if (len(chg_d) or len(chg_a)) and not replace:
             which = chg_d if len(chg_d) else chg_a
             raise _conflict(
-                "statistics", source, which,
-                lambda r: f"exposure {int(r['exposure_id'])} detector {int(r['detector_id'])}"
-                + (f" amplifier index {int(r['amp_index'])}" if "amp_index" in r else ""),
-            )  # fmt: skip
+                "statistics",
+                source,
+                which,
+                lambda r: (
+                    f"exposure {int(r['exposure_id'])} detector {int(r['detector_id'])}"
+                    + (f" amplifier index {int(r['amp_index'])}" if "amp_index" in r else "")
+                ),
+            )
         total = len(frame)
         unchanged = same_d + same_a
         if unchanged == total:
             return IngestReport("stats", source, instrument, total, 0, 0, unchanged, None)
         batch = _new_batch(
-            conn, kind="stats", instrument=inst, source=source, sha256=sha256, n_rows=total,
-            started_at=started, options={"instrument": instrument, "replace": replace},
-        )  # fmt: skip
+            conn,
+            kind="stats",
+            instrument=inst,
+            source=source,
+            sha256=sha256,
+            n_rows=total,
+            started_at=started,
+            options={"instrument": instrument, "replace": replace},
+        )
         for table, new, chg, key in (
             (DetectorStats.__table__, new_d, chg_d, ["exposure_id", "detector_id"]),
             (AmpStats.__table__, new_a, chg_a, ["exposure_id", "detector_id", "amp_index"]),
@@ -496,9 +586,7 @@ def ingest_stats(
                 bulk_insert(conn, table.name, new, cols)
             if len(chg):
                 chg = chg.assign(instrument_id=inst, batch_id=batch)
-                _update_rows(
-                    conn, table, chg, ["instrument_id", *key], [*STAT_VALUES, "batch_id"]
-                )
+                _update_rows(conn, table, chg, ["instrument_id", *key], [*STAT_VALUES, "batch_id"])
         inserted = len(new_d) + len(new_a)
         replaced = len(chg_d) + len(chg_a)
         _close_batch(conn, batch, inserted, replaced, unchanged)
@@ -513,8 +601,9 @@ def _row_error(frame: pd.DataFrame, pos: int, field: str, reason: str) -> InputE
     )
 
 
-def _resolve_stats(conn: Connection, inst: int, instrument: str, frame: pd.DataFrame
-                   ) -> pd.DataFrame:  # fmt: skip
+def _resolve_stats(
+    conn: Connection, inst: int, instrument: str, frame: pd.DataFrame
+) -> pd.DataFrame:
     """Map detector names, amplifier names and obs_ids to keys; refuse unknown references."""
     dets = _frame(
         conn,
@@ -522,12 +611,12 @@ def _resolve_stats(conn: Connection, inst: int, instrument: str, frame: pd.DataF
         ["id", "name"],
     )
     if dets.empty:
-        raise NotFoundError(
-            f"instrument {instrument!r} has no detectors: ingest its camera first"
-        )
+        raise NotFoundError(f"instrument {instrument!r} has no detectors: ingest its camera first")
     # Detector: by id, or by full name.
-    det = frame["detector"].astype("Int64") if "detector" in frame else pd.Series(
-        pd.NA, index=frame.index, dtype="Int64"
+    det = (
+        frame["detector"].astype("Int64")
+        if "detector" in frame
+        else pd.Series(pd.NA, index=frame.index, dtype="Int64")
     )
     if "detector_name" in frame.columns:
         by_name = frame["detector_name"].map(dict(zip(dets["name"], dets["id"], strict=True)))
@@ -536,9 +625,11 @@ def _resolve_stats(conn: Connection, inst: int, instrument: str, frame: pd.DataF
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
             raise _row_error(
-                frame, pos, "detector",
+                frame,
+                pos,
+                "detector",
                 f"unknown detector {frame['detector_name'].iloc[pos]!r} of {instrument}",
-            )  # fmt: skip
+            )
         det = det.where(~named, by_name.astype("Int64"))
     valid_ids = set(dets["id"].tolist())
     missing = det.isna().to_numpy()
@@ -569,10 +660,12 @@ def _resolve_stats(conn: Connection, inst: int, instrument: str, frame: pd.DataF
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
             raise _row_error(
-                frame, pos, "exposure",
+                frame,
+                pos,
+                "exposure",
                 f"unknown exposure obs_id {frame['exposure_obs_id'].iloc[pos]!r} of "
                 f"{instrument}: ingest the exposure records first",
-            )  # fmt: skip
+            )
         exp = exp.where(~named, mapped.astype("Int64"))
     if exp.isna().any():
         pos = int(np.flatnonzero(exp.isna().to_numpy())[0])
@@ -584,9 +677,11 @@ def _resolve_stats(conn: Connection, inst: int, instrument: str, frame: pd.DataF
     if unknown.any():
         pos = int(np.flatnonzero(unknown)[0])
         raise _row_error(
-            frame, pos, "exposure",
+            frame,
+            pos,
+            "exposure",
             f"unknown exposure {exp_np[pos]} of {instrument}: ingest the exposure records first",
-        )  # fmt: skip
+        )
     frame = frame.assign(exposure=exp_np)
 
     # Amplifier: name → index within its detector.
@@ -606,9 +701,11 @@ def _resolve_stats(conn: Connection, inst: int, instrument: str, frame: pd.DataF
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
         raise _row_error(
-            frame, pos, "amp",
+            frame,
+            pos,
+            "amp",
             f"unknown amplifier {amp_col.iloc[pos]!r} of detector {frame['detector'].iloc[pos]}",
-        )  # fmt: skip
+        )
     frame = frame.assign(amp_index=merged["amp_index"].astype("Int64").to_numpy())
 
     # Duplicates across files of one call (a reader already refuses them within one file).
@@ -620,9 +717,11 @@ def _resolve_stats(conn: Connection, inst: int, instrument: str, frame: pd.DataF
         same = positions[(key.iloc[positions] == key.iloc[first]).all(axis=1).to_numpy()]
         other = frame.iloc[same[1]]
         raise _row_error(
-            frame, int(first), "exposure/detector/amp",
+            frame,
+            int(first),
+            "exposure/detector/amp",
             f"duplicate key (also at {other['source']} row {other['source_row']})",
-        )  # fmt: skip
+        )
     return frame
 
 

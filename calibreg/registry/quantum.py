@@ -52,8 +52,7 @@ class Selection:
             if self.field not in SELECTION_FIELDS:
                 raise InputError(
                     "selection",
-                    f"cannot select on {self.field!r}; choose one of "
-                    f"{', '.join(SELECTION_FIELDS)}",
+                    f"cannot select on {self.field!r}; choose one of {', '.join(SELECTION_FIELDS)}",
                     field=self.field,
                 )
             if self.value is None or str(self.value) == "":
@@ -104,15 +103,15 @@ class QuantumSpec:
     def __post_init__(self) -> None:
         level = str(self.level).upper()
         if level not in LEVELS:
-            raise InputError("quantum", f"level must be DETECTOR or AMP, not {self.level!r}",
-                             field="level")  # fmt: skip
+            raise InputError(
+                "quantum", f"level must be DETECTOR or AMP, not {self.level!r}", field="level"
+            )
         object.__setattr__(self, "level", level)
 
     def describe(self) -> str:
         """A short human description."""
         return (
-            f"{self.instrument} {self.physical_filter} {self.level} "
-            f"({self.selection.describe()})"
+            f"{self.instrument} {self.physical_filter} {self.level} ({self.selection.describe()})"
         )
 
 
@@ -169,9 +168,11 @@ class QuantumData:
         return digest.hexdigest()
 
 
-def _exposure_filter(stmt, inst: int, spec: QuantumSpec):  # noqa: ANN001, ANN202
+def _exposure_filter(stmt, inst: int, spec: QuantumSpec):
     sel = spec.selection
-    stmt = stmt.where(Exposure.instrument_id == inst, Exposure.physical_filter == spec.physical_filter)
+    stmt = stmt.where(
+        Exposure.instrument_id == inst, Exposure.physical_filter == spec.physical_filter
+    )
     if sel.field is not None:
         column = Exposure.__table__.c[SELECTION_FIELDS[sel.field]]
         stmt = stmt.where(func.lower(column) == str(sel.value).lower())
@@ -192,8 +193,9 @@ def select_exposures(conn: Connection, spec: QuantumSpec) -> list[int]:
     """The ids of the quantum's exposures, sorted; a clear error when none match."""
     inst = instrument_id(conn, spec.instrument)
     ids = list(
-        conn.execute(_exposure_filter(select(Exposure.id), inst, spec).order_by(Exposure.id))
-        .scalars()
+        conn.execute(
+            _exposure_filter(select(Exposure.id), inst, spec).order_by(Exposure.id)
+        ).scalars()
     )
     if not ids:
         raise SolveError(f"no input exposures match {spec.describe()}")
@@ -298,9 +300,11 @@ def assemble(conn: Connection, spec: QuantumSpec) -> QuantumData:
         counts_per_det = np.array([len(amp_names[int(d)]) for d in detectors], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts_per_det)[:-1]])
         row_detectors = np.repeat(detectors, counts_per_det)
-        row_amp_index = np.concatenate(
-            [np.arange(c, dtype=np.int64) for c in counts_per_det]
-        ) if len(detectors) else np.zeros(0, dtype=np.int64)
+        row_amp_index = (
+            np.concatenate([np.arange(c, dtype=np.int64) for c in counts_per_det])
+            if len(detectors)
+            else np.zeros(0, dtype=np.int64)
+        )
         row_amp_names: list[str | None] = [n for d in detectors for n in amp_names[int(d)]]
         row_of = offsets[np.searchsorted(detectors, det_col)] + amp_idx
     else:

@@ -34,16 +34,14 @@ def _tag_id(conn: Connection, name: str, *, create: bool) -> int:
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        conn.execute(
-            pg_insert(Tag).values(name=name, created_at=utcnow()).on_conflict_do_nothing()
-        )
+        conn.execute(pg_insert(Tag).values(name=name, created_at=utcnow()).on_conflict_do_nothing())
         return conn.execute(select(Tag.id).where(Tag.name == name)).scalar_one()
     return conn.execute(
         insert(Tag).returning(Tag.id), {"name": name, "created_at": utcnow()}
     ).scalar_one()
 
 
-def _overlaps(begin: int, end: int | None):  # noqa: ANN202
+def _overlaps(begin: int, end: int | None):
     """SQL condition: an active certification's range overlaps [begin, end)."""
     cond = [or_(Certification.valid_end.is_(None), Certification.valid_end > begin)]
     if end is not None:
@@ -51,7 +49,7 @@ def _overlaps(begin: int, end: int | None):  # noqa: ANN202
     return cond
 
 
-def _active(as_of: dt.datetime | None = None):  # noqa: ANN202
+def _active(as_of: dt.datetime | None = None):
     if as_of is None:
         return [Certification.decertified_at.is_(None)]
     return [
@@ -89,9 +87,9 @@ def neighbour(
         *_active(),
     )
     before = conn.execute(
-        base.where(Certification.valid_begin < begin).order_by(
-            Certification.valid_begin.desc()
-        ).limit(1)
+        base.where(Certification.valid_begin < begin)
+        .order_by(Certification.valid_begin.desc())
+        .limit(1)
     ).one_or_none()
     if before is not None:
         return before
@@ -117,8 +115,9 @@ def certify(
     ``force``. The comparison is always returned, under ``"comparison"``.
     """
     if end is not None and end <= begin:
-        raise InputError("certify", f"empty validity range: end {end} <= begin {begin}",
-                         field="end")  # fmt: skip
+        raise InputError(
+            "certify", f"empty validity range: end {end} <= begin {begin}", field="end"
+        )
     version = get_version(conn, version_id)
     inst = version["instrument_id"]
     physical_filter = version["physical_filter"]
@@ -161,18 +160,28 @@ def certify(
     cert_id = conn.execute(
         insert(Certification).returning(Certification.id),
         {
-            "tag_id": tag_id, "version_id": version_id, "instrument_id": inst,
-            "physical_filter": physical_filter, "valid_begin": begin, "valid_end": end,
-            "certified_at": now, "certified_by": current_user(),
+            "tag_id": tag_id,
+            "version_id": version_id,
+            "instrument_id": inst,
+            "physical_filter": physical_filter,
+            "valid_begin": begin,
+            "valid_end": end,
+            "certified_at": now,
+            "certified_by": current_user(),
             "comparison": _summary(comparison),
         },
-    ).scalar_one()  # fmt: skip
+    ).scalar_one()
     return {
-        "certification_id": cert_id, "tag": tag, "version_id": version_id,
-        "instrument": version["instrument"], "physical_filter": physical_filter,
-        "valid_begin": begin, "valid_end": end, "certified_at": now,
+        "certification_id": cert_id,
+        "tag": tag,
+        "version_id": version_id,
+        "instrument": version["instrument"],
+        "physical_filter": physical_filter,
+        "valid_begin": begin,
+        "valid_end": end,
+        "certified_at": now,
         "comparison": comparison,
-    }  # fmt: skip
+    }
 
 
 def _summary(comparison: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -195,9 +204,12 @@ def compare_versions(conn: Connection, old: int, new: int) -> dict[str, Any]:
     result: dict[str, Any] = {"old_version": old, "new_version": new}
     if a["level"] != b["level"]:
         result.update(
-            comparable=False, reason=f"levels differ ({a['level']} vs {b['level']})",
-            max_abs_rel_change=float("nan"), rms_rel_change=float("nan"), worst=[],
-        )  # fmt: skip
+            comparable=False,
+            reason=f"levels differ ({a['level']} vs {b['level']})",
+            max_abs_rel_change=float("nan"),
+            rms_rel_change=float("nan"),
+            worst=[],
+        )
         return result
     cmp = compare_row_scales(row_scales(conn, old), row_scales(conn, new))
     result.update(comparable=True, **cmp)
@@ -256,16 +268,27 @@ def decertify(
                 conn.execute(
                     insert(Certification).returning(Certification.id),
                     {
-                        "tag_id": tag_id, "version_id": cert.version_id, "instrument_id": inst,
-                        "physical_filter": physical_filter, "valid_begin": b, "valid_end": e,
-                        "certified_at": now, "certified_by": user, "replaces_id": cert.id,
+                        "tag_id": tag_id,
+                        "version_id": cert.version_id,
+                        "instrument_id": inst,
+                        "physical_filter": physical_filter,
+                        "valid_begin": b,
+                        "valid_end": e,
+                        "certified_at": now,
+                        "certified_by": user,
+                        "replaces_id": cert.id,
                     },
-                ).scalar_one()  # fmt: skip
+                ).scalar_one()
             )
         changes.append(
-            {"closed": cert.id, "version_id": cert.version_id, "was": [cert.valid_begin,
-             cert.valid_end], "pieces": [list(p) for p in pieces], "new_ids": new_ids}
-        )  # fmt: skip
+            {
+                "closed": cert.id,
+                "version_id": cert.version_id,
+                "was": [cert.valid_begin, cert.valid_end],
+                "pieces": [list(p) for p in pieces],
+                "new_ids": new_ids,
+            }
+        )
     return changes
 
 
@@ -323,8 +346,9 @@ def lookup(
             .order_by(Certification.valid_begin, Certification.id)
         ).all()
         for c in rows:
-            considered.append({**_cert_dict(c), "matched": False,
-                               "why": _why(c, time_tai_ns, as_of)})  # fmt: skip
+            considered.append(
+                {**_cert_dict(c), "matched": False, "why": _why(c, time_tai_ns, as_of)}
+            )
     hit = conn.execute(
         select(*Certification.__table__.columns).where(
             Certification.tag_id == tag_row,
@@ -352,18 +376,29 @@ def lookup(
         if item["certification_id"] == cert.id:
             item["matched"] = True
     ver = conn.execute(
-        select(CalibrationVersion.seq, CalibrationVersion.level, CalibrationVersion.method,
-               CalibrationVersion.content_hash, CalibrationVersion.created_at)
-        .where(CalibrationVersion.id == cert.version_id)
-    ).one()  # fmt: skip
+        select(
+            CalibrationVersion.seq,
+            CalibrationVersion.level,
+            CalibrationVersion.method,
+            CalibrationVersion.content_hash,
+            CalibrationVersion.created_at,
+        ).where(CalibrationVersion.id == cert.version_id)
+    ).one()
     result = {
-        "instrument": instrument, "physical_filter": physical_filter, "tag": tag,
-        "time_tai_ns": time_tai_ns, "exposure": exposure,
+        "instrument": instrument,
+        "physical_filter": physical_filter,
+        "tag": tag,
+        "time_tai_ns": time_tai_ns,
+        "exposure": exposure,
         "as_of": as_of.isoformat() if as_of else None,
-        "version_id": cert.version_id, "seq": ver.seq, "level": ver.level,
-        "method": ver.method, "content_hash": ver.content_hash, "created_at": ver.created_at,
+        "version_id": cert.version_id,
+        "seq": ver.seq,
+        "level": ver.level,
+        "method": ver.method,
+        "content_hash": ver.content_hash,
+        "created_at": ver.created_at,
         "certification": _cert_dict(cert),
-    }  # fmt: skip
+    }
     if explain:
         result["explain"] = considered
     return result
@@ -397,6 +432,12 @@ def certifications(
         stmt = stmt.where(Certification.decertified_at.is_(None))
     out = []
     for cert in conn.execute(stmt).all():
-        out.append({"tag": cert.tag_name, "instrument": cert.instrument_name,
-                    "physical_filter": cert.physical_filter, **_cert_dict(cert)})  # fmt: skip
+        out.append(
+            {
+                "tag": cert.tag_name,
+                "instrument": cert.instrument_name,
+                "physical_filter": cert.physical_filter,
+                **_cert_dict(cert),
+            }
+        )
     return out

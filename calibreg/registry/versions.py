@@ -12,7 +12,6 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -45,8 +44,11 @@ def git_commit() -> str | None:
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -75,9 +77,13 @@ def _quantum_id(conn: Connection, inst: int, spec: QuantumSpec, *, lock: bool) -
         Quantum.selection_key == key,
     )
     values = {
-        "instrument_id": inst, "physical_filter": spec.physical_filter, "level": spec.level,
-        "selection_key": key, "selection": sel.canonical(), "created_at": utcnow(),
-    }  # fmt: skip
+        "instrument_id": inst,
+        "physical_filter": spec.physical_filter,
+        "level": spec.level,
+        "selection_key": key,
+        "selection": sel.canonical(),
+        "created_at": utcnow(),
+    }
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -168,20 +174,33 @@ def persist_version(
     version_id = conn.execute(
         insert(CalibrationVersion).returning(CalibrationVersion.id),
         {
-            "quantum_id": qid, "seq": seq, "instrument_id": inst,
-            "physical_filter": data.spec.physical_filter, "level": data.spec.level,
-            "method": str(solution.method), "n_exposures": len(data.exposure_ids),
-            "n_rows": len(data.row_detectors), "n_missing": data.n_missing,
-            "n_rejected": int(solution.n_rejected), "iterations": int(solution.iterations),
-            "converged": bool(solution.converged), "rms": _f(solution.rms),
-            "content_hash": chash, "input_fingerprint": data.fingerprint(),
-            "config": _jsonable(config), "provenance": provenance,
+            "quantum_id": qid,
+            "seq": seq,
+            "instrument_id": inst,
+            "physical_filter": data.spec.physical_filter,
+            "level": data.spec.level,
+            "method": str(solution.method),
+            "n_exposures": len(data.exposure_ids),
+            "n_rows": len(data.row_detectors),
+            "n_missing": data.n_missing,
+            "n_rejected": int(solution.n_rejected),
+            "iterations": int(solution.iterations),
+            "converged": bool(solution.converged),
+            "rms": _f(solution.rms),
+            "content_hash": chash,
+            "input_fingerprint": data.fingerprint(),
+            "config": _jsonable(config),
+            "provenance": provenance,
             "task_metadata": _jsonable(task_metadata),
-            "software_version": software_version(), "schema_revision": schema_revision,
-            "user_name": current_user(), "host": current_host(),
-            "started_at": started_at, "finished_at": finished, "created_at": finished,
+            "software_version": software_version(),
+            "schema_revision": schema_revision,
+            "user_name": current_user(),
+            "host": current_host(),
+            "started_at": started_at,
+            "finished_at": finished,
+            "created_at": finished,
         },
-    ).scalar_one()  # fmt: skip
+    ).scalar_one()
     exposures = pd.DataFrame(
         {
             "version_id": version_id,
@@ -249,21 +268,39 @@ def _default(value: Any) -> Any:
 # --------------------------------------------------------------------------- reading
 
 VERSION_COLUMNS = [
-    "id", "seq", "instrument", "physical_filter", "level", "method", "n_exposures", "n_rows",
-    "iterations", "converged", "rms", "content_hash", "created_at",
-]  # fmt: skip
+    "id",
+    "seq",
+    "instrument",
+    "physical_filter",
+    "level",
+    "method",
+    "n_exposures",
+    "n_rows",
+    "iterations",
+    "converged",
+    "rms",
+    "content_hash",
+    "created_at",
+]
 
 
-def _version_select():  # noqa: ANN202
+def _version_select():
     v = CalibrationVersion
-    return (
-        select(
-            v.id, v.seq, Instrument.name.label("instrument"), v.physical_filter, v.level,
-            v.method, v.n_exposures, v.n_rows, v.iterations, v.converged, v.rms,
-            v.content_hash, v.created_at,
-        )  # fmt: skip
-        .join(Instrument, Instrument.id == v.instrument_id)
-    )
+    return select(
+        v.id,
+        v.seq,
+        Instrument.name.label("instrument"),
+        v.physical_filter,
+        v.level,
+        v.method,
+        v.n_exposures,
+        v.n_rows,
+        v.iterations,
+        v.converged,
+        v.rms,
+        v.content_hash,
+        v.created_at,
+    ).join(Instrument, Instrument.id == v.instrument_id)
 
 
 def list_versions(
@@ -293,12 +330,15 @@ def get_version(conn: Connection, version_id: int) -> dict[str, Any]:
     """Everything about one version except its scales."""
     table = CalibrationVersion.__table__
     row = conn.execute(
-        select(*table.columns, Instrument.name.label("instrument"),
-               Quantum.selection.label("selection"))
+        select(
+            *table.columns,
+            Instrument.name.label("instrument"),
+            Quantum.selection.label("selection"),
+        )
         .join(Instrument, Instrument.id == table.c.instrument_id)
         .join(Quantum, Quantum.id == table.c.quantum_id)
         .where(table.c.id == version_id)
-    ).one_or_none()  # fmt: skip
+    ).one_or_none()
     if row is None:
         raise NotFoundError(f"no calibration version {version_id}")
     return dict(row._mapping)
@@ -337,9 +377,16 @@ def row_scales(conn: Connection, version_id: int) -> pd.DataFrame:
     t = VersionRow
     stmt = (
         select(
-            t.row_index, t.detector_id, Detector.name, t.amp_index, t.amp_name, t.scale, t.rms,
-            t.n_used, t.flagged,
-        )  # fmt: skip
+            t.row_index,
+            t.detector_id,
+            Detector.name,
+            t.amp_index,
+            t.amp_name,
+            t.scale,
+            t.rms,
+            t.n_used,
+            t.flagged,
+        )
         .join(
             Detector,
             (Detector.instrument_id == t.instrument_id) & (Detector.id == t.detector_id),
@@ -349,9 +396,18 @@ def row_scales(conn: Connection, version_id: int) -> pd.DataFrame:
     )
     return pd.DataFrame(
         conn.execute(stmt).all(),
-        columns=["row", "detector", "detector_name", "amp_index", "amp", "scale", "rms",
-                 "n_used", "flagged"],
-    )  # fmt: skip
+        columns=[
+            "row",
+            "detector",
+            "detector_name",
+            "amp_index",
+            "amp",
+            "scale",
+            "rms",
+            "n_used",
+            "flagged",
+        ],
+    )
 
 
 def get_version_exists(conn: Connection, version_id: int) -> None:
@@ -379,8 +435,17 @@ def history(
     det_id = _detector_id(conn, inst, instrument, detector)
     v, r = CalibrationVersion, VersionRow
     stmt = (
-        select(v.id, v.seq, v.level, v.method, v.created_at, r.detector_id, r.amp_name, r.scale,
-               r.flagged)  # fmt: skip
+        select(
+            v.id,
+            v.seq,
+            v.level,
+            v.method,
+            v.created_at,
+            r.detector_id,
+            r.amp_name,
+            r.scale,
+            r.flagged,
+        )
         .join(r, r.version_id == v.id)
         .where(
             v.instrument_id == inst,
@@ -395,9 +460,18 @@ def history(
         stmt = stmt.where(v.level == "AMP", r.amp_name == amp)
     return pd.DataFrame(
         conn.execute(stmt).all(),
-        columns=["version", "seq", "level", "method", "created_at", "detector", "amp", "scale",
-                 "flagged"],
-    )  # fmt: skip
+        columns=[
+            "version",
+            "seq",
+            "level",
+            "method",
+            "created_at",
+            "detector",
+            "amp",
+            "scale",
+            "flagged",
+        ],
+    )
 
 
 def _detector_id(conn: Connection, inst: int, instrument: str, detector: int | str) -> int:
@@ -431,9 +505,11 @@ def compare_row_scales(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
     merged["rel_change"] = merged["ratio"] - 1.0
     finite = both & np.isfinite(merged["rel_change"])
     rel = merged.loc[finite, "rel_change"].to_numpy()
-    worst = merged.loc[finite].reindex(
-        merged.loc[finite, "rel_change"].abs().sort_values(ascending=False).index
-    ).head(5)
+    worst = (
+        merged.loc[finite]
+        .reindex(merged.loc[finite, "rel_change"].abs().sort_values(ascending=False).index)
+        .head(5)
+    )
     return {
         "table": merged.drop(columns=["_merge"]),
         "n_matched": int(both.sum()),
@@ -441,8 +517,9 @@ def compare_row_scales(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
         "n_only_b": int((merged["_merge"] == "right_only").sum()),
         "max_abs_rel_change": float(np.max(np.abs(rel))) if rel.size else float("nan"),
         "rms_rel_change": float(np.sqrt(np.mean(rel**2))) if rel.size else float("nan"),
-        "worst": worst[["detector", "detector_name", "amp", "scale_a", "scale_b", "rel_change"]]
-        .to_dict("records"),
+        "worst": worst[
+            ["detector", "detector_name", "amp", "scale_a", "scale_b", "rel_change"]
+        ].to_dict("records"),
     }
 
 
@@ -462,17 +539,17 @@ def cp_pipe_structure(conn: Connection, version_id: int) -> dict[str, Any]:
     detectors = sorted({int(d) for d in rows["detector"]})
     amp_rows = conn.execute(
         select(Amplifier.detector_id, Amplifier.name)
-        .where(Amplifier.instrument_id == version["instrument_id"],
-               Amplifier.detector_id.in_(detectors))
+        .where(
+            Amplifier.instrument_id == version["instrument_id"],
+            Amplifier.detector_id.in_(detectors),
+        )
         .order_by(Amplifier.detector_id, Amplifier.amp_index)
-    ).all()  # fmt: skip
+    ).all()
     amp_names: dict[int, list[str]] = {d: [] for d in detectors}
     for det, name in amp_rows:
         amp_names[int(det)].append(str(name))
     exp_map = {int(e): float(s) for e, s in zip(exps["exposure"], exps["scale"], strict=True)}
-    exp_scale = {
-        det: {amp: dict(exp_map) for amp in amp_names[det]} for det in detectors
-    }
+    exp_scale = {det: {amp: dict(exp_map) for amp in amp_names[det]} for det in detectors}
     if version["level"] == "DETECTOR":
         det_scale: dict[int, Any] = {
             int(d): float(s) for d, s in zip(rows["detector"], rows["scale"], strict=True)

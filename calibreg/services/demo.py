@@ -28,8 +28,9 @@ def _camera_path() -> Path:
     return Path(str(resources.files("calibreg") / "data" / "cameras" / "lsstCamSim.yaml"))
 
 
-def run_demo(url: str | None, *, n_exposures: int = 40, seed: int = 20261123,
-             workdir: Path | None = None) -> dict:  # fmt: skip
+def run_demo(
+    url: str | None, *, n_exposures: int = 40, seed: int = 20261123, workdir: Path | None = None
+) -> dict:
     """Run the demo and print what it did; returns the key numbers (for tests)."""
     from rich.console import Console
     from rich.table import Table
@@ -60,8 +61,9 @@ def run_demo(url: str | None, *, n_exposures: int = 40, seed: int = 20261123,
 
     cam_path = _camera_path()
     camera = read_camera(cam_path, instrument="LSSTCam")
-    rep = ingest_camera(engine, camera, source=str(cam_path), sha256=sha256_files([cam_path]),
-                        instrument="LSSTCam")  # fmt: skip
+    rep = ingest_camera(
+        engine, camera, source=str(cam_path), sha256=sha256_files([cam_path]), instrument="LSSTCam"
+    )
     console.print(f"[green]✓[/] camera: {rep.message()}")
 
     sim = simulate_flats(camera, n_exposures=n_exposures, seed=seed)
@@ -70,11 +72,17 @@ def run_demo(url: str | None, *, n_exposures: int = 40, seed: int = 20261123,
     exposures = sim.exposures.copy()
     exposures.to_csv(exp_file, index=False)
     sim.stats.to_parquet(stats_file, index=False)
-    rep = ingest_exposures(engine, read_exposures(exp_file), source=str(exp_file),
-                           sha256=sha256_files([exp_file]))  # fmt: skip
+    rep = ingest_exposures(
+        engine, read_exposures(exp_file), source=str(exp_file), sha256=sha256_files([exp_file])
+    )
     console.print(f"[green]✓[/] exposures: {rep.message()}")
-    rep = ingest_stats(engine, read_stats(stats_file), source=str(stats_file),
-                       sha256=sha256_files([stats_file]), instrument="LSSTCam")  # fmt: skip
+    rep = ingest_stats(
+        engine,
+        read_stats(stats_file),
+        source=str(stats_file),
+        sha256=sha256_files([stats_file]),
+        instrument="LSSTCam",
+    )
     console.print(f"[green]✓[/] statistics: {rep.message()}")
     console.print(
         f"  simulated {n_exposures} flats x 189 science detectors x 16 amplifiers; dead "
@@ -120,13 +128,17 @@ def run_demo(url: str | None, *, n_exposures: int = 40, seed: int = 20261123,
     table.add_row("expected from the simulated noise (~σ/√n_exp)", f"{expected:.2e}")
     table.add_row("rms relative error of exposure scales E", f"{rms_e:.2e}")
     dead_row = rows[(rows["detector"] == sim.dead[0]) & (rows["amp"] == sim.dead[1])]
-    table.add_row(f"dead amplifier {sim.dead[0]}/{sim.dead[1]} flagged",
-                  str(bool(dead_row["flagged"].iloc[0])))  # fmt: skip
+    table.add_row(
+        f"dead amplifier {sim.dead[0]}/{sim.dead[1]} flagged",
+        str(bool(dead_row["flagged"].iloc[0])),
+    )
     console.print(table)
 
     ver = verify_version(url, amp_v)
-    console.print(f"[green]✓[/] versions verify {amp_v}: max relative difference "
-                  f"{ver['max_rel_diff']:.1e}, inputs changed: {ver['inputs_changed']}")  # fmt: skip
+    console.print(
+        f"[green]✓[/] versions verify {amp_v}: max relative difference "
+        f"{ver['max_rel_diff']:.1e}, inputs changed: {ver['inputs_changed']}"
+    )
 
     begin = int(sim.exposures["timespan_begin"].min())
     with Registry(url) as reg:
@@ -138,10 +150,13 @@ def run_demo(url: str | None, *, n_exposures: int = 40, seed: int = 20261123,
         cmp = cert.get("comparison")
         note = (
             f"; vs version {cmp['old_version']}: max change {cmp['max_abs_rel_change']:.1e}"
-            if cmp and cmp.get("comparable") else ""
+            if cmp and cmp.get("comparable")
+            else ""
         )
-        console.print(f"[green]✓[/] certified version {amp_v} in {TAG!r} from the first flat, "
-                      f"open-ended{note}")  # fmt: skip
+        console.print(
+            f"[green]✓[/] certified version {amp_v} in {TAG!r} from the first flat, "
+            f"open-ended{note}"
+        )
         probe = int(sim.exposures["id"].iloc[len(sim.exposures) // 2])
         found = reg.lookup("LSSTCam", None, TAG, exposure=probe)
         console.print(f"[green]✓[/] lookup by exposure {probe}: version {found['version_id']}")
@@ -149,13 +164,19 @@ def run_demo(url: str | None, *, n_exposures: int = 40, seed: int = 20261123,
     out = workdir / f"cpFlatNormScales_v{amp_v}.yaml"
     out.write_text(dump_cp_pipe(structure, "yaml"))
     n_entries = sum(len(e) for amps in structure["expScale"].values() for e in amps.values())
-    console.print(f"[green]✓[/] exported cp_pipe scales to {out} ({len(structure['detScale'])} "
-                  f"detectors, {n_entries} expScale entries)")  # fmt: skip
+    console.print(
+        f"[green]✓[/] exported cp_pipe scales to {out} ({len(structure['detScale'])} "
+        f"detectors, {n_entries} expScale entries)"
+    )
     elapsed = time.perf_counter() - t_start
     console.rule(f"done in {elapsed:.1f} s")
     return {
         "versions": {k: v["version_id"] for k, v in results.items()},
-        "rms_g": rms_g, "rms_e": rms_e, "expected": expected,
-        "verify": ver, "lookup_version": found["version_id"], "export": str(out),
+        "rms_g": rms_g,
+        "rms_e": rms_e,
+        "expected": expected,
+        "verify": ver,
+        "lookup_version": found["version_id"],
+        "export": str(out),
         "elapsed": elapsed,
-    }  # fmt: skip
+    }

@@ -13,8 +13,17 @@ from pathlib import Path
 import numpy as np
 
 
-def _rect(cx: float, cy: float, x0: float, y0: float, w: float, h: float, yaw_deg: float,
-          size_x: float, size_y: float) -> np.ndarray:  # fmt: skip
+def _rect(
+    cx: float,
+    cy: float,
+    x0: float,
+    y0: float,
+    w: float,
+    h: float,
+    yaw_deg: float,
+    size_x: float,
+    size_y: float,
+) -> np.ndarray:
     """Corners (mm) of a rectangle given in detector pixel units, placed on the focal plane."""
     corners = np.array([[x0, y0], [x0 + w, y0], [x0 + w, y0 + h], [x0, y0 + h]], dtype=float)
     corners[:, 0] = corners[:, 0] * size_x
@@ -24,7 +33,7 @@ def _rect(cx: float, cy: float, x0: float, y0: float, w: float, h: float, yaw_de
     return corners @ rot.T + np.array([cx, cy])
 
 
-def focal_plane(registry, version_id: int, output: str | Path) -> Path:  # noqa: ANN001
+def focal_plane(registry, version_id: int, output: str | Path) -> Path:
     """Draw a version's row scales (G) on the focal plane and save to ``output``."""
     import matplotlib
 
@@ -50,9 +59,18 @@ def focal_plane(registry, version_id: int, output: str | Path) -> Path:  # noqa:
         height = det.bbox_y1 - det.bbox_y0 + 1
         cx = det.offset_x if np.isfinite(det.offset_x) else 0.0
         cy = det.offset_y if np.isfinite(det.offset_y) else 0.0
-        if version["level"] == "AMP" and rec.amp_index is not None and rec.amp_index == rec.amp_index:
+        if (
+            version["level"] == "AMP"
+            and rec.amp_index is not None
+            and rec.amp_index == rec.amp_index
+        ):
             a = amp_bbox.loc[(int(rec.detector), int(rec.amp_index))]
-            x0, y0, w, h = a.bbox_x0 - width / 2, a.bbox_y0 - height / 2, a.bbox_width, a.bbox_height
+            x0, y0, w, h = (
+                a.bbox_x0 - width / 2,
+                a.bbox_y0 - height / 2,
+                a.bbox_width,
+                a.bbox_height,
+            )
         else:
             x0, y0, w, h = -width / 2, -height / 2, width, height
         patches.append(Polygon(_rect(cx, cy, x0, y0, w, h, det.yaw, px, py), closed=True))
@@ -81,21 +99,35 @@ def focal_plane(registry, version_id: int, output: str | Path) -> Path:  # noqa:
     return output
 
 
-def history_plot(registry, *, instrument: str, physical_filter: str, detector: str,  # noqa: ANN001
-                 amp: str | None, output: str | Path) -> Path:  # fmt: skip
+def history_plot(
+    registry,
+    *,
+    instrument: str,
+    physical_filter: str,
+    detector: str,
+    amp: str | None,
+    output: str | Path,
+) -> Path:
     """Plot one row's scale in every version, oldest first, and save to ``output``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frame = registry.history(instrument=instrument, physical_filter=physical_filter,
-                             detector=detector, amp=amp)  # fmt: skip
+    frame = registry.history(
+        instrument=instrument, physical_filter=physical_filter, detector=detector, amp=amp
+    )
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(frame["created_at"], frame["scale"], marker="o")
     for rec in frame.itertuples(index=False):
-        ax.annotate(str(rec.version), (rec.created_at, rec.scale), fontsize=7,
-                    textcoords="offset points", xytext=(0, 5), ha="center")  # fmt: skip
+        ax.annotate(
+            str(rec.version),
+            (rec.created_at, rec.scale),
+            fontsize=7,
+            textcoords="offset points",
+            xytext=(0, 5),
+            ha="center",
+        )
     ax.set_xlabel("version created (UTC)")
     ax.set_ylabel("relative response G")
     ax.set_title(f"{instrument} {physical_filter} detector {detector}" + (f" {amp}" if amp else ""))

@@ -40,7 +40,7 @@ class SimulatedFlats:
 
 
 def simulate_flats(
-    camera,  # noqa: ANN001 - calibreg.formats.CameraSpec
+    camera,
     *,
     instrument: str = "LSSTCam",
     physical_filter: str = "r_57",
@@ -154,8 +154,9 @@ def simulate_flats(
         exp_truth=pd.DataFrame({"exposure": exp_ids, "e": e}),
         dead=(int(det_ids[dead_row]), amp_names[dead_row]),
         missing=missing,
-        entry_noise=float(np.sqrt(np.mean((sigma / np.sqrt(n_pix.clip(1)) / truth) ** 2)
-                                  + systematic**2)),  # fmt: skip
+        entry_noise=float(
+            np.sqrt(np.mean((sigma / np.sqrt(n_pix.clip(1)) / truth) ** 2) + systematic**2)
+        ),
     )
 
 

@@ -35,7 +35,7 @@ class SolveRequest:
         return QuantumSpec(self.instrument, self.physical_filter, self.level, self.selection)
 
 
-def make_task(request: SolveRequest):  # noqa: ANN201
+def make_task(request: SolveRequest):
     """A configured FlatNormalizationTask for the request."""
     from calibreg.task import FlatNormalizationTask
 
@@ -89,12 +89,13 @@ def _solve_one(args: tuple[str | None, SolveRequest]) -> dict[str, Any]:
     url, request = args
     try:
         return solve_quantum(url, request)
-    except Exception as err:  # noqa: BLE001 - reported per filter, the others go on
+    except Exception as err:
         return {"physical_filter": request.physical_filter, "error": str(err)}
 
 
-def solve_all_filters(url: str | None, request: SolveRequest, *, jobs: int = 1
-                      ) -> list[dict[str, Any]]:  # fmt: skip
+def solve_all_filters(
+    url: str | None, request: SolveRequest, *, jobs: int = 1
+) -> list[dict[str, Any]]:
     """Solve every filter of the instrument (each its own version), in ``jobs`` processes."""
     from calibreg.client import Registry
 
@@ -134,18 +135,26 @@ def verify_version(url: str | None, version_id: int) -> dict[str, Any]:
         "same_exposures": same_exposures,
     }
     if not same_exposures or data.shape[0] != len(stored_rows):
-        result.update(max_rel_diff=None, ok=False,
-                      reason="the quantum's exposures or rows changed since")  # fmt: skip
+        result.update(
+            max_rel_diff=None, ok=False, reason="the quantum's exposures or rows changed since"
+        )
         return result
     sol = measure_scales(
-        data.background, data.counts, sigma=data.sigma, method=cfg.get("method", "exact"),
-        weights=cfg.get("weights", "counts"), max_iter=int(cfg.get("scaleMaxIter", 1000)),
-        tol=float(cfg.get("tolerance", 1e-12)), clip_sigma=float(cfg.get("clipSigma", 5.0)),
+        data.background,
+        data.counts,
+        sigma=data.sigma,
+        method=cfg.get("method", "exact"),
+        weights=cfg.get("weights", "counts"),
+        max_iter=int(cfg.get("scaleMaxIter", 1000)),
+        tol=float(cfg.get("tolerance", 1e-12)),
+        clip_sigma=float(cfg.get("clipSigma", 5.0)),
         max_clip_iter=int(cfg.get("maxClipIter", 20)),
-    )  # fmt: skip
+    )
     diffs = []
-    for new, old in ((sol.row_scales, stored_rows["scale"].to_numpy(float)),
-                     (sol.exp_scales, stored_exp["scale"].to_numpy(float))):  # fmt: skip
+    for new, old in (
+        (sol.row_scales, stored_rows["scale"].to_numpy(float)),
+        (sol.exp_scales, stored_exp["scale"].to_numpy(float)),
+    ):
         both = np.isfinite(new) & np.isfinite(old)
         if np.any(np.isfinite(new) != np.isfinite(old)):
             diffs.append(np.inf)

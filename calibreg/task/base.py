@@ -65,8 +65,10 @@ class Struct:
 
     def __safeAdd(self, name: str, value: Any) -> None:
         if name.startswith("__") or hasattr(type(self), name):
-            raise RuntimeError(f"Item name {name!r} invalid; must not begin with __ "
-                               "or be the name of a Struct method")  # fmt: skip
+            raise RuntimeError(
+                f"Item name {name!r} invalid; must not begin with __ "
+                "or be the name of a Struct method"
+            )
         if name in self.__dict__:
             raise RuntimeError(f"Item {name!r} already exists")
         self.__dict__[name] = value
@@ -170,9 +172,10 @@ class Field:
         elif isinstance(value, str):
             return value
         raise FieldValidationError(
-            owner, name, f"must be of type {dtype.__name__}, not {type(value).__name__} "
-            f"({value!r})",
-        )  # fmt: skip
+            owner,
+            name,
+            f"must be of type {dtype.__name__}, not {type(value).__name__} ({value!r})",
+        )
 
     def __get__(self, instance: Config | None, owner: type) -> Any:
         if instance is None:
@@ -227,9 +230,11 @@ class ChoiceField(Field):
         value = super()._coerce(owner, name, value)
         if value is not None and value not in self.allowed:
             raise FieldValidationError(
-                owner, name, f"{value!r} is not allowed; choose one of "
+                owner,
+                name,
+                f"{value!r} is not allowed; choose one of "
                 f"{', '.join(repr(a) for a in self.allowed)}",
-            )  # fmt: skip
+            )
         return value
 
 
@@ -308,9 +313,10 @@ class ConfigurableField(Field):
         if isinstance(value, Config):
             if not isinstance(value, slot.ConfigClass):
                 raise FieldValidationError(
-                    instance, self.name,
+                    instance,
+                    self.name,
                     f"must be a {slot.ConfigClass.__name__}, not {type(value).__name__}",
-                )  # fmt: skip
+                )
             object.__setattr__(slot, "_value", value)
         elif isinstance(value, Mapping):
             slot.value.update(**value)

@@ -255,9 +255,10 @@ class FlatNormalizationTaskConfig(Config):
         if self.doDownSelection:
             if self.downSelectionValue is None or not self.downSelectionValue.strip():
                 raise FieldValidationError(
-                    self, "downSelectionValue",
+                    self,
+                    "downSelectionValue",
                     f"doDownSelection is set but no value is given for {self.downSelectionField}",
-                )  # fmt: skip
+                )
             if self.downSelectionField not in SELECTION_FIELDS:  # pragma: no cover - guarded
                 raise FieldValidationError(self, "downSelectionField", "unknown field")
 
@@ -366,8 +367,9 @@ class FlatNormalizationTask(Task):
 
     # ------------------------------------------------------------------ cp_pipe API
     @timeMethod
-    def run(self, inputMDs: Sequence[Any], inputDims: Sequence[Mapping[str, Any]],
-            camera: Any) -> Struct:  # fmt: skip
+    def run(
+        self, inputMDs: Sequence[Any], inputDims: Sequence[Mapping[str, Any]], camera: Any
+    ) -> Struct:
         """Normalize flat exposures from per-(exposure, detector) statistics, as cp_pipe.
 
         Parameters
@@ -408,8 +410,10 @@ class FlatNormalizationTask(Task):
         """
         self.config.validate()
         if self.config.doDownSelection:
-            self.log.info("run() has no exposure records: down-selection is applied by "
-                          "runQuantum only and is ignored here")  # fmt: skip
+            self.log.info(
+                "run() has no exposure records: down-selection is applied by "
+                "runQuantum only and is ignored here"
+            )
         inputMDs, inputDims = list(inputMDs), list(inputDims)
         if len(inputMDs) != len(inputDims):
             raise ValueError(
@@ -473,8 +477,9 @@ class FlatNormalizationTask(Task):
                         )
                 value = _number(_read(md, k_med, exposure, det), k_med, exposure, det)
                 count = _number(_read(md, k_n, exposure, det), k_n, exposure, det)
-                sig = _number(_read(md, k_sig, exposure, det, required=need_sigma),
-                              k_sig, exposure, det)  # fmt: skip
+                sig = _number(
+                    _read(md, k_sig, exposure, det, required=need_sigma), k_sig, exposure, det
+                )
                 if math.isfinite(value):
                     background[row, col] = value
                     counts[row, col] = count
@@ -482,9 +487,12 @@ class FlatNormalizationTask(Task):
                 # else: no usable pixels: NaN background, zero weight (reference defect 1/5)
 
         solution = self.solve.run(
-            background, counts, sigma=sigma, n_missing=int((~present).sum()),
+            background,
+            counts,
+            sigma=sigma,
+            n_missing=int((~present).sum()),
             **self.config.solver_options(),
-        )  # fmt: skip
+        )
         output = to_cp_pipe_scales(
             solution, level=level, row_labels=labels, exposure_ids=exp_set, amp_names=amp_names
         )
@@ -547,14 +555,16 @@ class FlatNormalizationTask(Task):
         else:
             raise InputError("quantum", f"cannot make a quantum from {quantum!r}")
         if spec.level != self.config.level:
-            self.log.info("solving at config level %s, not the quantum's %s",
-                          self.config.level, spec.level)  # fmt: skip
+            self.log.info(
+                "solving at config level %s, not the quantum's %s", self.config.level, spec.level
+            )
         selection = spec.selection
         if self.config.doDownSelection:
             selection = dataclasses.replace(
-                selection, field=self.config.downSelectionField,
+                selection,
+                field=self.config.downSelectionField,
                 value=self.config.downSelectionValue,
-            )  # fmt: skip
+            )
         return dataclasses.replace(spec, level=self.config.level, selection=selection)
 
     @timeMethod
@@ -597,19 +607,29 @@ class FlatNormalizationTask(Task):
             data = self.assemble.run(registry, spec)
             try:
                 solution = self.solve.run(
-                    data.background, data.counts, sigma=data.sigma, n_missing=data.n_missing,
+                    data.background,
+                    data.counts,
+                    sigma=data.sigma,
+                    n_missing=data.n_missing,
                     **self.config.solver_options(),
-                )  # fmt: skip
+                )
             except ValueError as exc:
                 raise SolveError(f"cannot solve {spec.describe()}: {exc}") from exc
             output = to_cp_pipe_scales(
-                solution, level=spec.level, row_labels=data.row_labels(),
-                exposure_ids=[int(e) for e in data.exposure_ids], amp_names=data.amp_names,
-            )  # fmt: skip
+                solution,
+                level=spec.level,
+                row_labels=data.row_labels(),
+                exposure_ids=[int(e) for e in data.exposure_ids],
+                amp_names=data.amp_names,
+            )
             version = self.persist.run(
-                registry, data, solution, config=self.config.toDict(),
-                metadata=lambda: self.getFullMetadata().to_dict(), started_at=started_at,
-            )  # fmt: skip
+                registry,
+                data,
+                solution,
+                config=self.config.toDict(),
+                metadata=lambda: self.getFullMetadata().to_dict(),
+                started_at=started_at,
+            )
         finally:
             if own:
                 registry.close()

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from calibreg_cli.main import app
 from typer.testing import CliRunner
 
 from calibreg.formats.cp_pipe import load_cp_pipe
 from calibreg.services.simulate import simulate_flats
-from calibreg_cli.main import app
 from tests.conftest import LSSTCAM_YAML
 
 runner = CliRunner()
 
 
-def cli(*args: str, ok: bool = True):  # noqa: ANN201
+def cli(*args: str, ok: bool = True):
     result = runner.invoke(app, [str(a) for a in args])
     if ok:
         assert result.exit_code == 0, (result.output, result.exception)
@@ -44,8 +44,7 @@ def loaded(db_url, lsstcam_spec, tmp_path):
 def test_listings_in_three_formats(loaded) -> None:
     db = loaded["db"]
     out = json.loads(cli("instruments", "--db", db, "--format", "json").stdout)
-    assert out == [{"instrument": "LSSTCam", "detectors": 205, "amplifiers": 3216,
-                    "exposures": 5}]  # fmt: skip
+    assert out == [{"instrument": "LSSTCam", "detectors": 205, "amplifiers": 3216, "exposures": 5}]
     dets = json.loads(cli("detectors", "-i", "LSSTCam", "--db", db, "--format", "json").stdout)
     assert len(dets) == 205 and dets[0]["name"] == "R01_S00"
     csv = cli("exposures", "-i", "LSSTCam", "-f", "r_57", "--db", db, "--format", "csv").stdout
@@ -55,8 +54,9 @@ def test_listings_in_three_formats(loaded) -> None:
 
 
 def test_reingest_says_nothing_changed(loaded) -> None:
-    out = cli("ingest", "stats", loaded["stats"], "--instrument", "LSSTCam", "--db",
-              loaded["db"]).stdout  # fmt: skip
+    out = cli(
+        "ingest", "stats", loaded["stats"], "--instrument", "LSSTCam", "--db", loaded["db"]
+    ).stdout
     assert "nothing changed" in out
 
 
@@ -78,46 +78,121 @@ def test_bad_input_is_one_line_without_traceback(loaded, tmp_path) -> None:
 
 def test_solve_versions_scales_history_export(loaded, tmp_path) -> None:
     db = loaded["db"]
-    first = json.loads(cli("solve", "-i", "LSSTCam", "-f", "r_57", "--db", db,
-                           "--format", "json").stdout)  # fmt: skip
+    first = json.loads(
+        cli("solve", "-i", "LSSTCam", "-f", "r_57", "--db", db, "--format", "json").stdout
+    )
     assert first["shape"] == [189, 5] and first["converged"] and first["seq"] == 1
-    amp = json.loads(cli("solve", "-i", "LSSTCam", "-f", "r_57", "--level", "AMP",
-                         "--method", "robust", "--db", db, "--format", "json").stdout)  # fmt: skip
+    amp = json.loads(
+        cli(
+            "solve",
+            "-i",
+            "LSSTCam",
+            "-f",
+            "r_57",
+            "--level",
+            "AMP",
+            "--method",
+            "robust",
+            "--db",
+            db,
+            "--format",
+            "json",
+        ).stdout
+    )
     assert amp["shape"] == [3024, 5] and amp["flagged_rows"] == 1
-    second = json.loads(cli("solve", "-i", "LSSTCam", "-f", "r_57", "--method", "alternating",
-                            "--db", db, "--format", "json").stdout)  # fmt: skip
+    second = json.loads(
+        cli(
+            "solve",
+            "-i",
+            "LSSTCam",
+            "-f",
+            "r_57",
+            "--method",
+            "alternating",
+            "--db",
+            db,
+            "--format",
+            "json",
+        ).stdout
+    )
     assert second["seq"] == 2
 
     listed = json.loads(cli("versions", "list", "--db", db, "--format", "json").stdout)
-    assert [v["id"] for v in listed] == [first["version_id"], amp["version_id"],
-                                         second["version_id"]]  # fmt: skip
-    shown = json.loads(cli("versions", "show", first["version_id"], "--db", db,
-                           "--format", "json").stdout)  # fmt: skip
+    assert [v["id"] for v in listed] == [
+        first["version_id"],
+        amp["version_id"],
+        second["version_id"],
+    ]
+    shown = json.loads(
+        cli("versions", "show", first["version_id"], "--db", db, "--format", "json").stdout
+    )
     assert shown["provenance"]["inputs"]["exposures"] == sorted(
         int(e) for e in loaded["sim"].exposures["id"]
     )
     assert "flatNorm:solve" in shown["task_metadata"]["metadata"]
     assert shown["provenance"]["database"].split("?")[0] in db
 
-    diff = json.loads(cli("versions", "diff", first["version_id"], second["version_id"],
-                          "--db", db, "--format", "json").stdout)  # fmt: skip
+    diff = json.loads(
+        cli(
+            "versions",
+            "diff",
+            first["version_id"],
+            second["version_id"],
+            "--db",
+            db,
+            "--format",
+            "json",
+        ).stdout
+    )
     assert diff["n_matched"] == 189 and diff["max_abs_rel_change"] < 1e-6
 
-    ver = json.loads(cli("versions", "verify", amp["version_id"], "--db", db,
-                         "--format", "json").stdout)  # fmt: skip
+    ver = json.loads(
+        cli("versions", "verify", amp["version_id"], "--db", db, "--format", "json").stdout
+    )
     assert ver["ok"] and ver["max_rel_diff"] <= 1e-12
 
     rows = json.loads(cli("scales", first["version_id"], "--db", db, "--format", "json").stdout)
     assert len(rows) == 189
-    exps = json.loads(cli("scales", first["version_id"], "--kind", "exposure", "--db", db,
-                          "--format", "json").stdout)  # fmt: skip
+    exps = json.loads(
+        cli(
+            "scales", first["version_id"], "--kind", "exposure", "--db", db, "--format", "json"
+        ).stdout
+    )
     assert len(exps) == 5
 
-    hist = json.loads(cli("history", "-i", "LSSTCam", "-f", "r_57", "--detector", "R22_S11",
-                          "--db", db, "--format", "json").stdout)  # fmt: skip
+    hist = json.loads(
+        cli(
+            "history",
+            "-i",
+            "LSSTCam",
+            "-f",
+            "r_57",
+            "--detector",
+            "R22_S11",
+            "--db",
+            db,
+            "--format",
+            "json",
+        ).stdout
+    )
     assert [h["version"] for h in hist] == [first["version_id"], second["version_id"]]
-    hist_amp = json.loads(cli("history", "-i", "LSSTCam", "-f", "r_57", "--detector", "94",
-                              "--amp", "C10", "--db", db, "--format", "json").stdout)  # fmt: skip
+    hist_amp = json.loads(
+        cli(
+            "history",
+            "-i",
+            "LSSTCam",
+            "-f",
+            "r_57",
+            "--detector",
+            "94",
+            "--amp",
+            "C10",
+            "--db",
+            db,
+            "--format",
+            "json",
+        ).stdout
+    )
     assert [h["version"] for h in hist_amp] == [amp["version_id"]]
 
     out = tmp_path / "amp.yaml"
@@ -135,8 +210,20 @@ def test_solve_versions_scales_history_export(loaded, tmp_path) -> None:
         cli("plot", "focal-plane", v, "-o", png, "--db", db)
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     hist_png = tmp_path / "h.png"
-    cli("plot", "history", "-i", "LSSTCam", "-f", "r_57", "-d", "R22_S11", "-o", hist_png,
-        "--db", db)  # fmt: skip
+    cli(
+        "plot",
+        "history",
+        "-i",
+        "LSSTCam",
+        "-f",
+        "r_57",
+        "-d",
+        "R22_S11",
+        "-o",
+        hist_png,
+        "--db",
+        db,
+    )
     assert hist_png.stat().st_size > 1000
     as_json = cli("export", first["version_id"], "--db", db).stdout
     det_struct = json.loads(as_json)
@@ -145,41 +232,137 @@ def test_solve_versions_scales_history_export(loaded, tmp_path) -> None:
 
 def test_certify_lookup_decertify(loaded) -> None:
     db = loaded["db"]
-    v = json.loads(cli("solve", "-i", "LSSTCam", "-f", "r_57", "--db", db,
-                       "--format", "json").stdout)["version_id"]  # fmt: skip
-    cli("certify", v, "--tag", "flat-norm/recommended", "--begin", "2026-01-01T00:00:00",
-        "--db", db)  # fmt: skip
+    v = json.loads(
+        cli("solve", "-i", "LSSTCam", "-f", "r_57", "--db", db, "--format", "json").stdout
+    )["version_id"]
+    cli(
+        "certify", v, "--tag", "flat-norm/recommended", "--begin", "2026-01-01T00:00:00", "--db", db
+    )
     exp = int(loaded["sim"].exposures["id"].iloc[2])
-    hit = json.loads(cli("lookup", "-i", "LSSTCam", "-t", "flat-norm/recommended",
-                         "--exposure", exp, "--db", db, "--format", "json").stdout)  # fmt: skip
+    hit = json.loads(
+        cli(
+            "lookup",
+            "-i",
+            "LSSTCam",
+            "-t",
+            "flat-norm/recommended",
+            "--exposure",
+            exp,
+            "--db",
+            db,
+            "--format",
+            "json",
+        ).stdout
+    )
     assert hit["version_id"] == v
-    hit = json.loads(cli("lookup", "-i", "LSSTCam", "-t", "flat-norm/recommended", "-f", "r_57",
-                         "--time", "2026-06-01T00:00:00Z", "--explain", "--db", db,
-                         "--format", "json").stdout)  # fmt: skip
+    hit = json.loads(
+        cli(
+            "lookup",
+            "-i",
+            "LSSTCam",
+            "-t",
+            "flat-norm/recommended",
+            "-f",
+            "r_57",
+            "--time",
+            "2026-06-01T00:00:00Z",
+            "--explain",
+            "--db",
+            db,
+            "--format",
+            "json",
+        ).stdout
+    )
     assert hit["version_id"] == v and hit["explain"][0]["matched"]
-    miss = cli("lookup", "-i", "LSSTCam", "-t", "flat-norm/recommended", "-f", "r_57",
-               "--time", "2025-06-01T00:00:00Z", "--db", db, ok=False)  # fmt: skip
+    miss = cli(
+        "lookup",
+        "-i",
+        "LSSTCam",
+        "-t",
+        "flat-norm/recommended",
+        "-f",
+        "r_57",
+        "--time",
+        "2025-06-01T00:00:00Z",
+        "--db",
+        db,
+        ok=False,
+    )
     assert miss.exit_code != 0 and "nothing certified" in miss.stderr
-    clash = cli("certify", v, "--tag", "flat-norm/recommended", "--begin", "2026-03-01",
-                "--db", db, ok=False)  # fmt: skip
+    clash = cli(
+        "certify",
+        v,
+        "--tag",
+        "flat-norm/recommended",
+        "--begin",
+        "2026-03-01",
+        "--db",
+        db,
+        ok=False,
+    )
     assert clash.exit_code != 0 and "overlaps" in clash.stderr
-    out = cli("decertify", "--tag", "flat-norm/recommended", "-i", "LSSTCam", "-f", "r_57",
-              "--begin", "2026-03-01", "--end", "2026-04-01", "--db", db).stdout  # fmt: skip
+    out = cli(
+        "decertify",
+        "--tag",
+        "flat-norm/recommended",
+        "-i",
+        "LSSTCam",
+        "-f",
+        "r_57",
+        "--begin",
+        "2026-03-01",
+        "--end",
+        "2026-04-01",
+        "--db",
+        db,
+    ).stdout
     assert "closed certification" in out
     tags = json.loads(cli("tags", "--db", db, "--format", "json").stdout)
     assert len(tags) == 2
 
 
 def test_solve_with_no_matching_exposures_is_a_clear_error(loaded) -> None:
-    res = cli("solve", "-i", "LSSTCam", "-f", "r_57", "--select", "observation_reason=science",
-              "--db", loaded["db"], ok=False)  # fmt: skip
+    res = cli(
+        "solve",
+        "-i",
+        "LSSTCam",
+        "-f",
+        "r_57",
+        "--select",
+        "observation_reason=science",
+        "--db",
+        loaded["db"],
+        ok=False,
+    )
     assert res.exit_code != 0 and "no input exposures match" in res.stderr
-    res = cli("solve", "-i", "LSSTCam", "-f", "r_57", "--select", "colour=red",
-              "--db", loaded["db"], ok=False)  # fmt: skip
+    res = cli(
+        "solve",
+        "-i",
+        "LSSTCam",
+        "-f",
+        "r_57",
+        "--select",
+        "colour=red",
+        "--db",
+        loaded["db"],
+        ok=False,
+    )
     assert res.exit_code != 0 and "cannot select on 'colour'" in res.stderr
-    ok = json.loads(cli("solve", "-i", "LSSTCam", "-f", "r_57", "--select",
-                        "observation_reason=FLAT", "--db", loaded["db"],
-                        "--format", "json").stdout)  # fmt: skip
+    ok = json.loads(
+        cli(
+            "solve",
+            "-i",
+            "LSSTCam",
+            "-f",
+            "r_57",
+            "--select",
+            "observation_reason=FLAT",
+            "--db",
+            loaded["db"],
+            "--format",
+            "json",
+        ).stdout
+    )
     assert ok["exposures"] == 5
 
 
@@ -203,8 +386,17 @@ def test_console_script_error_exit(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("calibreg")
     if not exe.exists():
         pytest.skip("calibreg console script not installed next to this Python")
-    res = subprocess.run([str(exe), "ingest", "camera", str(tmp_path / "x.yaml"), "--db",
-                          f"sqlite:///{tmp_path / 'r.sqlite3'}"],
-                         capture_output=True, text=True)  # fmt: skip
+    res = subprocess.run(
+        [
+            str(exe),
+            "ingest",
+            "camera",
+            str(tmp_path / "x.yaml"),
+            "--db",
+            f"sqlite:///{tmp_path / 'r.sqlite3'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1

@@ -13,7 +13,7 @@ from sqlalchemy import insert, inspect, select, text
 
 from calibreg.db.base import Base
 from calibreg.db.migrate import alembic_config, current_revision, downgrade, head_revision, upgrade
-from calibreg.db.models import Detector, Instrument, IngestBatch
+from calibreg.db.models import Detector, IngestBatch, Instrument
 from calibreg.db.session import make_engine, transaction
 from calibreg.db.types import utcnow
 from calibreg.errors import ConflictError, SchemaError
@@ -30,7 +30,9 @@ def _diff(engine) -> list:
             conn,
             opts={
                 "compare_type": True,
-                "include_object": lambda o, n, t, r, c: not (t == "table" and n == "alembic_version"),
+                "include_object": lambda o, n, t, r, c: (
+                    not (t == "table" and n == "alembic_version")
+                ),
             },
         )
         return compare_metadata(ctx, Base.metadata)
@@ -57,20 +59,39 @@ def _seed(engine) -> None:
         conn.execute(
             insert(IngestBatch),
             {
-                "id": 1, "kind": "camera", "instrument_id": 1, "source": "x", "sha256": "0" * 64,
-                "n_rows": 1, "n_inserted": 1, "n_replaced": 0, "n_unchanged": 0,
-                "started_at": utcnow(), "finished_at": utcnow(), "user_name": "u", "host": "h",
+                "id": 1,
+                "kind": "camera",
+                "instrument_id": 1,
+                "source": "x",
+                "sha256": "0" * 64,
+                "n_rows": 1,
+                "n_inserted": 1,
+                "n_replaced": 0,
+                "n_unchanged": 0,
+                "started_at": utcnow(),
+                "finished_at": utcnow(),
+                "user_name": "u",
+                "host": "h",
                 "software_version": "0",
             },
-        )  # fmt: skip
+        )
         conn.execute(
             insert(Detector),
             {
-                "instrument_id": 1, "id": 7, "name": "R22_S11", "purpose": "SCIENCE",
-                "bbox_x0": 0, "bbox_y0": 0, "bbox_x1": 10, "bbox_y1": 10, "n_amplifiers": 0,
-                "offset_x": math.nan, "yaw": 1.5, "batch_id": 1,
+                "instrument_id": 1,
+                "id": 7,
+                "name": "R22_S11",
+                "purpose": "SCIENCE",
+                "bbox_x0": 0,
+                "bbox_y0": 0,
+                "bbox_x1": 10,
+                "bbox_y1": 10,
+                "n_amplifiers": 0,
+                "offset_x": math.nan,
+                "yaw": 1.5,
+                "batch_id": 1,
             },
-        )  # fmt: skip
+        )
 
 
 def test_downgrade_upgrade_round_trip_with_data(db_url: str) -> None:
@@ -107,9 +128,7 @@ def test_float64_is_bit_exact(engine) -> None:
 
 def test_naive_datetime_refused(engine) -> None:
     with pytest.raises(Exception, match="naive datetime"), transaction(engine) as conn:
-        conn.execute(
-            insert(Instrument), {"name": "X", "created_at": dt.datetime(2020, 1, 1)}
-        )
+        conn.execute(insert(Instrument), {"name": "X", "created_at": dt.datetime(2020, 1, 1)})
 
 
 def test_aware_datetime_round_trips_in_utc(engine) -> None:
@@ -123,11 +142,16 @@ def test_aware_datetime_round_trips_in_utc(engine) -> None:
 
 def test_check_and_foreign_keys_enforced(engine) -> None:
     _seed(engine)
-    with pytest.raises(ConflictError, match="n_pixels|check"), transaction(engine) as conn:
-        conn.execute(text("INSERT INTO exposure (instrument_id, id, physical_filter, batch_id) "
-                          "VALUES (1, 5, 'r', 1)"))  # fmt: skip
+    with transaction(engine) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO exposure (instrument_id, id, physical_filter, batch_id) "
+                "VALUES (1, 5, 'r', 1)"
+            )
+        )
+    with pytest.raises(ConflictError, match=r"n_pixels|check"), transaction(engine) as conn:
         conn.execute(text("INSERT INTO detector_stats VALUES (1, 5, 7, 1.0, 0.1, -1, 1)"))
-    with pytest.raises(ConflictError, match="(?i)foreign key"), transaction(engine) as conn:
+    with pytest.raises(ConflictError, match=r"(?i)foreign key"), transaction(engine) as conn:
         conn.execute(text("INSERT INTO detector_stats VALUES (1, 999, 7, 1.0, 0.1, 10, 1)"))
 
 

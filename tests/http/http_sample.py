@@ -54,17 +54,31 @@ def camera_spec() -> Any:
         width = 100 * len(amps)
         detectors.append(
             DetectorSpec(
-                id=det, name=DETECTOR_NAMES[det], serial=f"SN-{det:03d}", physical_type="ITL",
+                id=det,
+                name=DETECTOR_NAMES[det],
+                serial=f"SN-{det:03d}",
+                physical_type="ITL",
                 purpose="SCIENCE" if len(amps) > 1 else "WAVEFRONT",
-                bbox_x0=0, bbox_y0=0, bbox_x1=width - 1, bbox_y1=99,
-                offset_x=float(det) * 42.0, offset_y=0.0,
+                bbox_x0=0,
+                bbox_y0=0,
+                bbox_x1=width - 1,
+                bbox_y1=99,
+                offset_x=float(det) * 42.0,
+                offset_y=0.0,
                 amplifiers=[
-                    AmplifierSpec(name=name, index=i, bbox_x0=100 * i, bbox_y0=0,
-                                  bbox_width=100, bbox_height=100, gain=1.5 + 0.1 * i)
+                    AmplifierSpec(
+                        name=name,
+                        index=i,
+                        bbox_x0=100 * i,
+                        bbox_y0=0,
+                        bbox_width=100,
+                        bbox_height=100,
+                        gain=1.5 + 0.1 * i,
+                    )
                     for i, name in enumerate(amps)
                 ],
             )
-        )  # fmt: skip
+        )
     return CameraSpec(name=INSTRUMENT, detectors=detectors, source_format="calibreg")
 
 
@@ -82,15 +96,23 @@ def exposures_frame() -> pd.DataFrame:
         begin = T0_UTC + dt.timedelta(minutes=seq - 1)
         rows.append(
             {
-                "instrument": INSTRUMENT, "id": exp, "physical_filter": FILTER,
-                "obs_id": f"TC_O_20240301_{seq:06d}", "observation_type": "flat",
-                "observation_reason": "flat", "science_program": "calib",
-                "group": "flatseq-1", "target_name": None, "day_obs": 20240301,
-                "seq_num": seq, "exposure_time": 15.0, "dark_time": 15.2,
+                "instrument": INSTRUMENT,
+                "id": exp,
+                "physical_filter": FILTER,
+                "obs_id": f"TC_O_20240301_{seq:06d}",
+                "observation_type": "flat",
+                "observation_reason": "flat",
+                "science_program": "calib",
+                "group": "flatseq-1",
+                "target_name": None,
+                "day_obs": 20240301,
+                "seq_num": seq,
+                "exposure_time": 15.0,
+                "dark_time": 15.2,
                 "timespan_begin": tai_ns(begin),
                 "timespan_end": tai_ns(begin + dt.timedelta(seconds=15)),
             }
-        )  # fmt: skip
+        )
     frame = pd.DataFrame(rows)
     for col in ("day_obs", "seq_num", "timespan_begin", "timespan_end"):
         frame[col] = frame[col].astype("Int64")
@@ -130,9 +152,12 @@ def _solve(registry: Any, spec: Any) -> int:
     data = registry.assemble(spec)
     solution = measure_scales(data.background, data.counts, sigma=data.sigma, method="exact")
     persisted = registry.persist(
-        data, solution, config={"method": "exact", "level": spec.level},
-        task_metadata={"test": {"scalars": {"n_rows": data.shape[0]}}}, started_at=started,
-    )  # fmt: skip
+        data,
+        solution,
+        config={"method": "exact", "level": spec.level},
+        task_metadata={"test": {"scalars": {"n_rows": data.shape[0]}}},
+        started_at=started,
+    )
     return persisted.id
 
 
@@ -149,12 +174,10 @@ def build_sample(registry: Any, *, certify: bool = True) -> Sample:
     engine = registry.engine
     ingest_camera(engine, camera_spec(), source="testcam.yaml", sha256="0" * 64)
     ingest_exposures(engine, exposures_frame(), source="exposures.csv", sha256="1" * 64)
-    ingest_stats(engine, stats_frame(), source="stats.csv", sha256="2" * 64,
-                 instrument=INSTRUMENT)  # fmt: skip
+    ingest_stats(engine, stats_frame(), source="stats.csv", sha256="2" * 64, instrument=INSTRUMENT)
 
     det_all = QuantumSpec(INSTRUMENT, FILTER, "DETECTOR")
-    det_sub = QuantumSpec(INSTRUMENT, FILTER, "DETECTOR",
-                          Selection(exposures=EXPOSURE_IDS[:3]))  # fmt: skip
+    det_sub = QuantumSpec(INSTRUMENT, FILTER, "DETECTOR", Selection(exposures=EXPOSURE_IDS[:3]))
     v1 = _solve(registry, det_all)
     v2 = _solve(registry, det_sub)
     v3 = _solve(registry, QuantumSpec(INSTRUMENT, FILTER, "AMP"))

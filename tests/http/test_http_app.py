@@ -89,9 +89,15 @@ def test_openapi_documents_every_endpoint_read_only(client: TestClient) -> None:
     assert doc["info"]["version"] == calibreg.__version__
     assert doc["info"]["description"]
     expected = {
-        "/health", "/instruments", "/versions", "/versions/{version_id}",
-        "/versions/{version_id}/scales", "/versions/{version_id}/cp_pipe", "/lookup", "/history",
-    }  # fmt: skip
+        "/health",
+        "/instruments",
+        "/versions",
+        "/versions/{version_id}",
+        "/versions/{version_id}/scales",
+        "/versions/{version_id}/cp_pipe",
+        "/lookup",
+        "/history",
+    }
     assert expected <= set(doc["paths"])
     for path, ops in doc["paths"].items():
         assert set(ops) == {"get"}, path
@@ -254,9 +260,13 @@ def test_scales_exposure_kind(client: TestClient, registry: Registry, sample: Sa
     ],
 )
 def test_scales_representations(
-    client: TestClient, registry: Registry, sample: Sample, headers: dict, query: str,
+    client: TestClient,
+    registry: Registry,
+    sample: Sample,
+    headers: dict,
+    query: str,
     expected: str,
-) -> None:  # fmt: skip
+) -> None:
     vid = sample.amp_version
     resp = client.get(f"/versions/{vid}/scales?{query}", headers=headers)
     assert_immutable(resp)
@@ -280,8 +290,9 @@ def test_scales_representations(
 
 def test_scales_etags_differ_per_representation(client: TestClient, sample: Sample) -> None:
     url = f"/versions/{sample.amp_version}/scales"
-    tags = {fmt: client.get(f"{url}?format={fmt}").headers["etag"] for fmt in
-            ("json", "csv", "parquet")}  # fmt: skip
+    tags = {
+        fmt: client.get(f"{url}?format={fmt}").headers["etag"] for fmt in ("json", "csv", "parquet")
+    }
     assert len(set(tags.values())) == 3
     # Parquet output is deterministic, so its strong ETag is stable and revalidates.
     assert client.get(url, headers={"Accept": PARQUET}).headers["etag"] == tags["parquet"]
@@ -289,8 +300,9 @@ def test_scales_etags_differ_per_representation(client: TestClient, sample: Samp
     assert resp.status_code == 304
     assert resp.content == b""
     # A JSON ETag does not revalidate the CSV representation.
-    assert client.get(f"{url}?format=csv", headers={"If-None-Match": tags["json"]}).status_code \
-        == 200  # fmt: skip
+    assert (
+        client.get(f"{url}?format=csv", headers={"If-None-Match": tags["json"]}).status_code == 200
+    )
 
 
 def test_scales_errors(client: TestClient, sample: Sample) -> None:
@@ -322,9 +334,17 @@ def test_negotiate(accept: str | None, expected: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [(None, False), ("", False), ("*", True), ('"a"', True), ('W/"a"', True),
-     ('"b", "a"', True), ('"b"', False), ('"ab"', False)],
-)  # fmt: skip
+    [
+        (None, False),
+        ("", False),
+        ("*", True),
+        ('"a"', True),
+        ('W/"a"', True),
+        ('"b", "a"', True),
+        ('"b"', False),
+        ('"ab"', False),
+    ],
+)
 def test_etag_matches(header: str | None, expected: bool) -> None:
     assert etag_matches(header, '"a"') is expected
 
@@ -354,8 +374,9 @@ def test_cp_pipe_detector_level(client: TestClient, registry: Registry, sample: 
                 str(e): s for e, s in zip(exps["exposure"], exps["scale"], strict=True)
             }
     etag = resp.headers["etag"]
-    assert client.get(f"/versions/{vid}/cp_pipe", headers={"If-None-Match": etag}).status_code \
-        == 304  # fmt: skip
+    assert (
+        client.get(f"/versions/{vid}/cp_pipe", headers={"If-None-Match": etag}).status_code == 304
+    )
 
 
 @needs_cp_pipe
@@ -367,8 +388,9 @@ def test_cp_pipe_amp_level(client: TestClient, registry: Registry, sample: Sampl
 
 
 def test_cp_pipe_unknown_version(client: TestClient) -> None:
-    assert_error(client.get("/versions/999999/cp_pipe"), 404 if hasattr(Registry, "cp_pipe")
-                 else 501)  # fmt: skip
+    assert_error(
+        client.get("/versions/999999/cp_pipe"), 404 if hasattr(Registry, "cp_pipe") else 501
+    )
 
 
 # --------------------------------------------------------------------------- lookup
@@ -411,8 +433,12 @@ def test_lookup_nothing_certified(client: TestClient, certified: Sample) -> None
     before = (T0_UTC - dt.timedelta(days=1)).isoformat()  # "+00:00" must be URL-encoded
     params = {"instrument": INSTRUMENT, "tag": TAG, "filter": FILTER, "time": before}
     assert_error(client.get("/lookup", params=params), 404)
-    assert_error(client.get(f"/lookup?instrument={INSTRUMENT}&tag=no/such&filter={FILTER}"
-                            "&time=2024-03-02T00:00:00Z"), 404)  # fmt: skip
+    assert_error(
+        client.get(
+            f"/lookup?instrument={INSTRUMENT}&tag=no/such&filter={FILTER}&time=2024-03-02T00:00:00Z"
+        ),
+        404,
+    )
     # As the tag stood before anything was certified, nothing was.
     resp = client.get(
         f"{LOOKUP}&filter={FILTER}&time=2024-03-02T00:00:00Z&as_of=2000-01-01T00:00:00Z"
@@ -437,8 +463,10 @@ def test_lookup_bad_parameters(client: TestClient, query: str) -> None:
 
 def test_lookup_missing_required(client: TestClient) -> None:
     error = assert_error(client.get(f"/lookup?filter={FILTER}&time=2024-03-02T00:00:00Z"), 422)
-    assert {tuple(d["loc"]) for d in error["details"]} == {("query", "instrument"),
-                                                            ("query", "tag")}  # fmt: skip
+    assert {tuple(d["loc"]) for d in error["details"]} == {
+        ("query", "instrument"),
+        ("query", "tag"),
+    }
 
 
 # --------------------------------------------------------------------------- history
@@ -531,9 +559,11 @@ def test_domain_errors_map_to_status(error: str, code: int) -> None:
     from calibreg import errors
 
     kind = getattr(errors, error)
-    exc = kind("data.csv", "bad value", row=3, field="x") if kind is errors.InputError else kind(
-        "something is wrong"
-    )  # fmt: skip
+    exc = (
+        kind("data.csv", "bad value", row=3, field="x")
+        if kind is errors.InputError
+        else kind("something is wrong")
+    )
     with TestClient(create_app(_FailingRegistry(exc))) as tc:  # type: ignore[arg-type]
         body = assert_error(tc.get("/instruments"), code)
     assert body["message"] == str(exc)

@@ -66,8 +66,18 @@ def server(db_url_with_sample: str, tmp_path_factory: pytest.TempPathFactory) ->
     """Base URL of a running ``calibreg serve`` over the sample database."""
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    cmd = [sys.executable, "-m", "calibreg_cli.main", "serve", "--db", db_url_with_sample,
-           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "calibreg_cli.main",
+        "serve",
+        "--db",
+        db_url_with_sample,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -98,8 +108,9 @@ def test_listings(http: httpx.Client, sample: Sample) -> None:
     page = http.get("/versions", params={"limit": 2}).json()
     assert [v["id"] for v in page["items"]] == list(sample.all_versions[:2])
     assert page["has_more"] is True
-    resp = http.get("/history", params={"instrument": INSTRUMENT, "filter": FILTER,
-                                         "detector": "R00_S00"})  # fmt: skip
+    resp = http.get(
+        "/history", params={"instrument": INSTRUMENT, "filter": FILTER, "detector": "R00_S00"}
+    )
     assert [i["version"] for i in resp.json()["items"]] == list(sample.detector_versions)
     assert resp.headers["cache-control"] == NO_CACHE
 
@@ -124,8 +135,11 @@ def test_scales_representations(http: httpx.Client, registry: Registry, sample: 
     parquet = http.get(url, headers={"Accept": "application/vnd.apache.parquet"})
     assert parquet.headers["content-type"] == "application/vnd.apache.parquet"
     as_parquet = pd.read_parquet(io.BytesIO(parquet.content))
-    for got in ([r["scale"] for r in as_json], as_csv["scale"].tolist(),
-                as_parquet["scale"].tolist()):  # fmt: skip
+    for got in (
+        [r["scale"] for r in as_json],
+        as_csv["scale"].tolist(),
+        as_parquet["scale"].tolist(),
+    ):
         assert got == stored["scale"].tolist()
     resp = http.get(
         url,
@@ -146,8 +160,15 @@ def test_cp_pipe(http: httpx.Client, sample: Sample) -> None:
 
 
 def test_lookup(http: httpx.Client, certified: Sample) -> None:
-    resp = http.get("/lookup", params={"instrument": INSTRUMENT, "filter": FILTER, "tag": TAG,
-                                       "time": "2024-03-01T18:00:00Z"})  # fmt: skip
+    resp = http.get(
+        "/lookup",
+        params={
+            "instrument": INSTRUMENT,
+            "filter": FILTER,
+            "tag": TAG,
+            "time": "2024-03-01T18:00:00Z",
+        },
+    )
     assert resp.status_code == 200, resp.text
     assert resp.json()["version_id"] == certified.detector_versions[-1]
     assert resp.headers["cache-control"] == NO_CACHE

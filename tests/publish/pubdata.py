@@ -37,15 +37,24 @@ class PubDB:
 
     def solve(self, level: str = "DETECTOR", **kwargs: object) -> int:
         """Solve the flats' quantum once more; returns the new version id."""
-        return int(solve_quantum(self.url, SolveRequest(INSTRUMENT, FILTER, level=level,
-                                                        **kwargs))["version_id"])  # fmt: skip
+        return int(
+            solve_quantum(self.url, SolveRequest(INSTRUMENT, FILTER, level=level, **kwargs))[
+                "version_id"
+            ]
+        )
 
     def replace_stats(self, frame: pd.DataFrame, name: str) -> None:
         """Ingest ``frame`` (the simulator's long-table columns) with ``replace=True``."""
         path = self.tmp_path / f"{name}.csv"
         frame.to_csv(path, index=False)
-        ingest_stats(self.engine, read_stats(path), source=str(path), sha256=name,
-                     instrument=INSTRUMENT, replace=True)  # fmt: skip
+        ingest_stats(
+            self.engine,
+            read_stats(path),
+            source=str(path),
+            sha256=name,
+            instrument=INSTRUMENT,
+            replace=True,
+        )
 
     def scale_detector(self, detector: int, factor: float, name: str = "scaled") -> None:
         """Replace one detector's detector-level medians (every exposure) by ``factor`` x."""
@@ -69,5 +78,4 @@ def version_count(engine) -> int:
     from calibreg.db.models import CalibrationVersion
 
     with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(CalibrationVersion))
-                   .scalar_one())  # fmt: skip
+        return int(conn.execute(select(func.count()).select_from(CalibrationVersion)).scalar_one())

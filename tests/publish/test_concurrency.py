@@ -78,17 +78,28 @@ def test_parallel_certify_race_has_exactly_one_winner_per_round(pub) -> None:
         winners[rnd] = (win, lose)
 
     for rnd, (tag_name, begin, _) in enumerate(ranges[v1]):
-        active = [c for c in reg.certifications(tag_name)
-                  if c["valid_begin"] in (begin, begin + 50 * S)]  # fmt: skip
+        active = [
+            c for c in reg.certifications(tag_name) if c["valid_begin"] in (begin, begin + 50 * S)
+        ]
         assert len(active) == 1, (rnd, active)
         assert active[0]["version_id"] == winners[rnd][0]
-        assert len([c for c in reg.certifications(tag_name, include_closed=True)
-                    if c["valid_begin"] in (begin, begin + 50 * S)]) == 1  # fmt: skip
+        assert (
+            len(
+                [
+                    c
+                    for c in reg.certifications(tag_name, include_closed=True)
+                    if c["valid_begin"] in (begin, begin + 50 * S)
+                ]
+            )
+            == 1
+        )
     # Lookups agree with the winner of each round.
     for rnd, b in enumerate(base):
         tag_name = ranges[v1][rnd][0]
-        assert reg.lookup(INSTRUMENT, FILTER, tag_name, time_tai_ns=b + 60 * S)["version_id"] \
+        assert (
+            reg.lookup(INSTRUMENT, FILTER, tag_name, time_tai_ns=b + 60 * S)["version_id"]
             == winners[rnd][0]
+        )
 
 
 # --------------------------------------------------------------------------- 9. eight solves
@@ -97,8 +108,18 @@ def test_eight_concurrent_cli_solves_get_sequence_numbers_1_to_8(pub) -> None:
     serializes the persists anyway (eight there only cost time on a small machine)."""
     assert CALIBREG.exists()
     n = 8 if pub.backend == "postgresql" else 4
-    cmd = [str(CALIBREG), "solve", "-i", INSTRUMENT, "-f", FILTER, "--db", pub.url,
-           "--format", "json"]  # fmt: skip
+    cmd = [
+        str(CALIBREG),
+        "solve",
+        "-i",
+        INSTRUMENT,
+        "-f",
+        FILTER,
+        "--db",
+        pub.url,
+        "--format",
+        "json",
+    ]
     procs = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(n)
@@ -128,8 +149,9 @@ def test_eight_concurrent_cli_solves_get_sequence_numbers_1_to_8(pub) -> None:
 
     with pub.engine.connect() as conn:
         quanta = conn.execute(text("SELECT DISTINCT quantum_id FROM calibration_version")).all()
-        per_version = conn.execute(text(
-            "SELECT version_id, count(*) FROM version_row GROUP BY version_id")).all()  # fmt: skip
+        per_version = conn.execute(
+            text("SELECT version_id, count(*) FROM version_row GROUP BY version_id")
+        ).all()
     assert len(quanta) == 1
     assert sorted(int(i) for i, _ in per_version) == sorted(ids)
     assert {int(n) for _, n in per_version} == {results[0]["rows"]}
@@ -177,8 +199,11 @@ def test_solve_killed_during_persist_leaves_no_partial_version(pub) -> None:
     before = _counts(pub)
     proc = subprocess.run(
         [sys.executable, workers.__file__, pub.url],
-        capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert proc.returncode == -9, (proc.returncode, proc.stdout, proc.stderr)
     assert "survived" not in proc.stdout
     assert _counts(pub) == before == dict.fromkeys(VERSION_TABLES, 0)
@@ -238,9 +263,13 @@ def test_concurrent_decertify_of_one_range_is_serialized(pub, request) -> None:
                 with pub.engine.connect() as watch:
                     while time.monotonic() < deadline:
                         pid = outcome.get("pid")
-                        state = pid and watch.execute(text(
-                            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p"),
-                            {"p": pid}).scalar_one_or_none()  # fmt: skip
+                        state = (
+                            pid
+                            and watch.execute(
+                                text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p"),
+                                {"p": pid},
+                            ).scalar_one_or_none()
+                        )
                         if state == "Lock" or "error" in outcome:
                             break
                         time.sleep(0.05)

@@ -72,16 +72,20 @@ def test_certifications_cannot_be_deleted_reopened_or_overlapped(pub) -> None:
     err = _refused(engine, "DELETE FROM certification WHERE id = :i", {"i": cert})
     assert "never deleted" in str(err)
     _refused(engine, "DELETE FROM certification")
-    err = _refused(engine, "UPDATE certification SET valid_end = :e WHERE id = :i",
-                   {"e": b + S, "i": cert})  # fmt: skip
+    err = _refused(
+        engine, "UPDATE certification SET valid_end = :e WHERE id = :i", {"e": b + S, "i": cert}
+    )
     assert "closed once" in str(err)
-    _refused(engine, "UPDATE certification SET valid_begin = valid_begin - 1 WHERE id = :i",
-             {"i": cert})  # fmt: skip
-    _refused(engine, "UPDATE certification SET version_id = :v WHERE id = :i",
-             {"v": v2, "i": cert})  # fmt: skip
+    _refused(
+        engine, "UPDATE certification SET valid_begin = valid_begin - 1 WHERE id = :i", {"i": cert}
+    )
+    _refused(engine, "UPDATE certification SET version_id = :v WHERE id = :i", {"v": v2, "i": cert})
     # Closing together with a change of range is refused as well.
-    _refused(engine, "UPDATE certification SET decertified_at = certified_at, valid_end = :e "
-             "WHERE id = :i", {"e": b + S, "i": cert})  # fmt: skip
+    _refused(
+        engine,
+        "UPDATE certification SET decertified_at = certified_at, valid_end = :e WHERE id = :i",
+        {"e": b + S, "i": cert},
+    )
     assert _snapshot(engine, ["certification"]) == before
 
     # Raw overlapping INSERTs (calibreg's own check bypassed) are refused by the database.
@@ -101,12 +105,16 @@ def test_certifications_cannot_be_deleted_reopened_or_overlapped(pub) -> None:
 
     # Closing a row once (what decertify does) is allowed; closing it again, or reopening, not.
     with engine.begin() as conn:
-        conn.execute(text("UPDATE certification SET decertified_at = certified_at, "
-                          "decertified_by = 'raw' WHERE id = :i"), {"i": cert})  # fmt: skip
+        conn.execute(
+            text(
+                "UPDATE certification SET decertified_at = certified_at, "
+                "decertified_by = 'raw' WHERE id = :i"
+            ),
+            {"i": cert},
+        )
     after_close = _snapshot(engine, ["certification"])
     _refused(engine, "UPDATE certification SET decertified_at = NULL WHERE id = :i", {"i": cert})
-    _refused(engine, "UPDATE certification SET decertified_by = 'again' WHERE id = :i",
-             {"i": cert})  # fmt: skip
+    _refused(engine, "UPDATE certification SET decertified_by = 'again' WHERE id = :i", {"i": cert})
     _refused(engine, "DELETE FROM certification WHERE id = :i", {"i": cert})
     assert _snapshot(engine, ["certification"]) == after_close
     # The closed range no longer blocks a raw insert of the same range.
@@ -137,14 +145,15 @@ UPSERT = {
 def _upsert_sql(backend: str, table: str, cols: list[str], where: str) -> str:
     key, col = UPSERT[table]
     exprs = ", ".join(
-        (f"upper({c})" if col == "content_hash" else f"{c} * 2") if c == col else c
-        for c in cols
+        (f"upper({c})" if col == "content_hash" else f"{c} * 2") if c == col else c for c in cols
     )
     names = ", ".join(cols)
     if backend == "sqlite":
         return f"INSERT OR REPLACE INTO {table} ({names}) SELECT {exprs} FROM {table} WHERE {where}"
-    return (f"INSERT INTO {table} ({names}) SELECT {exprs} FROM {table} WHERE {where} "
-            f"ON CONFLICT ({key}) DO UPDATE SET {col} = EXCLUDED.{col}")  # fmt: skip
+    return (
+        f"INSERT INTO {table} ({names}) SELECT {exprs} FROM {table} WHERE {where} "
+        f"ON CONFLICT ({key}) DO UPDATE SET {col} = EXCLUDED.{col}"
+    )
 
 
 def _columns(engine, table: str) -> list[str]:
@@ -178,15 +187,25 @@ def test_upsert_over_a_certification_is_refused(pub, request) -> None:
     before = _snapshot(pub.engine, ["certification"])
     cols = _columns(pub.engine, "certification")
     # Rewrite the closed row's history: a different validity range.
-    exprs = ", ".join("valid_end + 1000" if c == "valid_end" else
-                      "valid_begin - 1000" if c == "valid_begin" else c for c in cols)  # fmt: skip
+    exprs = ", ".join(
+        "valid_end + 1000"
+        if c == "valid_end"
+        else "valid_begin - 1000"
+        if c == "valid_begin"
+        else c
+        for c in cols
+    )
     if pub.backend == "sqlite":
-        sql = (f"INSERT OR REPLACE INTO certification ({', '.join(cols)}) "
-               f"SELECT {exprs} FROM certification WHERE id = :i")  # fmt: skip
+        sql = (
+            f"INSERT OR REPLACE INTO certification ({', '.join(cols)}) "
+            f"SELECT {exprs} FROM certification WHERE id = :i"
+        )
     else:
-        sql = (f"INSERT INTO certification ({', '.join(cols)}) SELECT {exprs} FROM "
-               "certification WHERE id = :i ON CONFLICT (id) DO UPDATE SET "
-               "valid_begin = EXCLUDED.valid_begin")  # fmt: skip
+        sql = (
+            f"INSERT INTO certification ({', '.join(cols)}) SELECT {exprs} FROM "
+            "certification WHERE id = :i ON CONFLICT (id) DO UPDATE SET "
+            "valid_begin = EXCLUDED.valid_begin"
+        )
     accepted = _accepted(pub.engine, sql, {"i": cert})
     assert _snapshot(pub.engine, ["certification"]) == before
     assert not accepted

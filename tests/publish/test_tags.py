@@ -22,8 +22,9 @@ TAG = "flat-norm/recommended"
 
 
 def _active(reg, tag=TAG) -> list[tuple]:
-    return sorted((c["valid_begin"], c["valid_end"], c["version_id"])
-                  for c in reg.certifications(tag))  # fmt: skip
+    return sorted(
+        (c["valid_begin"], c["valid_end"], c["version_id"]) for c in reg.certifications(tag)
+    )
 
 
 def _lookup_version(reg, t: int, **kw) -> int:
@@ -328,9 +329,11 @@ def test_comparison_gate_refuses_a_large_change_without_force(pub) -> None:
         stored = conn.execute(
             select(Certification.comparison).where(Certification.id == res["certification_id"])
         ).scalar_one()
-        first_cmp = conn.execute(
-            select(Certification.comparison).where(Certification.valid_begin == t0)
-        ).scalars().all()
+        first_cmp = (
+            conn.execute(select(Certification.comparison).where(Certification.valid_begin == t0))
+            .scalars()
+            .all()
+        )
     assert first_cmp == [None, None]  # no neighbour, nothing to compare with
     assert stored["old_version"] == v1
     assert stored["new_version"] == v2

@@ -63,8 +63,9 @@ def _amp_names(pub) -> dict[int, list[str]]:
     from sqlalchemy import text
 
     with pub.engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT detector_id, name FROM amplifier ORDER BY detector_id, amp_index")).all()
+        rows = conn.execute(
+            text("SELECT detector_id, name FROM amplifier ORDER BY detector_id, amp_index")
+        ).all()
     out: dict[int, list[str]] = {}
     for det, name in rows:
         out.setdefault(int(det), []).append(str(name))
@@ -148,4 +149,3 @@ def test_cp_pipe_export_amp_level_reads_each_rows_own_scale(pub) -> None:
     assert {int(k) for k in loaded["detScale"]} == set(det_scale)
     for det, per_amp in det_scale.items():
         assert loaded["detScale"][str(det)] == per_amp
-

@@ -28,11 +28,16 @@ def _snapshot(engine) -> dict[str, list]:
     """Every row of every input table, to prove a failed ingest changed nothing."""
     out = {}
     with engine.connect() as conn:
-        for table in ("instrument", "ingest_batch", "detector", "amplifier", "exposure",
-                      "detector_stats", "amp_stats"):  # fmt: skip
-            out[table] = sorted(
-                map(repr, conn.execute(text(f"SELECT * FROM {table}")).all())
-            )
+        for table in (
+            "instrument",
+            "ingest_batch",
+            "detector",
+            "amplifier",
+            "exposure",
+            "detector_stats",
+            "amp_stats",
+        ):
+            out[table] = sorted(map(repr, conn.execute(text(f"SELECT * FROM {table}")).all()))
     return out
 
 
@@ -65,9 +70,11 @@ def test_lsstcam_geometry_counts(lsstcam) -> None:
             ).all()
         )
         name = conn.execute(text("SELECT name FROM instrument")).scalar_one()
-        wf = conn.execute(
-            select(Detector.n_amplifiers).where(Detector.purpose == "WAVEFRONT")
-        ).scalars().all()
+        wf = (
+            conn.execute(select(Detector.n_amplifiers).where(Detector.purpose == "WAVEFRONT"))
+            .scalars()
+            .all()
+        )
     assert name == "LSSTCam"
     assert purposes == {"SCIENCE": 189, "GUIDER": 8, "WAVEFRONT": 8}
     assert n_amp == 3216
@@ -86,19 +93,19 @@ def test_camera_reingest_is_a_no_op_and_conflict_needs_replace(lsstcam, lsstcam_
     amp0 = dataclasses.replace(det0.amplifiers[0], gain=det0.amplifiers[0].gain * 1.01)
     changed = dataclasses.replace(
         lsstcam_spec,
-        detectors=[dataclasses.replace(det0, amplifiers=[amp0, *det0.amplifiers[1:]]),
-                   *lsstcam_spec.detectors[1:]],
-    )  # fmt: skip
+        detectors=[
+            dataclasses.replace(det0, amplifiers=[amp0, *det0.amplifiers[1:]]),
+            *lsstcam_spec.detectors[1:],
+        ],
+    )
     with pytest.raises(ConflictError, match="--replace"):
         ingest_camera(engine, changed, source="c", sha256="y", instrument="LSSTCam")
-    rep = ingest_camera(engine, changed, source="c", sha256="y", instrument="LSSTCam",
-                        replace=True)  # fmt: skip
+    rep = ingest_camera(engine, changed, source="c", sha256="y", instrument="LSSTCam", replace=True)
     assert rep.n_replaced == 1 and rep.n_inserted == 0
     with engine.connect() as conn:
         gain = conn.execute(
-            select(Amplifier.gain).where(Amplifier.detector_id == det0.id,
-                                         Amplifier.amp_index == 0)
-        ).scalar_one()  # fmt: skip
+            select(Amplifier.gain).where(Amplifier.detector_id == det0.id, Amplifier.amp_index == 0)
+        ).scalar_one()
     assert gain == amp0.gain
 
 
@@ -108,9 +115,7 @@ def test_butler_exports_ingest_with_correct_tai_times(engine, shared_data: Path)
     ingest_exposures(engine, read_exposures(lsst), source=str(lsst), sha256="a")
     ingest_exposures(engine, read_exposures(hsc), source=str(hsc), sha256="b")
     with engine.connect() as conn:
-        rows = dict(
-            conn.execute(select(Exposure.id, Exposure.timespan_begin)).all()
-        )
+        rows = dict(conn.execute(select(Exposure.id, Exposure.timespan_begin)).all())
         ends = dict(conn.execute(select(Exposure.id, Exposure.timespan_end)).all())
         group = conn.execute(
             select(Exposure.group_name).where(Exposure.id == 2025120200439)
@@ -149,25 +154,34 @@ def test_stats_round_trip_nan_and_idempotency(tmp_path, lsstcam, lsstcam_spec) -
     with engine.connect() as conn:
         dead = conn.execute(
             select(AmpStats.median, AmpStats.n_pixels)
-            .join(Amplifier, (Amplifier.instrument_id == AmpStats.instrument_id)
-                  & (Amplifier.detector_id == AmpStats.detector_id)
-                  & (Amplifier.amp_index == AmpStats.amp_index))
+            .join(
+                Amplifier,
+                (Amplifier.instrument_id == AmpStats.instrument_id)
+                & (Amplifier.detector_id == AmpStats.detector_id)
+                & (Amplifier.amp_index == AmpStats.amp_index),
+            )
             .where(AmpStats.detector_id == det, Amplifier.name == amp)
-        ).all()  # fmt: skip
+        ).all()
         # Bit-exact floats: compare everything read back with the file's values.
         back = pd.DataFrame(
-            conn.execute(text("SELECT exposure_id, detector_id, amp_index, median, sigma, "
-                              "n_pixels FROM amp_stats")).all(),
+            conn.execute(
+                text(
+                    "SELECT exposure_id, detector_id, amp_index, median, sigma, "
+                    "n_pixels FROM amp_stats"
+                )
+            ).all(),
             columns=["exposure", "detector", "amp_index", "median", "sigma", "n_pixels"],
-        )  # fmt: skip
+        )
     assert dead and all(math.isnan(m) for m, _ in dead)
     src = frame[frame["amp"].notna()].sort_values(["exposure", "detector", "amp"])
-    assert np.nansum(back["median"].astype(float)) == pytest.approx(np.nansum(src["median"]),
-                                                                     rel=1e-15)  # fmt: skip
+    assert np.nansum(back["median"].astype(float)) == pytest.approx(
+        np.nansum(src["median"]), rel=1e-15
+    )
     assert set(back["median"].astype(float).dropna()) == set(src["median"].dropna())
     before = _snapshot(engine)
-    again = ingest_stats(engine, read_stats(path), source=str(path), sha256="s",
-                         instrument="LSSTCam")  # fmt: skip
+    again = ingest_stats(
+        engine, read_stats(path), source=str(path), sha256="s", instrument="LSSTCam"
+    )
     assert not again.changed and again.n_unchanged == len(sim.stats)
     assert _snapshot(engine) == before
 
@@ -197,8 +211,9 @@ def test_bad_row_in_the_middle_writes_nothing(tmp_path, lsstcam, lsstcam_spec) -
     assert _snapshot(engine) == before
 
 
-def test_failure_inside_the_transaction_rolls_back(tmp_path, lsstcam, lsstcam_spec,
-                                                   monkeypatch) -> None:  # fmt: skip
+def test_failure_inside_the_transaction_rolls_back(
+    tmp_path, lsstcam, lsstcam_spec, monkeypatch
+) -> None:
     engine = lsstcam
     sim = _sim(lsstcam_spec)
     ingest_exposures(engine, sim.exposures, source="sim", sha256="e")
@@ -208,7 +223,7 @@ def test_failure_inside_the_transaction_rolls_back(tmp_path, lsstcam, lsstcam_sp
     real = ingest_mod.bulk_insert
     calls = []
 
-    def failing(conn, table, frame, cols):  # noqa: ANN001, ANN202
+    def failing(conn, table, frame, cols):
         calls.append(table)
         if len(calls) == 2:  # after detector_stats were written, before amp_stats
             raise RuntimeError("killed during persist")
@@ -233,11 +248,11 @@ def test_conflicting_value_needs_replace(tmp_path, lsstcam, lsstcam_spec) -> Non
     path2 = _write_stats(tmp_path, changed, "changed.csv")
     before = _snapshot(engine)
     with pytest.raises(ConflictError, match="--replace"):
-        ingest_stats(engine, read_stats(path2), source=str(path2), sha256="t",
-                     instrument="LSSTCam")  # fmt: skip
+        ingest_stats(engine, read_stats(path2), source=str(path2), sha256="t", instrument="LSSTCam")
     assert _snapshot(engine) == before
-    rep = ingest_stats(engine, read_stats(path2), source=str(path2), sha256="t",
-                       instrument="LSSTCam", replace=True)  # fmt: skip
+    rep = ingest_stats(
+        engine, read_stats(path2), source=str(path2), sha256="t", instrument="LSSTCam", replace=True
+    )
     assert (rep.n_inserted, rep.n_replaced) == (0, 1)
     with engine.connect() as conn:
         got = conn.execute(
@@ -251,7 +266,7 @@ def test_unknown_exposure_and_instrument(tmp_path, lsstcam, lsstcam_spec) -> Non
     engine = lsstcam
     sim = _sim(lsstcam_spec)
     path = _write_stats(tmp_path, sim.stats)
-    with pytest.raises(InputError, match="unknown exposure .* ingest the exposure records"):
+    with pytest.raises(InputError, match=r"unknown exposure .* ingest the exposure records"):
         ingest_stats(engine, read_stats(path), source=str(path), sha256="s", instrument="LSSTCam")
     with pytest.raises(NotFoundError, match="unknown instrument 'HSC'"):
         ingest_stats(engine, read_stats(path), source=str(path), sha256="s", instrument="HSC")
@@ -264,8 +279,11 @@ def test_propertylist_files_by_name(tmp_path, lsstcam, lsstcam_spec) -> None:
     exp = int(sim.exposures["id"].iloc[0])
     obs_id = sim.exposures["obs_id"].iloc[1]
     det = lsstcam_spec.detectors[0]
-    values: dict[str, object] = {"DETECTOR_MEDIAN": 1000.5, "DETECTOR_SIGMA": 30.0,
-                                 "DETECTOR_N": 16_000_000}  # fmt: skip
+    values: dict[str, object] = {
+        "DETECTOR_MEDIAN": 1000.5,
+        "DETECTOR_SIGMA": 30.0,
+        "DETECTOR_N": 16_000_000,
+    }
     for i, amp in enumerate(det.amplifiers):
         values[f"AMP_NAME_{i}"] = amp.name
         values[f"AMP_MEDIAN_{i}"] = float("nan") if i == 3 else 1000.0 + i
@@ -278,8 +296,9 @@ def test_propertylist_files_by_name(tmp_path, lsstcam, lsstcam_spec) -> None:
     frames = [read_stats(by_id), read_stats(by_obs)]
     for f, p in zip(frames, (by_id, by_obs), strict=True):
         f["source"] = str(p)
-    rep = ingest_stats(engine, pd.concat(frames, ignore_index=True), source="pl", sha256="p",
-                       instrument="LSSTCam")  # fmt: skip
+    rep = ingest_stats(
+        engine, pd.concat(frames, ignore_index=True), source="pl", sha256="p", instrument="LSSTCam"
+    )
     assert rep.n_inserted == 2 * (1 + len(det.amplifiers))
     with engine.connect() as conn:
         exps = sorted(conn.execute(select(DetectorStats.exposure_id)).scalars())

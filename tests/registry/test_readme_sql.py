@@ -58,15 +58,14 @@ def test_readme_queries_run_on_both_backends(populated) -> None:
     v1, v2, v3 = populated["versions"]
     q1, q2, q3, q4, q5 = readme_queries()
     with engine.connect() as conn:
-        rows = conn.execute(
-            text(q1), {"since": "2000-01-01", "until": "2100-01-01"}
-        ).all()
+        rows = conn.execute(text(q1), {"since": "2000-01-01", "until": "2100-01-01"}).all()
         assert [r.version_id for r in rows] == [v1.id, v2.id]
         assert all(r.scale > 0 for r in rows)
 
         rows = conn.execute(text(q2)).all()
         assert {(r.tag, r.version_id) for r in rows} == {
-            ("flat-norm/recommended", v2.id), ("flat-norm/amp", v3.id)
+            ("flat-norm/recommended", v2.id),
+            ("flat-norm/amp", v3.id),
         }
         assert all(r.valid_end is None for r in rows)
 
@@ -83,5 +82,5 @@ def test_readme_queries_run_on_both_backends(populated) -> None:
         )
 
         rows = conn.execute(text(q5)).all()
-        dead_det, dead_amp = populated["sim"].dead
+        _dead_det, dead_amp = populated["sim"].dead
         assert [(r.amplifier, r.versions) for r in rows] == [(dead_amp, 1)]

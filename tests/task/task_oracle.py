@@ -48,9 +48,11 @@ def reference_scales(
     log_e = exp_means(log_g)
     for _ in range(iterations):
         log_g = np.array(
-            [_masked_average(log_meas[i, :] - log_e, counts[i, :], valid[i, :])
-             for i in range(n_row)]
-        )  # fmt: skip
+            [
+                _masked_average(log_meas[i, :] - log_e, counts[i, :], valid[i, :])
+                for i in range(n_row)
+            ]
+        )
         bad = np.isnan(log_g)
         if bad.any():
             log_g[bad] = log_g[~bad].mean()

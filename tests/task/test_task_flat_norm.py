@@ -346,8 +346,7 @@ def test_run_records_timers_and_counters(flats) -> None:
     }
     top, solve = full["flatNorm"], full["flatNorm:solve"]
     for md in (top, solve):
-        for key in ("runStartUtc", "runStartCpuTime", "runEndUtc", "runEndCpuTime",
-                    "runDuration"):  # fmt: skip
+        for key in ("runStartUtc", "runStartCpuTime", "runEndUtc", "runEndCpuTime", "runDuration"):
             assert len(md.getArray(key)) == 1, key
         assert md.getScalar("runEndCpuTime") >= md.getScalar("runStartCpuTime")
         assert md.getScalar("runEndUtc") >= md.getScalar("runStartUtc")

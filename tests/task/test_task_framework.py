@@ -124,8 +124,7 @@ def test_timer_records_lsst_keys_even_on_error() -> None:
     with pytest.raises(ZeroDivisionError), task.timer("step"):
         1 / 0  # noqa: B018
     md = task.metadata
-    for key in ("stepStartUtc", "stepStartCpuTime", "stepEndUtc", "stepEndCpuTime",
-                "stepDuration"):  # fmt: skip
+    for key in ("stepStartUtc", "stepStartCpuTime", "stepEndUtc", "stepEndCpuTime", "stepDuration"):
         assert len(md.getArray(key)) == 2, key
     assert all(d >= 0 for d in md.getArray("stepDuration"))
     assert md.getArray("stepStartUtc")[0].endswith("+00:00")

@@ -25,15 +25,30 @@ def _camera(flats) -> CameraSpec:
     detectors = []
     for det in flats.detectors:
         amps = [
-            AmplifierSpec(name=a.getName(), index=i, bbox_x0=100 * i, bbox_y0=0,
-                          bbox_width=100, bbox_height=200)
+            AmplifierSpec(
+                name=a.getName(),
+                index=i,
+                bbox_x0=100 * i,
+                bbox_y0=0,
+                bbox_width=100,
+                bbox_height=200,
+            )
             for i, a in enumerate(flats.camera[det])
-        ]  # fmt: skip
+        ]
         detectors.append(
-            DetectorSpec(id=det, name=f"R00_S0{det}", serial=None, physical_type="ITL",
-                         purpose="SCIENCE", bbox_x0=0, bbox_y0=0,
-                         bbox_x1=100 * len(amps) - 1, bbox_y1=199, amplifiers=amps)
-        )  # fmt: skip
+            DetectorSpec(
+                id=det,
+                name=f"R00_S0{det}",
+                serial=None,
+                physical_type="ITL",
+                purpose="SCIENCE",
+                bbox_x0=0,
+                bbox_y0=0,
+                bbox_x1=100 * len(amps) - 1,
+                bbox_y1=199,
+                amplifiers=amps,
+            )
+        )
     return CameraSpec(name=INSTRUMENT, detectors=detectors, source_format="calibreg")
 
 
@@ -73,8 +88,9 @@ def _stats(flats) -> pd.DataFrame:
         for j, exp in enumerate(flats.exposures):
             value = np.nan if (det, amp) == (2, "C01") else flats.amp_bg[k, j]  # a dead amp
             rows.append((exp, det, amp, value, 5.0, int(flats.amp_n[k, j])))
-    frame = pd.DataFrame(rows, columns=["exposure", "detector", "amp", "median", "sigma",
-                                        "n_pixels"])  # fmt: skip
+    frame = pd.DataFrame(
+        rows, columns=["exposure", "detector", "amp", "median", "sigma", "n_pixels"]
+    )
     frame["detector_name"] = None
     frame["source_row"] = np.arange(1, len(frame) + 1)
     frame["exposure"] = frame["exposure"].astype("int64")
@@ -153,14 +169,15 @@ def test_run_quantum_persists_a_version_with_task_metadata(registry) -> None:
 
 def test_run_quantum_amp_level_with_down_selection(registry) -> None:
     config = FlatNormalizationTaskConfig(
-        level="AMP", doDownSelection=True, downSelectionField="observation_reason",
+        level="AMP",
+        doDownSelection=True,
+        downSelectionField="observation_reason",
         downSelectionValue="Dome Flat",
-    )  # fmt: skip
+    )
     task = FlatNormalizationTask(config=config)
     result = task.runQuantum(registry, {"instrument": INSTRUMENT, "physical_filter": "r"})
     assert result.data.spec.level == "AMP"
-    assert result.data.spec.selection == Selection(field="observation_reason",
-                                                   value="Dome Flat")  # fmt: skip
+    assert result.data.spec.selection == Selection(field="observation_reason", value="Dome Flat")
     assert list(result.data.exposure_ids) == EXPOSURES[:3]
     assert result.solution.shape == (10, 3)
     # The dead amplifier (NaN, stored as NULL) is flagged, not fitted.
