@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import warnings
 from functools import lru_cache
 
 import erfa
@@ -64,7 +65,11 @@ def _tai_minus_utc_ns(utc_day: int) -> int:
     if utc_day < _FIRST_UTC_DAY:
         raise ValueError("UTC before 1972-01-01 is not supported (TAI-UTC was not whole seconds)")
     date = _EPOCH + _dt.timedelta(days=utc_day)
-    seconds = erfa.dat(date.year, date.month, date.day, 0.0)
+    with warnings.catch_warnings():
+        # ERFA calls dates a few years past its table "dubious": no leap second is announced
+        # that far ahead, so the latest TAI-UTC is the best available answer. Say it once.
+        warnings.simplefilter("ignore", erfa.ErfaWarning)
+        seconds = erfa.dat(date.year, date.month, date.day, 0.0)
     return round(float(seconds)) * NS_PER_SECOND
 
 

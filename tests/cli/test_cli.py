@@ -400,3 +400,22 @@ def test_console_script_error_exit(tmp_path: Path) -> None:
     )
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_all_filters_in_parallel_workers(db_url, lsstcam_spec, tmp_path) -> None:
+    cli("db", "upgrade", "--db", db_url)
+    cli("ingest", "camera", LSSTCAM_YAML, "--instrument", "LSSTCam", "--db", db_url)
+    for i, band in enumerate(("g_6", "r_57", "i_39")):
+        sim = simulate_flats(lsstcam_spec, n_exposures=3, seed=i, physical_filter=band,
+                             first_exposure=2026011500100 + 100 * i)  # fmt: skip
+        sim.exposures["obs_id"] = [f"MC_C_{band}_{k}" for k in range(3)]
+        exp, stats = tmp_path / f"e{i}.csv", tmp_path / f"s{i}.csv"
+        sim.exposures.to_csv(exp, index=False)
+        sim.stats.to_csv(stats, index=False)
+        cli("ingest", "exposures", exp, "--db", db_url)
+        cli("ingest", "stats", stats, "--db", db_url)
+    out = json.loads(cli("solve", "-i", "LSSTCam", "--all-filters", "-j", "2", "--db", db_url,
+                         "--format", "json").stdout)
+    assert sorted(r["physical_filter"] for r in out) == ["g_6", "i_39", "r_57"]
+    assert all("error" not in r and r["seq"] == 1 for r in out)
+    assert len({r["version_id"] for r in out}) == 3
