@@ -83,6 +83,7 @@ def simulate_flats(
     median[dead_row, :] = np.nan
     n_pix[dead_row, :] = 0
 
+    live_rows = np.arange(n_amp) != dead_row
     exp_ids = first_exposure + np.arange(n_exposures)
     frame = pd.DataFrame(
         {
@@ -155,7 +156,9 @@ def simulate_flats(
         dead=(int(det_ids[dead_row]), amp_names[dead_row]),
         missing=missing,
         entry_noise=float(
-            np.sqrt(np.mean((sigma / np.sqrt(n_pix.clip(1)) / truth) ** 2) + systematic**2)
+            np.sqrt(
+                np.mean((sigma / np.sqrt(n_pix.clip(1)) / truth)[live_rows] ** 2) + systematic**2
+            )
         ),
     )
 
