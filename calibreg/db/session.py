@@ -41,6 +41,8 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys = ON")
+    # REPLACE conflict resolution then fires DELETE triggers (the immutability guards).
+    cursor.execute("PRAGMA recursive_triggers = ON")
     cursor.execute("PRAGMA busy_timeout = 30000")
     cursor.execute("PRAGMA temp_store = MEMORY")
     cursor.execute("PRAGMA cache_size = -131072")  # 128 MiB page cache

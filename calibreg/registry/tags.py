@@ -41,6 +41,16 @@ def _tag_id(conn: Connection, name: str, *, create: bool) -> int:
     ).scalar_one()
 
 
+def _lock_tag(conn: Connection, tag_id: int) -> None:
+    """Serialize certify/decertify of one tag on PostgreSQL (SQLite's write lock already does).
+
+    Without it, a second decertify reading the same active range under READ COMMITTED would
+    try to close a row the first has just closed. The exclusion constraint stays the backstop.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(Tag.id).where(Tag.id == tag_id).with_for_update())
+
+
 def _overlaps(begin: int, end: int | None):
     """SQL condition: an active certification's range overlaps [begin, end)."""
     cond = [or_(Certification.valid_end.is_(None), Certification.valid_end > begin)]
@@ -122,6 +132,7 @@ def certify(
     inst = version["instrument_id"]
     physical_filter = version["physical_filter"]
     tag_id = _tag_id(conn, tag, create=True)
+    _lock_tag(conn, tag_id)
     clash = conn.execute(
         select(*Certification.__table__.columns).where(
             Certification.tag_id == tag_id,
@@ -231,6 +242,7 @@ def decertify(
     if end is not None and end <= begin:
         raise InputError("decertify", f"empty range: end {end} <= begin {begin}", field="end")
     tag_id = _tag_id(conn, tag, create=False)
+    _lock_tag(conn, tag_id)
     inst = instrument_id(conn, instrument)
     hits = conn.execute(
         select(*Certification.__table__.columns)

@@ -169,9 +169,28 @@ def _upgrade_postgresql() -> None:
         "CREATE TRIGGER trg_certification_guard BEFORE UPDATE OR DELETE ON certification "
         "FOR EACH ROW EXECUTE FUNCTION calibreg_certification_guard()"
     )
+    # TRUNCATE fires no row trigger: refuse it with a statement trigger.
+    op.execute(
+        """
+        CREATE FUNCTION calibreg_refuse_truncate() RETURNS trigger AS $$
+        BEGIN
+            RAISE EXCEPTION 'calibreg: TRUNCATE of % refused: the registry keeps its history',
+                TG_TABLE_NAME USING ERRCODE = 'integrity_constraint_violation';
+        END
+        $$ LANGUAGE plpgsql
+        """
+    )
+    for table in (*IMMUTABLE_TABLES, "certification"):
+        op.execute(
+            f"CREATE TRIGGER trg_{table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION calibreg_refuse_truncate()"
+        )
 
 
 def _downgrade_postgresql() -> None:
+    for table in (*IMMUTABLE_TABLES, "certification"):
+        op.execute(f"DROP TRIGGER IF EXISTS trg_{table}_no_truncate ON {table}")
+    op.execute("DROP FUNCTION IF EXISTS calibreg_refuse_truncate()")
     op.execute("DROP TRIGGER IF EXISTS trg_certification_guard ON certification")
     op.execute("DROP FUNCTION IF EXISTS calibreg_certification_guard()")
     for table in IMMUTABLE_TABLES:
@@ -180,7 +199,38 @@ def _downgrade_postgresql() -> None:
     op.execute("ALTER TABLE certification DROP CONSTRAINT IF EXISTS ex_certification_no_overlap")
 
 
+# SQLite's INSERT OR REPLACE deletes a conflicting row without firing DELETE triggers (unless
+# recursive_triggers is on), so an insert that collides with any key of an existing row is
+# refused up front.
+SQLITE_KEYS = {
+    "quantum": ["id", "instrument_id, physical_filter, level, selection_key"],
+    "calibration_version": ["id", "quantum_id, seq"],
+    "version_exposure": ["version_id, exposure_id"],
+    "version_row": ["version_id, row_index"],
+    "certification": ["id"],
+}
+
+
+def _key_clash(table: str) -> str:
+    clauses = []
+    for key in SQLITE_KEYS[table]:
+        cols = [c.strip() for c in key.split(",")]
+        clauses.append(
+            f"EXISTS (SELECT 1 FROM {table} t WHERE "
+            + " AND ".join(f"t.{c} = NEW.{c}" for c in cols)
+            + ")"
+        )
+    return " OR ".join(clauses)
+
+
 def _upgrade_sqlite() -> None:
+    for table in SQLITE_KEYS:
+        op.execute(
+            f"CREATE TRIGGER trg_{table}_no_replace BEFORE INSERT ON {table} "
+            f"WHEN {_key_clash(table)} "
+            f"BEGIN SELECT RAISE(ABORT, 'calibreg: insert over an existing {table} row refused: "
+            "the registry never rewrites its history'); END"
+        )
     for table in IMMUTABLE_TABLES:
         for event in ("UPDATE", "DELETE"):
             op.execute(
@@ -227,6 +277,8 @@ def _upgrade_sqlite() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    for table in SQLITE_KEYS:
+        op.execute(f"DROP TRIGGER IF EXISTS trg_{table}_no_replace")
     for table in IMMUTABLE_TABLES:
         for event in ("update", "delete"):
             op.execute(f"DROP TRIGGER IF EXISTS trg_{table}_no_{event}")

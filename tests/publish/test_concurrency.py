@@ -216,12 +216,7 @@ def test_solve_killed_during_persist_leaves_no_partial_version(pub) -> None:
 
 
 # --------------------------------------------------------------------------- racing decertify
-POSTGRES_DECERTIFY_RACE_BUG = (
-    "PostgreSQL: calibreg.registry.tags.decertify reads the active ranges without a lock under "
-    "READ COMMITTED; a second decertify of the same row blocks on the first's UPDATE and then "
-    "fails with 'a certification can only be closed once' (ConflictError) instead of splitting "
-    "the pieces the first one created, as SQLite (BEGIN IMMEDIATE) does"
-)
+# Regression: a second decertify of the same range used to fail on PostgreSQL.
 
 
 def test_concurrent_decertify_of_one_range_is_serialized(pub, request) -> None:
@@ -233,8 +228,6 @@ def test_concurrent_decertify_of_one_range_is_serialized(pub, request) -> None:
     from calibreg.db.session import make_engine, transaction
     from calibreg.registry import tags
 
-    if pub.backend == "postgresql":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=POSTGRES_DECERTIFY_RACE_BUG))
     reg = pub.registry
     v1 = pub.solve()
     t0 = T_BASE

@@ -124,17 +124,7 @@ def test_certifications_cannot_be_deleted_reopened_or_overlapped(pub) -> None:
 
 
 # --------------------------------------------------------------------------- bypasses
-SQLITE_REPLACE_BUG = (
-    "SQLite: INSERT OR REPLACE over an existing key deletes the old row without firing the "
-    "BEFORE DELETE triggers of migration 0003 (SQLite fires delete triggers on REPLACE only "
-    "with PRAGMA recursive_triggers), and there is no BEFORE INSERT guard on the immutable "
-    "tables, so a version's scales (and a certification's range) can be rewritten"
-)
-POSTGRES_TRUNCATE_BUG = (
-    "PostgreSQL: TRUNCATE does not fire the FOR EACH ROW BEFORE DELETE triggers of migration "
-    "0003; there is no BEFORE TRUNCATE trigger, so every version's scales (or every "
-    "certification) can be wiped"
-)
+# Regressions: SQLite INSERT OR REPLACE and PostgreSQL TRUNCATE used to bypass the guards.
 UPSERT = {
     "version_exposure": ("version_id, exposure_id", "scale"),
     "version_row": ("version_id, row_index", "scale"),
@@ -163,8 +153,6 @@ def _columns(engine, table: str) -> list[str]:
 
 
 def test_upsert_over_a_version_is_refused(pub, request) -> None:
-    if pub.backend == "sqlite":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=SQLITE_REPLACE_BUG))
     v1 = pub.solve()
     before = _snapshot(pub.engine, VERSION_TABLES)
     changed = []
@@ -178,8 +166,6 @@ def test_upsert_over_a_version_is_refused(pub, request) -> None:
 
 
 def test_upsert_over_a_certification_is_refused(pub, request) -> None:
-    if pub.backend == "sqlite":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=SQLITE_REPLACE_BUG))
     reg = pub.registry
     v1 = pub.solve()
     cert = reg.certify(v1, "t", T_BASE, None)["certification_id"]
@@ -225,8 +211,6 @@ def _accepted(engine, sql: str, params: dict | None = None) -> bool:
 
 
 def test_truncate_is_refused(pub, request) -> None:
-    if pub.backend == "postgresql":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=POSTGRES_TRUNCATE_BUG))
     reg = pub.registry
     v1 = pub.solve()
     reg.certify(v1, "t", T_BASE, None)
