@@ -11,15 +11,11 @@ from sqlalchemy import Connection
 
 from calibreg.db import models  # noqa: F401  (registers every table on the metadata)
 from calibreg.db.base import Base
+from calibreg.db.migrate import compare_filter
 from calibreg.db.session import make_engine
 
 config = context.config
 target_metadata = Base.metadata
-
-
-def _include_object(obj, name, type_, reflected, compare_to) -> bool:
-    # Alembic's own bookkeeping table is not part of the models.
-    return not (type_ == "table" and name == "alembic_version")
 
 
 def _run(connection: Connection) -> None:
@@ -28,7 +24,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
-        include_object=_include_object,
+        include_object=compare_filter(connection.dialect.name),
         transaction_per_migration=False,
     )
     with context.begin_transaction():

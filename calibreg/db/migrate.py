@@ -13,6 +13,26 @@ from sqlalchemy import Connection, Engine
 from calibreg.errors import SchemaError
 
 
+def compare_filter(dialect_name: str):
+    """``include_object`` for schema comparison (autogenerate) on ``dialect_name``.
+
+    Skips Alembic's own version table, and on PostgreSQL the statistics tables' references,
+    which that backend enforces with statement-level triggers rather than foreign keys.
+    """
+    from calibreg.db.models import STATEMENT_CHECKED_REFERENCES
+
+    def include(obj, name, type_, reflected, compare_to) -> bool:
+        if type_ == "table" and name == "alembic_version":
+            return False
+        return not (
+            dialect_name == "postgresql"
+            and type_ == "foreign_key_constraint"
+            and name in STATEMENT_CHECKED_REFERENCES
+        )
+
+    return include
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config pointing at the packaged tree, optionally bound to ``connection``."""
     cfg = Config()

@@ -171,6 +171,19 @@ class Exposure(Base):
     batch_id: Mapped[int] = mapped_column(ForeignKey("ingest_batch.id"))
 
 
+#: Foreign keys of the statistics tables that PostgreSQL enforces with statement-level triggers
+#: (migration 0001) instead of per-row FK triggers: same guarantees, one anti-join per COPY.
+#: SQLite keeps them as real foreign keys. The schema comparison knows (calibreg.db.migrate).
+STATEMENT_CHECKED_REFERENCES = frozenset(
+    {
+        "fk_detector_stats_instrument_id_exposure_id_exposure",
+        "fk_detector_stats_instrument_id_detector_id_detector",
+        "fk_amp_stats_instrument_id_exposure_id_exposure",
+        "fk_amp_stats_instrument_id_detector_id_amp_index_amplifier",
+    }
+)
+
+
 class DetectorStats(Base):
     """Clipped-mean background of one detector in one exposure (cp_pipe ``DETECTOR_*``)."""
 

@@ -414,8 +414,11 @@ def test_all_filters_in_parallel_workers(db_url, lsstcam_spec, tmp_path) -> None
         sim.stats.to_csv(stats, index=False)
         cli("ingest", "exposures", exp, "--db", db_url)
         cli("ingest", "stats", stats, "--db", db_url)
-    out = json.loads(cli("solve", "-i", "LSSTCam", "--all-filters", "-j", "2", "--db", db_url,
-                         "--format", "json").stdout)
+    out = json.loads(
+        cli(
+            "solve", "-i", "LSSTCam", "--all-filters", "-j", "2", "--db", db_url, "--format", "json"
+        ).stdout
+    )
     assert sorted(r["physical_filter"] for r in out) == ["g_6", "i_39", "r_57"]
     assert all("error" not in r and r["seq"] == 1 for r in out)
     assert len({r["version_id"] for r in out}) == 3

@@ -12,7 +12,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import insert, inspect, select, text
 
 from calibreg.db.base import Base
-from calibreg.db.migrate import alembic_config, current_revision, downgrade, head_revision, upgrade
+from calibreg.db.migrate import (
+    alembic_config,
+    compare_filter,
+    current_revision,
+    downgrade,
+    head_revision,
+    upgrade,
+)
 from calibreg.db.models import Detector, IngestBatch, Instrument
 from calibreg.db.session import make_engine, transaction
 from calibreg.db.types import utcnow
@@ -30,9 +37,7 @@ def _diff(engine) -> list:
             conn,
             opts={
                 "compare_type": True,
-                "include_object": lambda o, n, t, r, c: (
-                    not (t == "table" and n == "alembic_version")
-                ),
+                "include_object": compare_filter(conn.dialect.name),
             },
         )
         return compare_metadata(ctx, Base.metadata)
@@ -44,10 +49,10 @@ def test_migrations_match_models(engine) -> None:
 
 def test_naming_convention_applied(engine) -> None:
     insp = inspect(engine)
-    fks = insp.get_foreign_keys("amp_stats")
+    fks = insp.get_foreign_keys("version_row")
     assert {fk["name"] for fk in fks} >= {
-        "fk_amp_stats_instrument_id_exposure_id_exposure",
-        "fk_amp_stats_instrument_id_detector_id_amp_index_amplifier",
+        "fk_version_row_instrument_id_detector_id_detector",
+        "fk_version_row_version_id_calibration_version",
     }
     checks = {c["name"] for c in insp.get_check_constraints("amp_stats")}
     assert "ck_amp_stats_n_pixels" in checks
@@ -172,3 +177,38 @@ def test_masked_url_hides_passwords() -> None:
     masked = masked_url("postgresql://alice:s3cret@db.example:5432/reg")
     assert "s3cret" not in masked and "***" in masked
     assert resolve_url("postgresql://a@h/d").startswith("postgresql+psycopg://")
+
+
+def test_statistics_references_enforced_both_ways(engine) -> None:
+    """Orphan statistics and deleting a referenced parent are refused on both backends
+    (real foreign keys on SQLite, statement-level triggers on PostgreSQL)."""
+    _seed(engine)
+    with transaction(engine) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO exposure (instrument_id, id, physical_filter, batch_id) "
+                "VALUES (1, 5, 'r', 1)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO amplifier (instrument_id, detector_id, amp_index, name, bbox_x0, "
+                "bbox_y0, bbox_width, bbox_height) VALUES (1, 7, 0, 'C00', 0, 0, 5, 5)"
+            )
+        )
+        conn.execute(text("INSERT INTO amp_stats VALUES (1, 5, 7, 0, 1.0, 0.1, 10, 1)"))
+        conn.execute(text("INSERT INTO detector_stats VALUES (1, 5, 7, 1.0, 0.1, 10, 1)"))
+    for sql in (
+        "INSERT INTO amp_stats VALUES (1, 5, 7, 3, 1.0, 0.1, 10, 1)",  # no amplifier 3
+        "INSERT INTO amp_stats VALUES (1, 6, 7, 0, 1.0, 0.1, 10, 1)",  # no exposure 6
+        "INSERT INTO detector_stats VALUES (1, 5, 8, 1.0, 0.1, 10, 1)",  # no detector 8
+        "UPDATE amp_stats SET exposure_id = 6",
+        "DELETE FROM exposure WHERE id = 5",
+        "DELETE FROM amplifier WHERE amp_index = 0",
+        "UPDATE amplifier SET amp_index = 1",
+    ):
+        with pytest.raises(ConflictError, match=r"(?i)foreign key"), transaction(engine) as conn:
+            conn.execute(text(sql))
+    with transaction(engine) as conn:  # a non-key change of a referenced parent is fine
+        conn.execute(text("UPDATE amplifier SET gain = 1.5"))
+        conn.execute(text("UPDATE exposure SET obs_id = 'x'"))
