@@ -320,7 +320,8 @@ def reference_triggers_sql() -> list[str]:
             body.append(
                 f"PERFORM 1 FROM {parent} p JOIN (SELECT DISTINCT {keys} FROM new_rows) n "
                 f"ON {on} FOR KEY SHARE OF p;\n"
-                f"    SELECT {', '.join('n.' + cc for cc, _ in cols)} INTO bad FROM new_rows n "
+                f"    SELECT {', '.join('n.' + cc for cc, _ in cols)} INTO bad "
+                f"FROM (SELECT DISTINCT {keys} FROM new_rows) n "
                 f"WHERE NOT EXISTS (SELECT 1 FROM {parent} p WHERE {on}) LIMIT 1;\n"
                 f'    IF FOUND THEN RAISE EXCEPTION \'insert or update on table "{child}" '
                 f'violates foreign key constraint "{name}": no {parent} (%)\', bad '
