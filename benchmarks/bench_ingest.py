@@ -219,7 +219,7 @@ def main() -> None:
         "\nfloor: SQLite = sqlite3 executemany into a keyed table (primary key only); "
         "PostgreSQL = plain psycopg COPY into a keyed table (primary key only);\n"
         "PostgreSQL* = plain psycopg COPY into calibreg's amp_stats (primary key, checks and "
-        "the foreign keys to exposure and amplifier).\n"
+        "its reference checks on exposure and amplifier).\n"
         "calibreg = read + validate CSV, resolve references, diff against existing rows, "
         "bulk write, batch record (one transaction)."
     )
