@@ -46,6 +46,23 @@ def errors() -> Iterator[None]:
         fail("interrupted", 130)
 
 
+@contextlib.contextmanager
+def progress(message: str) -> Iterator[None]:
+    """A spinner on stderr while long work runs, only when attached to a terminal.
+
+    Scripts and pipes (and ``--format json``, whose stdout must stay pure JSON) see nothing.
+    """
+    import sys
+
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(message):
+        yield
+
+
 def open_engine(db: str | None, *, check_schema: bool = True):
     """An engine for ``db``, refusing a database whose schema is not current."""
     from calibreg.db.migrate import require_current

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from calibreg_cli.common import DbOption, errors, open_engine
+from calibreg_cli.common import DbOption, errors, open_engine, progress
 from calibreg_cli.output import ObjFormat, print_json
 
 app = typer.Typer(help="Load input files into the registry.", no_args_is_help=True)
@@ -125,17 +125,19 @@ def stats(
             kwargs["detector"] = int(detector) if detector.isdigit() else detector
         frames = []
         for path in files:
-            frame = read_stats(path, **kwargs)
+            with progress(f"reading {path}"):
+                frame = read_stats(path, **kwargs)
             frame["source"] = str(path)
             frames.append(frame)
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         source = str(files[0]) if len(files) == 1 else f"{files[0]} (+{len(files) - 1} files)"
-        report = ingest_stats(
-            engine,
-            frame,
-            source=source,
-            sha256=sha256_files(files),
-            instrument=instrument,
-            replace=replace,
-        )
+        with progress(f"ingesting {len(frame):,} statistics rows"):
+            report = ingest_stats(
+                engine,
+                frame,
+                source=source,
+                sha256=sha256_files(files),
+                instrument=instrument,
+                replace=replace,
+            )
         _report(report, fmt)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 
 import typer
-from calibreg_cli.common import DbOption, errors
+from calibreg_cli.common import DbOption, errors, progress
 from calibreg_cli.output import ObjFormat, fail, print_json, print_mapping
 
 
@@ -113,10 +113,11 @@ def solve(
             clip_sigma=clip_sigma,
             selection=selection,
         )
-        if all_filters:
-            results = solve_all_filters(db, request, jobs=jobs)
-        else:
-            results = [solve_quantum(db, request)]
+        with progress("solving"):
+            if all_filters:
+                results = solve_all_filters(db, request, jobs=jobs)
+            else:
+                results = [solve_quantum(db, request)]
         if fmt == ObjFormat.json:
             print_json(results if all_filters else results[0])
             return
