@@ -85,6 +85,29 @@ def exposures(
 
         with open_engine(db).connect() as conn:
             frame = _with_utc(list_exposures(conn, instrument, physical_filter))
+            if fmt == Format.table:  # the terminal view; json/csv carry every column
+                frame = frame[
+                    [
+                        "id",
+                        "physical_filter",
+                        "obs_id",
+                        "observation_type",
+                        "day_obs",
+                        "exposure_time",
+                        "timespan_begin",
+                        "detector_stats",
+                        "amp_stats",
+                    ]
+                ].rename(
+                    columns={
+                        "physical_filter": "filter",
+                        "observation_type": "type",
+                        "exposure_time": "exptime",
+                        "timespan_begin": "begin (UTC)",
+                        "detector_stats": "det stats",
+                        "amp_stats": "amp stats",
+                    }
+                )
             print_frame(frame, fmt, title=f"{instrument} exposures")
 
 
