@@ -250,6 +250,34 @@ AMP_VALUES = [
 ]
 
 
+def _camera_frames(camera) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The camera spec's detectors and amplifiers as rows of the two tables."""
+    det_rows, amp_rows = [], []
+    for det in camera.detectors:
+        fields = dataclasses.asdict(det)
+        amplifiers = fields.pop("amplifiers")
+        det_rows.append({**fields, "n_amplifiers": len(amplifiers)})
+        for amp in amplifiers:
+            amp_rows.append({"detector_id": det.id, "amp_index": amp.pop("index"), **amp})
+    dets = pd.DataFrame(det_rows, columns=["id", *DETECTOR_VALUES])
+    amps = pd.DataFrame(amp_rows, columns=["detector_id", "amp_index", *AMP_VALUES])
+    floats = [
+        "offset_x",
+        "offset_y",
+        "offset_z",
+        "yaw",
+        "pitch",
+        "roll",
+        "pixel_size_x",
+        "pixel_size_y",
+    ]
+    dets[floats] = dets[floats].astype(float)
+    amps[["gain", "read_noise", "saturation"]] = amps[["gain", "read_noise", "saturation"]].astype(
+        float
+    )
+    return dets, amps
+
+
 def ingest_camera(
     engine: Engine,
     camera,
@@ -261,60 +289,7 @@ def ingest_camera(
 ) -> IngestReport:
     """Register a camera's detectors and amplifiers (``instrument`` overrides its name)."""
     name = instrument or camera.name
-    det_rows, amp_rows = [], []
-    for det in camera.detectors:
-        det_rows.append(
-            {
-                "id": det.id,
-                "name": det.name,
-                "serial": det.serial,
-                "physical_type": det.physical_type,
-                "purpose": det.purpose,
-                "bbox_x0": det.bbox_x0,
-                "bbox_y0": det.bbox_y0,
-                "bbox_x1": det.bbox_x1,
-                "bbox_y1": det.bbox_y1,
-                "offset_x": det.offset_x,
-                "offset_y": det.offset_y,
-                "offset_z": det.offset_z,
-                "yaw": det.yaw,
-                "pitch": det.pitch,
-                "roll": det.roll,
-                "pixel_size_x": det.pixel_size_x,
-                "pixel_size_y": det.pixel_size_y,
-                "n_amplifiers": len(det.amplifiers),
-            }
-        )
-        for amp in det.amplifiers:
-            amp_rows.append(
-                {
-                    "detector_id": det.id,
-                    "amp_index": amp.index,
-                    "name": amp.name,
-                    "bbox_x0": amp.bbox_x0,
-                    "bbox_y0": amp.bbox_y0,
-                    "bbox_width": amp.bbox_width,
-                    "bbox_height": amp.bbox_height,
-                    "gain": amp.gain,
-                    "read_noise": amp.read_noise,
-                    "saturation": amp.saturation,
-                }
-            )
-    dets = pd.DataFrame(det_rows, columns=["id", *DETECTOR_VALUES])
-    amps = pd.DataFrame(amp_rows, columns=["detector_id", "amp_index", *AMP_VALUES])
-    for col in (
-        "offset_x",
-        "offset_y",
-        "offset_z",
-        "yaw",
-        "pitch",
-        "roll",
-        "pixel_size_x",
-        "pixel_size_y",
-    ):
-        dets[col] = dets[col].astype(float)
-    for col in ("gain", "read_noise", "saturation"):
-        amps[col] = amps[col].astype(float)
+    dets, amps = _camera_frames(camera)
     started = utcnow()
     with transaction(engine) as conn:
         inst = _ensure_instrument(conn, name, getattr(camera, "source_format", None))
@@ -488,18 +463,21 @@ def ingest_exposures(
     )
 
 
+def _chunked_frame(conn: Connection, stmt, column, ids, columns: list[str]) -> pd.DataFrame:
+    """Rows of ``stmt`` whose ``column`` is in ``ids``, queried in chunks under the
+    bind-parameter limits of both backends."""
+    ids = [int(i) for i in ids]
+    parts = [
+        _frame(conn, stmt.where(column.in_(ids[start : start + IN_CHUNK])), columns)
+        for start in range(0, len(ids), IN_CHUNK)
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
 def _existing_exposures(conn: Connection, inst: int, ids: list[int]) -> pd.DataFrame:
     cols = ["id", *EXPOSURE_VALUES]
-    parts = []
-    for start in range(0, len(ids), IN_CHUNK):
-        chunk = [int(i) for i in ids[start : start + IN_CHUNK]]
-        stmt = select(*(Exposure.__table__.c[c] for c in cols)).where(
-            Exposure.instrument_id == inst, Exposure.id.in_(chunk)
-        )
-        parts.append(_frame(conn, stmt, cols))
-    if not parts:
-        return pd.DataFrame(columns=cols)
-    return pd.concat(parts, ignore_index=True)
+    stmt = select(*(Exposure.__table__.c[c] for c in cols)).where(Exposure.instrument_id == inst)
+    return _chunked_frame(conn, stmt, Exposure.id, ids, cols)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -726,15 +704,8 @@ def _resolve_stats(
 
 
 def _existing_exposure_ids(conn: Connection, inst: int, ids: list[int]) -> list[int]:
-    out: list[int] = []
-    for start in range(0, len(ids), IN_CHUNK):
-        chunk = [int(i) for i in ids[start : start + IN_CHUNK]]
-        out.extend(
-            conn.execute(
-                select(Exposure.id).where(Exposure.instrument_id == inst, Exposure.id.in_(chunk))
-            ).scalars()
-        )
-    return out
+    stmt = select(Exposure.id).where(Exposure.instrument_id == inst)
+    return _chunked_frame(conn, stmt, Exposure.id, ids, ["id"])["id"].tolist()
 
 
 def _existing_stats(
@@ -742,14 +713,8 @@ def _existing_stats(
 ) -> pd.DataFrame:
     key = ["exposure_id", "detector_id"] + (["amp_index"] if amp else [])
     cols = key + STAT_VALUES
-    parts = []
-    for start in range(0, len(exposures), IN_CHUNK):
-        chunk = [int(e) for e in exposures[start : start + IN_CHUNK]]
-        stmt = select(*(table.c[c] for c in cols)).where(
-            table.c.instrument_id == inst, table.c.exposure_id.in_(chunk)
-        )
-        parts.append(_frame(conn, stmt, cols))
-    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+    stmt = select(*(table.c[c] for c in cols)).where(table.c.instrument_id == inst)
+    out = _chunked_frame(conn, stmt, table.c.exposure_id, exposures, cols)
     out["median"] = out["median"].astype(float)
     out["sigma"] = out["sigma"].astype(float)
     return out
