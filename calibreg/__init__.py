@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from calibreg.client import Registry
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     # Lazy: ``import calibreg`` stays cheap (the CLI's --help must not load SQLAlchemy).
     if name == "Registry":
         from calibreg.client import Registry

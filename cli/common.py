@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 from calibreg_cli.output import fail
 
 DbOption = Annotated[
@@ -63,7 +66,7 @@ def progress(message: str) -> Iterator[None]:
         yield
 
 
-def open_engine(db: str | None, *, check_schema: bool = True):
+def open_engine(db: str | None, *, check_schema: bool = True) -> Engine:
     """An engine for ``db``, refusing a database whose schema is not current."""
     from calibreg.db.migrate import require_current
     from calibreg.db.session import make_engine

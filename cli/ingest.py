@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from calibreg.registry.ingest import IngestReport
 from calibreg_cli.common import DbOption, errors, open_engine, progress
 from calibreg_cli.output import ObjFormat, print_json
 
@@ -17,7 +20,7 @@ ReplaceOption = Annotated[
 FormatOption = Annotated[ObjFormat, typer.Option("--format", help="Output format.")]
 
 
-def _report(report, fmt: ObjFormat) -> None:
+def _report(report: IngestReport, fmt: ObjFormat) -> None:
     import dataclasses
 
     if fmt == ObjFormat.json:

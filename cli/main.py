@@ -6,7 +6,12 @@ Heavy libraries (pandas, SQLAlchemy, NumPy) are imported inside commands so that
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
+
+if TYPE_CHECKING:
+    import pandas as pd
 from calibreg_cli import db as db_cmds
 from calibreg_cli import ingest as ingest_cmds
 from calibreg_cli import plot, publish, solve, versions
@@ -36,7 +41,7 @@ app.command("tags")(publish.tags_list)
 FormatOpt = typer.Option(Format.table, "--format", help="table, json or csv.")
 
 
-def _with_utc(frame):
+def _with_utc(frame: pd.DataFrame) -> pd.DataFrame:
     """Show TAI-nanosecond timespans as UTC ISO strings."""
     from calibreg.formats.timescale import tai_ns_to_utc_iso
 

@@ -7,9 +7,12 @@ import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Format(enum.StrEnum):
@@ -64,7 +67,7 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(_jsonable(obj), indent=2) + "\n")
 
 
-def print_frame(frame, fmt: Format, *, title: str | None = None) -> None:
+def print_frame(frame: pd.DataFrame, fmt: Format, *, title: str | None = None) -> None:
     """Print a DataFrame as a rich table, JSON records or CSV."""
     if fmt == Format.json:
         print_json(frame.to_dict("records"))
@@ -122,7 +125,7 @@ def print_mapping(
     Console().print(table)
 
 
-def rows_table(rows: Sequence[Mapping[str, Any]]):
+def rows_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """A list of dicts as a DataFrame (keeps column order of the first row)."""
     import pandas as pd
 

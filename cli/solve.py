@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from calibreg.registry.quantum import Selection
 from calibreg_cli.common import DbOption, errors, progress
 from calibreg_cli.output import ObjFormat, fail, print_json, print_mapping
 
@@ -33,7 +37,7 @@ class Weights(enum.StrEnum):
 
 def parse_selection(
     select: list[str], exposures: str | None, day_obs: str | None, time_range: str | None
-):
+) -> Selection:
     """Build a Selection from the command-line options."""
     from calibreg.errors import InputError
     from calibreg.formats.timescale import utc_to_tai_ns

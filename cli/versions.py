@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from calibreg.client import Registry
 from calibreg_cli.common import DbOption, errors
 from calibreg_cli.output import Format, ObjFormat, print_frame, print_json, print_mapping
 
@@ -13,7 +17,7 @@ app = typer.Typer(help="List, show, compare and verify calibration versions.", n
 FormatOpt = typer.Option(Format.table, "--format", help="table, json or csv.")
 
 
-def _registry(db: str | None):
+def _registry(db: str | None) -> Registry:
     from calibreg.client import Registry
 
     return Registry(db)

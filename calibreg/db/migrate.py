@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 
 from alembic import command
@@ -13,7 +14,7 @@ from sqlalchemy import Connection, Engine
 from calibreg.errors import SchemaError
 
 
-def compare_filter(dialect_name: str):
+def compare_filter(dialect_name: str) -> Callable[..., bool]:
     """``include_object`` for schema comparison (autogenerate) on ``dialect_name``.
 
     Skips Alembic's own version table, and on PostgreSQL the statistics tables' references,
@@ -21,7 +22,9 @@ def compare_filter(dialect_name: str):
     """
     from calibreg.db.models import STATEMENT_CHECKED_REFERENCES
 
-    def include(obj, name, type_, reflected, compare_to) -> bool:
+    def include(
+        obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+    ) -> bool:
         if type_ == "table" and name == "alembic_version":
             return False
         return not (

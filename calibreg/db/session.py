@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
@@ -35,7 +36,7 @@ def masked_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _sqlite_on_connect(dbapi_connection, _record) -> None:
+def _sqlite_on_connect(dbapi_connection: Any, _record: object) -> None:
     """Per-connection SQLite settings: enforce foreign keys, WAL, wait instead of failing."""
     # Let SQLAlchemy own transactions (pysqlite's own BEGIN handling is off, see below).
     dbapi_connection.isolation_level = None

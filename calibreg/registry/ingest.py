@@ -15,11 +15,23 @@ Every call is one transaction and (when it changes anything) one ``ingest_batch`
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 
 from calibreg.db.models import (
     Amplifier,
@@ -33,6 +45,7 @@ from calibreg.db.models import (
 from calibreg.db.session import transaction
 from calibreg.db.types import utcnow
 from calibreg.errors import ConflictError, InputError, NotFoundError
+from calibreg.formats.camera import CameraSpec
 from calibreg.registry.bulk import bulk_insert
 from calibreg.registry.common import (
     current_host,
@@ -115,7 +128,7 @@ def _diff(
     return fresh, changed, int((present & same).sum())
 
 
-def _frame(conn: Connection, stmt, columns: Sequence[str]) -> pd.DataFrame:
+def _frame(conn: Connection, stmt: Select, columns: Sequence[str]) -> pd.DataFrame:
     rows = conn.execute(stmt).all()
     return pd.DataFrame.from_records(rows, columns=list(columns))
 
@@ -128,7 +141,7 @@ def _new_batch(
     source: str,
     sha256: str,
     n_rows: int,
-    started_at,
+    started_at: dt.datetime,
     options: dict,
 ) -> int:
     return conn.execute(
@@ -167,7 +180,9 @@ def _close_batch(
     )
 
 
-def _conflict(kind: str, source: str, changed: pd.DataFrame, describe) -> ConflictError:
+def _conflict(
+    kind: str, source: str, changed: pd.DataFrame, describe: Callable[[pd.Series], str]
+) -> ConflictError:
     first = changed.iloc[0]
     return ConflictError(
         f"{source}: {len(changed)} {kind} row(s) differ from what the registry holds "
@@ -204,7 +219,7 @@ def _update_rows(
     conn.execute(stmt, params)
 
 
-def _py(value):
+def _py(value: object) -> object:
     """A pandas/numpy scalar as a plain Python value (NA → None, NaN float kept)."""
     if value is None:
         return None
@@ -250,7 +265,7 @@ AMP_VALUES = [
 ]
 
 
-def _camera_frames(camera) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _camera_frames(camera: CameraSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The camera spec's detectors and amplifiers as rows of the two tables."""
     det_rows, amp_rows = [], []
     for det in camera.detectors:
@@ -280,7 +295,7 @@ def _camera_frames(camera) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def ingest_camera(
     engine: Engine,
-    camera,
+    camera: CameraSpec,
     *,
     source: str,
     sha256: str,
@@ -463,7 +478,9 @@ def ingest_exposures(
     )
 
 
-def _chunked_frame(conn: Connection, stmt, column, ids, columns: list[str]) -> pd.DataFrame:
+def _chunked_frame(
+    conn: Connection, stmt: Select, column: ColumnElement, ids: Sequence[int], columns: list[str]
+) -> pd.DataFrame:
     """Rows of ``stmt`` whose ``column`` is in ``ids``, queried in chunks under the
     bind-parameter limits of both backends."""
     ids = [int(i) for i in ids]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Select, func, select
 
 from calibreg.db.models import Amplifier, Detector, Exposure
 from calibreg.errors import InputError, SolveError
@@ -168,7 +168,7 @@ class QuantumData:
         return digest.hexdigest()
 
 
-def _exposure_filter(stmt, inst: int, spec: QuantumSpec):
+def _exposure_filter(stmt: Select, inst: int, spec: QuantumSpec) -> Select:
     sel = spec.selection
     stmt = stmt.where(
         Exposure.instrument_id == inst, Exposure.physical_filter == spec.physical_filter

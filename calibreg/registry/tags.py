@@ -13,7 +13,7 @@ import datetime as dt
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, insert, or_, select, update
 
 from calibreg.db.models import CalibrationVersion, Certification, Exposure, Instrument, Tag
 from calibreg.db.types import utcnow
@@ -51,7 +51,7 @@ def _lock_tag(conn: Connection, tag_id: int) -> None:
         conn.execute(select(Tag.id).where(Tag.id == tag_id).with_for_update())
 
 
-def _overlaps(begin: int, end: int | None):
+def _overlaps(begin: int, end: int | None) -> list[ColumnElement[bool]]:
     """SQL condition: an active certification's range overlaps [begin, end)."""
     cond = [or_(Certification.valid_end.is_(None), Certification.valid_end > begin)]
     if end is not None:
@@ -59,7 +59,7 @@ def _overlaps(begin: int, end: int | None):
     return cond
 
 
-def _active(as_of: dt.datetime | None = None):
+def _active(as_of: dt.datetime | None = None) -> list[ColumnElement[bool]]:
     if as_of is None:
         return [Certification.decertified_at.is_(None)]
     return [

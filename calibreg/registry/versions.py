@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, Select, func, insert, select
 
 from calibreg.db.models import (
     CalibrationVersion,
@@ -284,7 +284,7 @@ VERSION_COLUMNS = [
 ]
 
 
-def _version_select():
+def _version_select() -> Select:
     v = CalibrationVersion
     return select(
         v.id,

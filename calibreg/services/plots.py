@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from calibreg.client import Registry
 
 
 def _rect(
@@ -33,7 +37,7 @@ def _rect(
     return corners @ rot.T + np.array([cx, cy])
 
 
-def focal_plane(registry, version_id: int, output: str | Path) -> Path:
+def focal_plane(registry: Registry, version_id: int, output: str | Path) -> Path:
     """Draw a version's row scales (G) on the focal plane and save to ``output``."""
     import matplotlib
 
@@ -100,7 +104,7 @@ def focal_plane(registry, version_id: int, output: str | Path) -> Path:
 
 
 def history_plot(
-    registry,
+    registry: Registry,
     *,
     instrument: str,
     physical_filter: str,

@@ -20,6 +20,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from calibreg.formats.camera import CameraSpec
+
 #: TAI ns of 2026-01-15T03:00:00 TAI, the first simulated exposure's start.
 T0_TAI_NS = 1_768_446_000 * 1_000_000_000
 
@@ -40,7 +42,7 @@ class SimulatedFlats:
 
 
 def simulate_flats(
-    camera,
+    camera: CameraSpec,
     *,
     instrument: str = "LSSTCam",
     physical_filter: str = "r_57",

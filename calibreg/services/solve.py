@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from calibreg.errors import SolveError
 from calibreg.registry.quantum import QuantumSpec, Selection
+
+if TYPE_CHECKING:
+    from calibreg.task import FlatNormalizationTask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +38,7 @@ class SolveRequest:
         return QuantumSpec(self.instrument, self.physical_filter, self.level, self.selection)
 
 
-def make_task(request: SolveRequest):
+def make_task(request: SolveRequest) -> FlatNormalizationTask:
     """A configured FlatNormalizationTask for the request."""
     from calibreg.task import FlatNormalizationTask
 

@@ -293,7 +293,9 @@ class ConfigurableField(Field):
     tune it from the parent's config, and the whole tree is persisted with `Config.toDict`.
     """
 
-    def __init__(self, doc: str, target: type[Task], ConfigClass: type[Config] | None = None):
+    def __init__(
+        self, doc: str, target: type[Task], ConfigClass: type[Config] | None = None
+    ) -> None:
         self.doc = doc
         self.target = target
         self.ConfigClass = ConfigClass or target.ConfigClass
