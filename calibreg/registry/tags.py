@@ -320,8 +320,9 @@ def lookup(
     ``as_of`` answers as the tag stood at that wall-clock instant (reproducible reads).
     Raises :class:`NotFoundError` when nothing is certified there.
     """
-    inst = instrument_id(conn, instrument)
+    inst: int | None = None
     if exposure is not None:
+        inst = instrument_id(conn, instrument)
         row = conn.execute(
             select(Exposure.timespan_begin, Exposure.physical_filter).where(
                 Exposure.instrument_id == inst, Exposure.id == exposure
@@ -343,59 +344,74 @@ def lookup(
         raise InputError("lookup", "give a time or an exposure", field="time")
     if physical_filter is None:
         raise InputError("lookup", "give a filter (or an exposure)", field="filter")
-    tag_row = conn.execute(select(Tag.id).where(Tag.name == tag)).scalar_one_or_none()
-    if tag_row is None:
-        raise NotFoundError(f"nothing certified: no tag {tag!r}")
-    considered = []
-    if explain:
-        rows = conn.execute(
-            select(*Certification.__table__.columns)
-            .where(
-                Certification.tag_id == tag_row,
-                Certification.instrument_id == inst,
-                Certification.physical_filter == physical_filter,
-            )
-            .order_by(Certification.valid_begin, Certification.id)
-        ).all()
-        for c in rows:
-            considered.append(
-                {**_cert_dict(c), "matched": False, "why": _why(c, time_tai_ns, as_of)}
-            )
-    hit = conn.execute(
-        select(*Certification.__table__.columns).where(
-            Certification.tag_id == tag_row,
-            Certification.instrument_id == inst,
+
+    # The common case is one indexed query: certification ⋈ tag ⋈ version (⋈ instrument).
+    v = CalibrationVersion
+    stmt = (
+        select(
+            *Certification.__table__.columns,
+            v.seq.label("v_seq"),
+            v.level.label("v_level"),
+            v.method.label("v_method"),
+            v.content_hash.label("v_content_hash"),
+            v.created_at.label("v_created_at"),
+        )
+        .join(Tag, Tag.id == Certification.tag_id)
+        .join(v, v.id == Certification.version_id)
+        .where(
+            Tag.name == tag,
             Certification.physical_filter == physical_filter,
             *_active(as_of),
             Certification.valid_begin <= time_tai_ns,
             or_(Certification.valid_end.is_(None), Certification.valid_end > time_tai_ns),
         )
-    ).all()
+    )
+    if inst is not None:
+        stmt = stmt.where(Certification.instrument_id == inst)
+    else:
+        stmt = stmt.join(Instrument, Instrument.id == Certification.instrument_id).where(
+            Instrument.name == instrument
+        )
+    hit = conn.execute(stmt).all()
     if len(hit) > 1:  # cannot happen for the present (the database forbids it)
         raise ConflictError(f"{len(hit)} certifications match; the tag history is inconsistent")
+
+    considered: list[dict[str, Any]] = []
+    if not hit or explain:
+        # Only now resolve names, for precise errors and for the explanation.
+        if inst is None:
+            inst = instrument_id(conn, instrument)
+        tag_row = conn.execute(select(Tag.id).where(Tag.name == tag)).scalar_one_or_none()
+        if tag_row is None:
+            raise NotFoundError(f"nothing certified: no tag {tag!r}")
+        if explain:
+            rows = conn.execute(
+                select(*Certification.__table__.columns)
+                .where(
+                    Certification.tag_id == tag_row,
+                    Certification.instrument_id == inst,
+                    Certification.physical_filter == physical_filter,
+                )
+                .order_by(Certification.valid_begin, Certification.id)
+            ).all()
+            considered = [
+                {
+                    **_cert_dict(c),
+                    "matched": bool(hit) and c.id == hit[0].id,
+                    "why": _why(c, time_tai_ns, as_of),
+                }
+                for c in rows
+            ]
     if not hit:
         msg = (
             f"nothing certified in tag {tag!r} for {instrument} {physical_filter} at "
             f"TAI ns {time_tai_ns}" + (f" as of {as_of.isoformat()}" if as_of else "")
         )
+        err = NotFoundError(msg)
         if explain:
-            err = NotFoundError(msg)
             err.explain = considered  # type: ignore[attr-defined]
-            raise err
-        raise NotFoundError(msg)
+        raise err
     cert = hit[0]
-    for item in considered:
-        if item["certification_id"] == cert.id:
-            item["matched"] = True
-    ver = conn.execute(
-        select(
-            CalibrationVersion.seq,
-            CalibrationVersion.level,
-            CalibrationVersion.method,
-            CalibrationVersion.content_hash,
-            CalibrationVersion.created_at,
-        ).where(CalibrationVersion.id == cert.version_id)
-    ).one()
     result = {
         "instrument": instrument,
         "physical_filter": physical_filter,
@@ -404,11 +420,11 @@ def lookup(
         "exposure": exposure,
         "as_of": as_of.isoformat() if as_of else None,
         "version_id": cert.version_id,
-        "seq": ver.seq,
-        "level": ver.level,
-        "method": ver.method,
-        "content_hash": ver.content_hash,
-        "created_at": ver.created_at,
+        "seq": cert.v_seq,
+        "level": cert.v_level,
+        "method": cert.v_method,
+        "content_hash": cert.v_content_hash,
+        "created_at": cert.v_created_at,
         "certification": _cert_dict(cert),
     }
     if explain:
