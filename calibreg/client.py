@@ -42,6 +42,15 @@ class Registry:
     def __repr__(self) -> str:
         return f"Registry({masked_url(self.url)!r})"
 
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at (``None`` for an empty database)."""
+        return current_revision(self.engine)
+
     def close(self) -> None:
         """Release the connection pool."""
         self.engine.dispose()

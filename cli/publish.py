@@ -72,23 +72,8 @@ def certify(
             res = reg.certify(version, tag, b, e, force=force, max_change=max_change)
         except ConflictError as err:
             # Show the comparison behind a refusal too.
-            if "threshold" in str(err):
-                with reg.engine.connect() as conn:
-                    from calibreg.registry.tags import _tag_id, compare_versions, neighbour
-
-                    ver = reg.version(version)
-                    other = neighbour(
-                        conn,
-                        _tag_id(conn, tag, create=False),
-                        ver["instrument_id"],
-                        ver["physical_filter"],
-                        b,
-                        e,
-                    )
-                    if other is not None:
-                        cmp = compare_versions(conn, other.version_id, version)
-                        cmp["threshold"] = max_change
-                        _show_comparison(cmp)
+            if getattr(err, "comparison", None) is not None:
+                _show_comparison(err.comparison)
             raise
         cmp = res.pop("comparison")
         _show_comparison(cmp)

@@ -206,10 +206,8 @@ router = APIRouter()
 )
 def health(registry: RegistryDep) -> Response:
     """Whether the service can read its database, and which schema revision it serves."""
-    from calibreg.db.migrate import current_revision
-
     try:
-        revision = current_revision(registry.engine)
+        revision = registry.schema_revision()
     except Exception as err:  # any failure means "unhealthy", said in one line
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return error_response(503, f"database unavailable: {first}")
@@ -218,7 +216,7 @@ def health(registry: RegistryDep) -> Response:
             "status": "ok",
             "schema_revision": revision,
             "version": calibreg.__version__,
-            "backend": registry.engine.dialect.name,
+            "backend": registry.backend,
         }
     )
 

@@ -161,12 +161,14 @@ def certify(
         )
         comparison["exceeds_threshold"] = bool(exceeded)
         if exceeded and not force:
-            raise ConflictError(
+            err = ConflictError(
                 f"version {version_id} changes row scales by up to "
                 f"{comparison['max_abs_rel_change']:.3%} (rms {comparison['rms_rel_change']:.3%})"
                 f" relative to version {other.version_id}, above the {max_change:.3%} "
                 "threshold: pass --force to certify anyway"
             )
+            err.comparison = comparison  # type: ignore[attr-defined]  (shown by the CLI)
+            raise err
     now = utcnow()
     cert_id = conn.execute(
         insert(Certification).returning(Certification.id),

@@ -537,7 +537,10 @@ class _FailingRegistry:
         self.error = error
 
     @property
-    def engine(self) -> object:
+    def backend(self) -> str:
+        raise self.error
+
+    def schema_revision(self) -> str:
         raise self.error
 
     def instruments(self) -> pd.DataFrame:
