@@ -319,6 +319,59 @@ def test_certify_lookup_decertify(loaded) -> None:
     assert "closed certification" in out
     tags = json.loads(cli("tags", "--db", db, "--format", "json").stdout)
     assert len(tags) == 2
+    # The comparison gate: a new version for a later range is compared with its neighbour.
+    v2 = json.loads(
+        cli(
+            "solve",
+            "-i",
+            "LSSTCam",
+            "-f",
+            "r_57",
+            "--method",
+            "alternating",
+            "--max-iter",
+            "2",
+            "--tol",
+            "0",
+            "--db",
+            db,
+            "--format",
+            "json",
+        ).stdout
+    )["version_id"]
+    refused = cli(
+        "certify",
+        v2,
+        "--tag",
+        "flat-norm/recommended",
+        "--begin",
+        "2026-03-10",
+        "--end",
+        "2026-03-20",
+        "--max-change",
+        "0",
+        "--db",
+        db,
+        ok=False,
+    )
+    assert refused.exit_code != 0 and "--force" in refused.stderr
+    assert f"comparison with version {v}" in refused.stderr
+    forced = cli(
+        "certify",
+        v2,
+        "--tag",
+        "flat-norm/recommended",
+        "--begin",
+        "2026-03-10",
+        "--end",
+        "2026-03-20",
+        "--max-change",
+        "0",
+        "--force",
+        "--db",
+        db,
+    )
+    assert f"comparison with version {v}" in forced.stderr
 
 
 def test_solve_with_no_matching_exposures_is_a_clear_error(loaded) -> None:
