@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 PG_ENV = "CALIBREG_TEST_POSTGRES_URL"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TEST_DATA = Path(__file__).resolve().parent / "data"
 LSSTCAM_YAML = (
     Path(__file__).resolve().parents[1] / "calibreg" / "data" / "cameras" / "lsstCamSim.yaml"
 )
@@ -46,15 +46,34 @@ def postgres_base_url() -> str:
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    engine = create_engine(parsed)
+    engine = create_engine(parsed, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as err:
         _no_postgres(f"cannot connect to {parsed.render_as_string(hide_password=True)}: {err}")
+    try:
+        _ensure_btree_gist(engine)
     finally:
         engine.dispose()
     return parsed.render_as_string(hide_password=False)
+
+
+def _ensure_btree_gist(engine) -> None:
+    """Install btree_gist once, in ``public``, before any test schema is migrated.
+
+    The migrations say ``CREATE EXTENSION IF NOT EXISTS btree_gist``, which installs into the
+    first schema of the search path: in a test's own schema, the extension would be dropped
+    with that schema (``DROP SCHEMA ... CASCADE``) under the feet of every other test using it.
+    Parallel workers may race here; the loser finds it installed.
+    """
+    from sqlalchemy import exc, text
+
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS btree_gist WITH SCHEMA public"))
+    except exc.IntegrityError:
+        pass
 
 
 def _postgres_schema_url(base_url: str) -> Iterator[str]:
@@ -99,10 +118,8 @@ def engine(db_url: str):
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real third-party input files (read-only)."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data folder {SHARED_DATA} is absent")
-    return SHARED_DATA
+    """The real third-party input files, copied into ``tests/data`` (see its README)."""
+    return TEST_DATA
 
 
 @pytest.fixture(scope="session")

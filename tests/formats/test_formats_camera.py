@@ -12,18 +12,12 @@ import pytest
 from calibreg.errors import InputError
 from calibreg.formats import CameraSpec, read_camera, write_camera_yaml
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 LSSTCAM_SIM = DATA / "cameras" / "obs_lsst" / "policy" / "lsstCamSim.yaml"
-
-needs_data = pytest.mark.skipif(
-    not LSSTCAM_SIM.exists(), reason=f"shared real data not found at {DATA}"
-)
 
 
 @pytest.fixture(scope="module")
 def lsstcam() -> CameraSpec:
-    if not LSSTCAM_SIM.exists():
-        pytest.skip(f"shared real data not found at {DATA}")
     return read_camera(LSSTCAM_SIM)
 
 
@@ -38,7 +32,6 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
-@needs_data
 def test_lsstcam_counts(lsstcam: CameraSpec) -> None:
     assert lsstcam.name == "LSSTCamSim"
     assert lsstcam.source_format == "obs_lsst"
@@ -61,7 +54,6 @@ def test_lsstcam_counts(lsstcam: CameraSpec) -> None:
     assert ids == sorted(ids) == list(range(205))
 
 
-@needs_data
 def test_lsstcam_spot_values(lsstcam: CameraSpec) -> None:
     det = next(d for d in lsstcam.detectors if d.name == "R00_SG0")
     assert det.id == 189
@@ -76,7 +68,6 @@ def test_lsstcam_spot_values(lsstcam: CameraSpec) -> None:
     assert (c10.bbox_x0, c10.bbox_y0, c10.bbox_width, c10.bbox_height) == (0, 2000, 509, 2000)
 
 
-@needs_data
 def test_amplifiers_tile_their_detector(lsstcam: CameraSpec) -> None:
     for det in lsstcam.detectors:
         width = det.bbox_x1 - det.bbox_x0 + 1
@@ -89,12 +80,10 @@ def test_amplifiers_tile_their_detector(lsstcam: CameraSpec) -> None:
         assert [a.index for a in det.amplifiers] == list(range(len(det.amplifiers)))
 
 
-@needs_data
 def test_instrument_override() -> None:
     assert read_camera(LSSTCAM_SIM, instrument="LSSTCam").name == "LSSTCam"
 
 
-@needs_data
 def test_calibreg_format_round_trip(lsstcam: CameraSpec, tmp_path: Path) -> None:
     out = tmp_path / "camera.yaml"
     write_camera_yaml(lsstcam, out)

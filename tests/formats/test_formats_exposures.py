@@ -17,10 +17,8 @@ from calibreg.formats import (
     utc_to_tai_ns,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 BUTLER = DATA / "butler"
-
-needs_data = pytest.mark.skipif(not BUTLER.exists(), reason=f"shared real data not found at {DATA}")
 
 
 def _check_schema(df: pd.DataFrame) -> None:
@@ -28,7 +26,6 @@ def _check_schema(df: pd.DataFrame) -> None:
     assert {c: str(t) for c, t in df.dtypes.items()} == EXPOSURE_COLUMNS
 
 
-@needs_data
 def test_lsstcam_butler_export() -> None:
     df = read_exposures(BUTLER / "lsstcam-subset.yaml")
     _check_schema(df)
@@ -48,7 +45,6 @@ def test_lsstcam_butler_export() -> None:
     assert first["timespan_end"] == tai_iso_to_tai_ns("2025-12-03 07:59:38.355000000")
 
 
-@needs_data
 def test_hsc_butler_export_with_regions_and_binary() -> None:
     df = read_exposures(BUTLER / "hsc-rc2-subset.yaml")
     _check_schema(df)
@@ -59,7 +55,6 @@ def test_hsc_butler_export_with_regions_and_binary() -> None:
     assert row["timespan_begin"] == tai_iso_to_tai_ns("2013-06-17 13:34:45.775")
 
 
-@needs_data
 def test_obs_lsst_registry_csv() -> None:
     df = read_exposures(BUTLER / "obs_lsst_test_registry_exposures.csv")
     _check_schema(df)

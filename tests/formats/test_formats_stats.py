@@ -26,7 +26,7 @@ from calibreg.formats import (
     write_propertylist,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 DECAM_HEADER = DATA / "metadata" / "fitsheader-decam.yaml"
 HEADER = "exposure,detector,amp,median,sigma,n_pixels\n"
 
@@ -429,7 +429,6 @@ def test_propertylist_duplicate_key_and_missing_identity(tmp_path: Path) -> None
     assert len(read_propertylist(anonymous, exposure=5, detector="R01_S00")) == 2
 
 
-@pytest.mark.skipif(not DECAM_HEADER.exists(), reason=f"shared real data not found at {DATA}")
 def test_real_propertylist_without_statistics_keys() -> None:
     """The real on-disk PropertyList form parses; it just lacks cpFlatMeasure's keys."""
     with pytest.raises(InputError, match="DETECTOR_MEDIAN") as info:
