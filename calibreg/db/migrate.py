@@ -15,10 +15,22 @@ from calibreg.errors import SchemaError
 
 
 def compare_filter(dialect_name: str) -> Callable[..., bool]:
-    """``include_object`` for schema comparison (autogenerate) on ``dialect_name``.
+    """Build the ``include_object`` filter for schema comparison (autogenerate).
 
     Skips Alembic's own version table, and on PostgreSQL the statistics tables' references,
-    which that backend enforces with statement-level triggers rather than foreign keys.
+    which that backend enforces with statement-level triggers rather than foreign keys, so
+    that comparing the models with a migrated database reports no false difference.
+
+    Parameters
+    ----------
+    dialect_name : str
+        SQLAlchemy dialect of the compared database (``"sqlite"``, ``"postgresql"``).
+
+    Returns
+    -------
+    callable
+        ``include(obj, name, type_, reflected, compare_to) -> bool``, Alembic's
+        ``include_object`` signature.
     """
     from calibreg.db.models import STATEMENT_CHECKED_REFERENCES
 
@@ -37,7 +49,21 @@ def compare_filter(dialect_name: str) -> Callable[..., bool]:
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
-    """An Alembic config pointing at the packaged tree, optionally bound to ``connection``."""
+    """Return an Alembic config for the migration tree shipped in ``calibreg_migrations``.
+
+    The tree is found through `importlib.resources`, so no ``alembic.ini`` or source checkout
+    is needed.
+
+    Parameters
+    ----------
+    connection : sqlalchemy.Connection, optional
+        Passed to the migration environment in ``config.attributes["connection"]`` so that
+        the migrations run on this connection (needed for in-memory SQLite and for tests).
+
+    Returns
+    -------
+    alembic.config.Config
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("calibreg_migrations")))
     if connection is not None:
@@ -46,14 +72,25 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def head_revision() -> str:
-    """The newest revision this software knows."""
+    """Return the newest migration revision this software knows (the tree's single head)."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
 
 
 def current_revision(engine_or_conn: Engine | Connection) -> str | None:
-    """The revision the database is at (``None`` for an empty database)."""
+    """Return the migration revision the database is at.
+
+    Parameters
+    ----------
+    engine_or_conn : sqlalchemy.Engine or sqlalchemy.Connection
+        The database; an engine is connected for the query and released.
+
+    Returns
+    -------
+    str or None
+        The revision id, or ``None`` for a database without calibreg schema.
+    """
     if isinstance(engine_or_conn, Engine):
         with engine_or_conn.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
@@ -61,21 +98,63 @@ def current_revision(engine_or_conn: Engine | Connection) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database up to ``revision``."""
+    """Migrate the database up to ``revision``, committing at the end.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        The database.
+    revision : str
+        Target revision id, or ``"head"`` (the default) for this software's schema.
+
+    Raises
+    ------
+    alembic.util.CommandError
+        For a revision the tree does not know.
+    """
     with engine.connect() as conn:
         command.upgrade(alembic_config(conn), revision)
         conn.commit()
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    """Migrate the database down to ``revision`` (``base`` empties it)."""
+    """Migrate the database down to ``revision``, committing at the end.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        The database.
+    revision : str
+        Target revision id; ``"base"`` drops every calibreg table (and its data).
+
+    Raises
+    ------
+    alembic.util.CommandError
+        For a revision the tree does not know.
+    """
     with engine.connect() as conn:
         command.downgrade(alembic_config(conn), revision)
         conn.commit()
 
 
 def require_current(engine: Engine) -> None:
-    """Refuse to work on a database whose schema is missing or not at this software's head."""
+    """Refuse to work on a database whose schema is missing or not at this software's head.
+
+    `calibreg.Registry` calls it when it opens a database (unless told not to), so that an
+    old schema fails at once with an instruction to upgrade rather than with an SQL error
+    halfway through a write.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        The database.
+
+    Raises
+    ------
+    calibreg.errors.SchemaError
+        If the database has no calibreg schema, or is at another revision than
+        `head_revision`; the message says to run ``calibreg db upgrade``.
+    """
     current = current_revision(engine)
     head = head_revision()
     if current is None:

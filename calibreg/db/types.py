@@ -35,6 +35,28 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        """Convert an aware datetime to UTC for storage (naive on SQLite, which has no zone).
+
+        Parameters
+        ----------
+        value : datetime.datetime or None
+            An aware datetime in any zone, or ``None`` for NULL.
+        dialect : sqlalchemy.engine.Dialect
+            The backend being written to.
+
+        Returns
+        -------
+        datetime.datetime or None
+            The same instant in UTC: aware for PostgreSQL, naive (UTC by convention) for
+            SQLite.
+
+        Raises
+        ------
+        TypeError
+            If ``value`` is not a datetime.
+        ValueError
+            If ``value`` is naive: its instant depends on a zone nobody stated.
+        """
         if value is None:
             return None
         if not isinstance(value, dt.datetime):
@@ -47,6 +69,21 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        """Return a stored instant as an aware UTC datetime on every backend.
+
+        Parameters
+        ----------
+        value : datetime.datetime, str or None
+            What the driver returned: a naive UTC datetime (SQLite), an aware one
+            (PostgreSQL), ISO text (a SQLite expression), or ``None``.
+        dialect : sqlalchemy.engine.Dialect
+            The backend read from.
+
+        Returns
+        -------
+        datetime.datetime or None
+            Aware, in UTC; ``None`` for NULL.
+        """
         if value is None:
             return None
         if isinstance(value, str):  # raw text from a SQLite expression
@@ -67,6 +104,20 @@ class Measurement(TypeDecorator[float]):
     cache_ok = True
 
     def process_bind_param(self, value: float | None, dialect: Dialect) -> float | None:
+        """Convert a measurement for storage: NaN (and ``None``) become NULL.
+
+        Parameters
+        ----------
+        value : float or None
+            The measurement; anything `float` accepts (NumPy scalars included).
+        dialect : sqlalchemy.engine.Dialect
+            The backend being written to (unused: both store the same).
+
+        Returns
+        -------
+        float or None
+            The value as a Python float, or ``None`` for NaN.
+        """
         if value is None:
             return None
         value = float(value)
@@ -75,11 +126,24 @@ class Measurement(TypeDecorator[float]):
         return value
 
     def process_result_value(self, value: float | None, dialect: Dialect) -> float:
+        """Return a stored measurement as a float, NULL as NaN ("no valid measurement").
+
+        Parameters
+        ----------
+        value : float or None
+            What the driver returned.
+        dialect : sqlalchemy.engine.Dialect
+            The backend read from (unused).
+
+        Returns
+        -------
+        float
+        """
         if value is None:
             return math.nan
         return float(value)
 
 
 def utcnow() -> dt.datetime:
-    """The current instant as an aware UTC datetime."""
+    """Return the current instant as an aware UTC datetime, the form `UTCDateTime` stores."""
     return dt.datetime.now(dt.UTC)

@@ -29,12 +29,15 @@ class ScaleSolution:
         ``G``, shape ``(n_row,)``: the relative response of each row (detector or amplifier),
         normalised so that its count-weighted arithmetic mean is 1.
     model : numpy.ndarray
-        ``G[:, None] * E[None, :]``, the fitted background (the reference returns ``E / G``
-        here, which is not the model it fitted).
+        ``G[:, None] * E[None, :]``, shape ``(n_row, n_exp)``: the fitted background (the
+        reference returns ``E / G`` here, which is not the model it fitted). NaN in the
+        columns of flagged exposures.
     log_residuals : numpy.ndarray
-        ``log B - log model``; NaN where the entry was not used in the final fit.
+        ``log B - log model``, shape ``(n_row, n_exp)``; NaN where the entry was not used in
+        the final fit.
     used : numpy.ndarray
-        Boolean mask of the entries the final fit used (valid and not rejected).
+        Boolean mask, shape ``(n_row, n_exp)``, of the entries the final fit used (valid and
+        not rejected).
     iterations : int
         Work done: sweeps for ``alternating``, conjugate-gradient steps for ``exact``,
         rejection passes (fits) for ``robust``.
@@ -44,16 +47,20 @@ class ScaleSolution:
     method, weights : str
         The options the solution was computed with, so that a stored version says how.
     rms_row, rms_exp : numpy.ndarray
-        Weighted rms of the used log residuals per row and per exposure (NaN where no data).
+        Weighted rms of the used log residuals per row (shape ``(n_row,)``) and per exposure
+        (shape ``(n_exp,)``), NaN where no data. A log residual is a relative error, so 0.01
+        is about 1 %.
     rms : float
         Weighted rms of all used log residuals.
     n_rejected : int
         Valid entries rejected by robust clipping (0 for the other methods).
     row_flagged : numpy.ndarray
-        Rows with no usable entry; their ``G`` is the geometric mean of the other rows' ``G``
-        so that downstream code that divides by ``G`` keeps working.
+        Boolean, shape ``(n_row,)``: rows with no usable entry; their ``G`` is the geometric
+        mean of the other rows' ``G`` so that downstream code that divides by ``G`` keeps
+        working.
     exp_flagged : numpy.ndarray
-        Exposures with no usable entry; their ``E`` is NaN because nothing measured it.
+        Boolean, shape ``(n_exp,)``: exposures with no usable entry; their ``E`` is NaN
+        because nothing measured it.
     """
 
     exp_scales: np.ndarray

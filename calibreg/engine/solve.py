@@ -279,10 +279,12 @@ def _alternating(
     tol: float,
     sums: tuple[np.ndarray, ...],
 ) -> tuple[np.ndarray, np.ndarray, int, bool]:
-    """The reference iteration, vectorised: same update order, same per-sweep normalization.
+    """Run the reference iteration, vectorised: same update order, same per-sweep normalization.
 
-    Masked entries have weight 0 (the reference keeps them in the denominator, defect 5), so
-    each mean is ``(Σ w·(y − other)) / Σ w`` over the used entries only.
+    Kept so that a registry solve can be compared number for number with cp_pipe's
+    ``measureScales``. Masked entries have weight 0 (the reference keeps them in the
+    denominator, defect 5), so each mean is ``(Σ w·(y − other)) / Σ w`` over the used entries
+    only. Returns ``(g, e, sweeps, converged)``, ``g`` and ``e`` in log scale.
     """
     D_r, D_c, a, b = sums
     inv_r = np.divide(1.0, D_r, out=np.zeros_like(D_r), where=act_r)
@@ -571,20 +573,31 @@ def measure_scales(
 ) -> ScaleSolution:
     """Find exposure scales ``E`` and row scales ``G`` with ``background ≈ G[:, None] · E``.
 
+    This is the decomposition of LSST cp_pipe's ``CpFlatNormalizationTask.measureScales``
+    (``python/lsst/cp/pipe/cpFlatNormTask.py``): a weighted least-squares fit of
+    ``log B[row, exp] = g[row] + e[exp]``. Working in log space turns the product into a sum,
+    so a detector's gain/vignetting (``G``) and a lamp's level (``E``) separate linearly. The
+    default ``exact`` method reaches the least-squares optimum instead of stopping after a
+    fixed number of sweeps (cp_pipe's ``scaleMaxIter``, default 10), which on weakly
+    connected data is far from converged.
+
     Parameters
     ----------
     background : numpy.ndarray
-        ``B[row, exp]``: clipped-mean background of each row (detector, or detector ×
-        amplifier) in each exposure. Non-finite or non-positive entries are "no measurement"
-        and are left out with their weight, so the answer does not depend on the units of B.
+        ``B[row, exp]``, shape ``(n_row, n_exp)``: clipped-mean background of each row
+        (detector, or detector × amplifier) in each exposure, in any one unit (e.g. ADU).
+        Non-finite or non-positive entries are "no measurement" and are left out with their
+        weight, so the answer does not depend on the units of B: ``E`` carries them and ``G``
+        is dimensionless.
     counts : numpy.ndarray, optional
-        ``N[row, exp]``: pixels behind each background, the weight of its log (a background
-        averaged over more pixels is better known). Defaults to ones. Must be >= 0; a zero
-        count excludes the entry. Only read where the background is usable, so a missing
-        measurement may carry a missing (NaN) count.
+        ``N[row, exp]``, shape ``(n_row, n_exp)``: pixels behind each background, the weight
+        of its log (a background averaged over more pixels is better known). Defaults to
+        ones. Must be >= 0; a zero count excludes the entry. Only read where the background
+        is usable, so a missing measurement may carry a missing (NaN) count.
     sigma : numpy.ndarray, optional
-        Per-pixel scatter of each background, needed by ``weights="inverse-variance"``;
-        entries with non-finite or zero sigma are excluded.
+        Shape ``(n_row, n_exp)``: per-pixel scatter of each background, in the unit of
+        ``background``; needed by ``weights="inverse-variance"`` (otherwise only its shape is
+        checked). Entries with non-finite or zero sigma are excluded.
     method : {"exact", "alternating", "robust"}
         ``exact`` solves the least-squares problem directly (the default, and what a registry
         should store). ``alternating`` is the reference iteration with a convergence test, for
@@ -608,15 +621,25 @@ def measure_scales(
     Returns
     -------
     ScaleSolution
-        Scales, model ``G·E``, residual diagnostics and flags.
+        ``exp_scales`` (shape ``(n_exp,)``, unit of ``background``), ``row_scales`` (shape
+        ``(n_row,)``, count-weighted mean 1), the model ``G·E`` and log residuals (shape
+        ``(n_row, n_exp)``), residual rms per row and per exposure, and the flags of rows and
+        exposures that had no usable entry.
 
     Raises
     ------
     ValueError
         For inputs that cannot be solved, saying what and where: a background that is not a
         non-empty 2-D array, counts or sigma of another shape, a negative count or sigma, a
-        non-finite count beside a usable background, no valid entry at all, an unknown method
-        or weighting, or data that fall apart into blocks with no common scale.
+        non-finite count beside a usable background, ``weights="inverse-variance"`` without
+        ``sigma``, no valid entry at all, an unknown method or weighting, an out-of-range
+        ``max_iter``, ``tol``, ``clip_sigma`` or ``max_clip_iter``, or data that fall apart
+        into blocks with no common scale.
+
+    References
+    ----------
+    cp_pipe's iteration comes from pipe_drivers' ``constructCalibs.py`` and, before it, from
+    PanSTARRS IPP ``psModules/src/detrend/pmFlatNormalize.c`` (E. Magnier).
     """
     _check_options(method, weights, max_iter, tol, clip_sigma, max_clip_iter)
     y, w, valid, row_norm = _prepare(background, counts, sigma, weights)
@@ -667,7 +690,7 @@ def measure_scales(
 
 
 def _reject(res: np.ndarray, used: np.ndarray, valid: np.ndarray, k: float) -> np.ndarray:
-    """The next mask of used entries, judged on the log residuals ``res`` of the current fit.
+    """Return the next mask of used entries, judged on the log residuals ``res`` of the fit.
 
     An entry is an outlier candidate when ``|r| > k σ̂`` (σ̂ = 1.4826 MAD of the used
     residuals that have redundancy: an entry alone in its row or column fits exactly and says
@@ -719,7 +742,7 @@ def _robust(
     clip_sigma: float,
     max_clip_iter: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool]:
-    """Iterative k-sigma rejection on log residuals around the exact fit.
+    """Fit with ``exact`` inside an iterative k-sigma rejection on the log residuals.
 
     Every pass judges *all* valid entries against the current fit (see ``_reject``) and
     re-solves until the mask no longer changes. A rejection that would cut the data into

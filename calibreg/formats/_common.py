@@ -3,6 +3,10 @@
 Every helper here raises `~calibreg.errors.InputError` naming the file, the row and the field, so
 that no parser exception (PyYAML, json, pandas, pyarrow) ever reaches a caller: the CLI prints
 one line a user can act on instead of a traceback.
+
+The typed-field converters (`to_float`, `to_int`, `to_str`) take ``source`` (the file name),
+``row`` (1-based data row, or None for a whole-file field) and ``field`` (name or path such as
+``CCDs.R00_SG0.amplifiers.C10.gain``) only to locate their errors.
 """
 
 from __future__ import annotations
@@ -129,9 +133,29 @@ def check_readable(path: PathLike) -> None:
 def to_float(
     value: Any, source: str, *, row: int | None, field: str, required: bool = False
 ) -> float:
-    """A float from a YAML/JSON/table scalar; NaN for a missing value unless ``required``.
+    """Convert a YAML/JSON/table scalar to a float; a missing value is NaN unless ``required``.
 
     Booleans are refused (``True`` is an `int` in Python but never a measurement).
+
+    Parameters
+    ----------
+    value : object
+        A number, a NumPy scalar, numeric text, or a missing value: ``None`` or a
+        `MISSING_TOKENS` spelling (``""``, ``nan``, ``null``, ``NA``..., any case).
+    source, row, field
+        Where the value came from, for the error message.
+    required : bool
+        Whether a missing value is an error rather than NaN.
+
+    Returns
+    -------
+    float
+        The value. Infinities are passed through; callers that forbid them check.
+
+    Raises
+    ------
+    calibreg.errors.InputError
+        A boolean, a value that is not a number, or a missing value when ``required``.
     """
     if value is None or (isinstance(value, str) and value.strip().lower() in MISSING_TOKENS):
         if required:
@@ -157,9 +181,31 @@ def to_float(
 def to_int(
     value: Any, source: str, *, row: int | None, field: str, required: bool = True
 ) -> int | None:
-    """An exact integer; integral floats (e.g. ``12.0`` from a float column) are accepted.
+    """Convert a scalar to an exact integer; integral floats (``12.0``) are accepted.
 
-    Strings are parsed with `int` so that 19-digit nanosecond counts keep every digit.
+    Strings are parsed with `int` so that 19-digit nanosecond counts keep every digit. A float
+    (or text that only parses as one, such as ``"1e3"``) is accepted only if it is integral
+    and below 2**53 in magnitude, where a float still holds every integer exactly.
+
+    Parameters
+    ----------
+    value : object
+        An int, integral float, NumPy scalar, integer text, or a missing value (``None``,
+        NaN, or a `MISSING_TOKENS` spelling).
+    source, row, field
+        Where the value came from, for the error message.
+    required : bool
+        Whether a missing value is an error rather than ``None``.
+
+    Returns
+    -------
+    int or None
+        The integer, or ``None`` for a missing value when not ``required``.
+
+    Raises
+    ------
+    calibreg.errors.InputError
+        A boolean, a fractional or non-numeric value, or a missing value when ``required``.
     """
     if value is None or (isinstance(value, str) and value.strip().lower() in MISSING_TOKENS):
         if required:
@@ -195,7 +241,29 @@ def to_int(
 def to_str(
     value: Any, source: str, *, row: int | None, field: str, required: bool = False
 ) -> str | None:
-    """A string; numbers are accepted and printed (``group: 903342`` is a name, not a count)."""
+    """Convert a scalar to stripped text; numbers are accepted and printed with `str`.
+
+    YAML reads ``group: 903342`` as an int although it is a name, so numbers are not refused.
+
+    Parameters
+    ----------
+    value : object
+        Text, an int or float, or ``None``/NaN for a missing value.
+    source, row, field
+        Where the value came from, for the error message.
+    required : bool
+        Whether a missing (or blank) value is an error rather than ``None``.
+
+    Returns
+    -------
+    str or None
+        The stripped text, or ``None`` when it is missing or blank and not ``required``.
+
+    Raises
+    ------
+    calibreg.errors.InputError
+        A boolean or another type (list, mapping...), or a missing value when ``required``.
+    """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         text = ""
     elif isinstance(value, bool):

@@ -100,8 +100,26 @@ class AmplifierSpec:
     """One amplifier (segment) of a detector.
 
     ``index`` is its 0-based position in the camera's amplifier list (cp_pipe iterates
-    amplifiers in that order); the bbox is the assembled data region in detector pixels.
-    Missing electrical values are NaN rather than a guess.
+    amplifiers in that order, and numbers its ``AMP_*_i`` statistics by it); the bbox is the
+    assembled data region in detector pixels. Missing electrical values are NaN rather than a
+    guess.
+
+    Attributes
+    ----------
+    name : str
+        Amplifier name, unique within its detector (``C10``).
+    index : int
+        0-based position in the camera's amplifier order.
+    bbox_x0, bbox_y0 : int
+        Minimum (x, y) corner of the assembled data region, detector pixels.
+    bbox_width, bbox_height : int
+        Size of the data region, pixels.
+    gain : float
+        e-/ADU, NaN if unknown.
+    read_noise : float
+        e-, NaN if unknown.
+    saturation : float
+        ADU, NaN if unknown.
     """
 
     name: str
@@ -117,7 +135,29 @@ class AmplifierSpec:
 
 @dataclass
 class DetectorSpec:
-    """One detector: identity, pixel bbox (inclusive corners), placement and amplifiers."""
+    """One detector: identity, pixel bbox (inclusive corners), placement and amplifiers.
+
+    Attributes
+    ----------
+    id : int
+        Detector id, unique in the camera (the butler's ``detector``).
+    name : str
+        Full name, unique in the camera (``R22_S11``).
+    serial, physical_type : str or None
+        Sensor serial and type (``ITL``, ``E2V``), ``None`` if unknown.
+    purpose : str
+        One of `DETECTOR_PURPOSES`.
+    bbox_x0, bbox_y0, bbox_x1, bbox_y1 : int
+        Inclusive pixel corners of the detector.
+    offset_x, offset_y, offset_z : float
+        Focal-plane position, mm; NaN if unknown.
+    yaw, pitch, roll : float
+        Orientation, degrees; NaN if unknown.
+    pixel_size_x, pixel_size_y : float
+        Pixel size, mm; NaN if unknown.
+    amplifiers : list of AmplifierSpec
+        In camera order (``index`` 0, 1, ...).
+    """
 
     id: int
     name: str
@@ -141,7 +181,17 @@ class DetectorSpec:
 
 @dataclass
 class CameraSpec:
-    """A camera: instrument name, detectors sorted by id, and which format it came from."""
+    """A camera: instrument name, detectors sorted by id, and which format it came from.
+
+    Attributes
+    ----------
+    name : str
+        Instrument name (``LSSTCam``).
+    detectors : list of DetectorSpec
+        Sorted by id when returned by `read_camera`.
+    source_format : str
+        ``"obs_lsst"`` or ``"calibreg-camera/1"``, kept as provenance of the ingest.
+    """
 
     name: str
     detectors: list[DetectorSpec]
@@ -211,7 +261,20 @@ def write_camera_yaml(spec: CameraSpec, path: PathLike) -> None:
     """Write ``spec`` in the calibreg camera YAML format (see the module docstring).
 
     Floats are written with full precision (YAML ``.nan`` for unknown), so `read_camera`
-    gives back an equal `CameraSpec` (``source_format`` aside).
+    gives back an equal `CameraSpec` (``source_format`` aside). Amplifiers are written in
+    ``index`` order, which is the order the format reads as camera order.
+
+    Parameters
+    ----------
+    spec : CameraSpec
+        The camera to write.
+    path : path-like
+        Output file, overwritten if it exists (UTF-8).
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written.
     """
     detectors = []
     for det in spec.detectors:
@@ -270,7 +333,7 @@ def _pair(value: Any, source: str, field: str, *, length: tuple[int, ...] = (2,)
 
 
 def _box(value: Any, source: str, field: str) -> tuple[int, int, int, int]:
-    """``[[a, b], [c, d]]`` → four ints (meaning depends on the caller's convention)."""
+    """Read ``[[a, b], [c, d]]`` as four ints (meaning depends on the caller's convention)."""
     first, second = _pair(value, source, field)
     a, b = _pair(first, source, field)
     c, d = _pair(second, source, field)

@@ -15,7 +15,31 @@ import yaml
 
 
 def dump_cp_pipe(structure: dict[str, Any], fmt: str = "yaml") -> str:
-    """Serialize the structure as YAML (int keys kept) or JSON (NaN → null)."""
+    """Serialize the structure as YAML (int keys kept) or JSON (NaN → null).
+
+    YAML is the form in which the butler stores cp_pipe's ``cpFlatNormScales``
+    (a StructuredDataDict), so that output reads like cp_pipe's own files; JSON is for tools
+    that do not read YAML.
+
+    Parameters
+    ----------
+    structure : dict
+        The ``{"expScale": ..., "detScale": ...}`` mapping of
+        `calibreg.engine.to_cp_pipe_scales`.
+    fmt : {"yaml", "json"}
+        Output format. YAML keeps int keys and writes NaN as ``.nan``, keys sorted; JSON
+        (indent 1) turns keys into strings and NaN into ``null``, as strict JSON has no NaN.
+
+    Returns
+    -------
+    str
+        The document, ending with a newline.
+
+    Raises
+    ------
+    ValueError
+        For a ``fmt`` other than ``"yaml"`` or ``"json"``.
+    """
     if fmt == "json":
         return json.dumps(_nan_to_none(structure), indent=1) + "\n"
     if fmt == "yaml":
@@ -41,6 +65,24 @@ def _int_keys(obj: Any) -> Any:
 
 
 def load_cp_pipe(text: str) -> dict[str, Any]:
-    """Parse YAML or JSON cp_pipe scales, restoring int detector/exposure keys."""
+    """Parse YAML or JSON cp_pipe scales, restoring int detector/exposure keys.
+
+    Parameters
+    ----------
+    text : str
+        A document written by `dump_cp_pipe` (either format: JSON is read as YAML).
+
+    Returns
+    -------
+    dict
+        The structure, with every key made only of digits (and an optional leading ``-``)
+        turned back into an ``int``. A NaN written as JSON ``null`` comes back as ``None``;
+        YAML ``.nan`` comes back as NaN.
+
+    Raises
+    ------
+    yaml.YAMLError
+        If ``text`` is neither valid YAML nor JSON.
+    """
     data = yaml.safe_load(text)
     return _int_keys(data)

@@ -123,7 +123,11 @@ def _construct_ignored(loader: yaml.BaseLoader, node: yaml.Node) -> None:
 
 
 class ButlerExportLoader(DuplicateKeyLoader):
-    """Safe loader for ``butler export`` YAML: butler time tags to TAI ns, other tags to None."""
+    """Safe loader for ``butler export`` YAML: butler time tags to TAI ns, other tags to None.
+
+    Dropping unknown tags (``!<lsst.sphgeom.ConvexPolygon>`` regions...) lets an export load
+    without the LSST classes they name; exposures need none of those values.
+    """
 
 
 ButlerExportLoader.add_constructor("!butler_time/tai/iso", _construct_tai_iso)
@@ -315,7 +319,9 @@ def read_exposures(path: PathLike, *, time_scale: str = "utc") -> pd.DataFrame:
     Raises
     ------
     calibreg.errors.InputError
-        Unreadable file, missing required column, bad value, duplicate id, begin > end.
+        Unknown ``time_scale``, unreadable file or unknown suffix, missing required column,
+        bad value (a UTC time before 1972, an integer beyond 64 bits...), negative or
+        duplicate id within an instrument, or a timespan that ends before it begins.
     """
     source = str(path)
     if time_scale not in ("utc", "tai"):

@@ -191,7 +191,7 @@ def _check_header(names: list[str], source: str) -> None:
 
 
 def _locate_csv_error(path: PathLike, source: str, n_columns: int, exc: Exception) -> InputError:
-    """pyarrow's parse errors carry no row number: find the first ragged/undecodable row."""
+    """Find the first ragged or undecodable row, as pyarrow's parse errors carry no row number."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as stream:
             reader = csv.reader(stream)
@@ -251,7 +251,10 @@ def _bad_value(text: pa.ChunkedArray, i: int) -> str:
 def _int_column(
     arr: pa.ChunkedArray, name: str, source: str, *, minimum: int | None = 0
 ) -> np.ndarray:
-    """A required integer column as int64, refusing blanks, fractions and values < minimum."""
+    """Convert a required integer column to int64, refusing blanks and fractions.
+
+    Values below ``minimum`` (None: no bound) are refused too, with their row.
+    """
     if _is_text(arr):
         text = _as_text(arr)
         ok = pc.match_substring_regex(text, _INT_RE).to_numpy(zero_copy_only=False)
@@ -299,7 +302,7 @@ def _int_column(
 
 
 def _float_column(arr: pa.ChunkedArray, name: str, source: str, *, nonnegative: bool) -> np.ndarray:
-    """A float column as float64: blanks and NaN spellings are NaN, infinities refused."""
+    """Convert a float column to float64: blanks and NaN spellings are NaN, infinities refused."""
     if _is_text(arr):
         text = _as_text(arr)
         missing = pc.is_in(pc.utf8_lower(text), value_set=pa.array(sorted(MISSING_TOKENS)))
@@ -507,14 +510,28 @@ _DETECTOR_ID = re.compile(r"(?:^|[_\-.])det(\d+)(?=$|[_\-.])")
 
 
 def parse_stats_filename(path: PathLike) -> dict[str, Any]:
-    """Exposure and detector from a butler-style file name (see `read_propertylist`).
+    """Find the exposure and detector in a butler-style file name (see `read_propertylist`).
+
+    A cpFlatMeasure statistics file does not record which exposure and detector it measured;
+    the butler puts them in the file name, so this is where they are recovered.
+
+    Parameters
+    ----------
+    path : path-like
+        The file; only its name is read (a ``.yaml``/``.yml``/``.json`` suffix is ignored).
 
     Returns
     -------
     parsed : `dict`
         Keys ``exposure`` (int or None), ``exposure_obs_id`` (str or None; set only when no
         exposure id is found), ``detector`` (int or None), ``detector_name`` (str or None).
-        Ambiguous names (two different exposure ids, say) raise `InputError`.
+        A key is None when the name does not hold it.
+
+    Raises
+    ------
+    calibreg.errors.InputError
+        If the name is ambiguous: two different exposure ids, two obs_ids (and no id), two
+        detector full names or two ``det<N>`` ids.
     """
     source = str(path)
     stem = Path(path).name
@@ -781,6 +798,22 @@ def write_propertylist(path: PathLike, values: Mapping[str, object]) -> None:
     ``[name, type, value, comment]`` row per key, types ``Bool``/``Int``/``LongLong``/
     ``Double``/``String`` as daf_base names them, NaN as ``.nan``, empty comments. Use it to
     produce cpFlatMeasure-style statistics files for tests and demos.
+
+    Parameters
+    ----------
+    path : path-like
+        Output file, overwritten if it exists (UTF-8).
+    values : mapping of str to object
+        Keys in the order to write them (e.g. ``DETECTOR_MEDIAN``, ``AMP_NAME_0``...). Values
+        are bool, int (``Int`` if it fits 32 bits, else ``LongLong``), float or str, Python
+        or NumPy scalars.
+
+    Raises
+    ------
+    TypeError
+        For a value of another type (None, list...), before anything is written.
+    OSError
+        If the file cannot be written.
     """
     rows = _PLDocument()
     for key, value in values.items():
@@ -796,8 +829,29 @@ def read_stats(path: PathLike, **kw: Any) -> pd.DataFrame:
 
     ``.csv``/``.parquet``/``.pq`` go to `read_stats_table`; ``.yaml``/``.yml``/``.json`` to
     `read_propertylist` (which alone takes ``exposure=``/``detector=``). A file with another
-    suffix is sniffed: Parquet magic bytes → Parquet; a daf_base tag, ``{``, ``[`` or ``---``
-    → PropertyList/mapping; anything else → CSV.
+    suffix is sniffed: Parquet magic bytes → Parquet; a daf_base tag, ``{``, ``[``, ``---`` or
+    ``%YAML`` → PropertyList/mapping; anything else → CSV.
+
+    Parameters
+    ----------
+    path : path-like
+        The statistics file.
+    **kw
+        ``exposure`` and ``detector``, passed to `read_propertylist`. For a table they must be
+        absent or None, since a table names its exposure and detector in every row.
+
+    Returns
+    -------
+    stats : `pandas.DataFrame`
+        As `read_stats_table` or `read_propertylist` return it.
+
+    Raises
+    ------
+    calibreg.errors.InputError
+        Whatever the chosen reader raises, and any keyword with a non-None value given for a
+        table.
+    TypeError
+        For a keyword other than ``exposure`` or ``detector`` when reading a PropertyList.
     """
     source = str(path)
     check_readable(path)

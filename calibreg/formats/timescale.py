@@ -191,7 +191,13 @@ def tai_iso_to_tai_ns(text: str) -> int:
     Returns
     -------
     ns : `int`
-        TAI nanoseconds.
+        TAI nanoseconds since 1970-01-01 00:00:00 TAI.
+
+    Raises
+    ------
+    ValueError
+        Unparseable text, a UTC offset, second 60 (TAI has no leap seconds), or an instant
+        outside the int64 range.
     """
     day, sod_ns, offset_ns, leap = _parse_iso(text)
     if offset_ns:
@@ -220,6 +226,21 @@ def tai_ns_to_utc(ns: int) -> _dt.datetime:
     microsecond: converting back gives at most 999 ns less, never more. An instant inside an
     inserted leap second (``23:59:60.x`` UTC) has no `datetime` form and is clamped to
     ``23:59:59.999999``. Use `tai_ns_to_utc_iso` when nanoseconds matter.
+
+    Parameters
+    ----------
+    ns : `int`
+        TAI nanoseconds since 1970-01-01 00:00:00 TAI.
+
+    Returns
+    -------
+    utc : `datetime.datetime`
+        Aware, ``tzinfo`` `datetime.UTC`.
+
+    Raises
+    ------
+    ValueError
+        For an instant before 1972-01-01 UTC, where TAI−UTC was not a whole number of seconds.
     """
     day, sod = _tai_ns_to_utc_reading(ns)
     sod = min(sod, NS_PER_DAY - 1000)
@@ -230,11 +251,21 @@ def tai_ns_to_utc(ns: int) -> _dt.datetime:
 def tai_ns_to_utc_iso(ns: int) -> str:
     """Convert TAI nanoseconds to a UTC ISO-8601 string with nanoseconds.
 
+    Parameters
+    ----------
+    ns : `int`
+        TAI nanoseconds since 1970-01-01 00:00:00 TAI.
+
     Returns
     -------
     text : `str`
         ``YYYY-MM-DDTHH:MM:SS.fffffffffZ``; an instant inside a leap second reads
         ``23:59:60.fffffffff``. The conversion is exact: `utc_to_tai_ns` gives ``ns`` back.
+
+    Raises
+    ------
+    ValueError
+        For an instant before 1972-01-01 UTC, where TAI−UTC was not a whole number of seconds.
     """
     day, sod = _tai_ns_to_utc_reading(ns)
     date = _EPOCH + _dt.timedelta(days=day)

@@ -57,6 +57,11 @@ class Struct:
     ----------
     **kwargs
         The attributes. Names may not start with ``__`` nor shadow a method.
+
+    Raises
+    ------
+    RuntimeError
+        For a name that starts with ``__`` or is the name of a Struct method (as pipe_base).
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -74,16 +79,32 @@ class Struct:
         self.__dict__[name] = value
 
     def getDict(self) -> dict[str, Any]:
-        """A shallow copy of the attributes as a dict."""
+        """Return the attributes as a new dict (the values themselves are not copied)."""
         return dict(self.__dict__)
 
     def mergeItems(self, struct: Struct, *nameList: str) -> None:
-        """Copy the named attributes of another struct into this one (names must be new)."""
+        """Copy the named attributes of another struct into this one (names must be new).
+
+        Parameters
+        ----------
+        struct : Struct
+            Where the attributes come from.
+        *nameList : str
+            Names of the attributes to copy.
+
+        Raises
+        ------
+        RuntimeError
+            If this struct already has one of the names, or a name is not allowed (see
+            `Struct`); attributes copied before it stay.
+        AttributeError
+            If ``struct`` has no attribute of one of the names.
+        """
         for name in nameList:
             self.__safeAdd(name, getattr(struct, name))
 
     def copy(self) -> Struct:
-        """A shallow copy."""
+        """Return a shallow copy: a new Struct holding the same values."""
         return Struct(**self.getDict())
 
     def __eq__(self, other: object) -> bool:
@@ -105,7 +126,20 @@ class Struct:
 
 
 class FieldValidationError(InputError, ValueError):
-    """A config value of the wrong type, outside its choices, or failing a check."""
+    """A config value of the wrong type, outside its choices, or failing a check.
+
+    The message reads ``<Config class>: field '<name>': <reason>``, the form of any
+    `~calibreg.errors.InputError`, with the config class in place of a file.
+
+    Parameters
+    ----------
+    config : type or Config
+        The config class, or an instance of it.
+    field : str
+        Name of the offending field.
+    reason : str
+        What is wrong with the value.
+    """
 
     def __init__(self, config: type | object, field: str, reason: str) -> None:
         cls = config if isinstance(config, type) else type(config)
@@ -131,6 +165,13 @@ class Field:
         Whether ``None`` is an acceptable value at `Config.validate` time.
     check : callable, optional
         ``check(value) -> bool``, applied by `Config.validate` to non-None values.
+
+    Raises
+    ------
+    TypeError
+        For any other ``dtype``.
+    FieldValidationError
+        If ``default`` is not of type ``dtype``.
     """
 
     def __init__(
@@ -209,6 +250,26 @@ class ChoiceField(Field):
 
     The choice is enforced on assignment, so a typo such as ``level = "AMPS"`` fails at once
     with the list of valid choices.
+
+    Parameters
+    ----------
+    doc : str
+        What the field means.
+    dtype : type
+        ``bool``, ``int``, ``float`` or ``str``.
+    allowed : mapping
+        Allowed value → description of that choice.
+    default : object, optional
+        Initial value; must be one of ``allowed``.
+    optional : bool
+        Whether ``None`` is an acceptable value at `Config.validate` time.
+
+    Raises
+    ------
+    ValueError
+        If ``allowed`` is empty.
+    FieldValidationError
+        If ``default`` is not of type ``dtype`` or not among ``allowed``.
     """
 
     def __init__(
@@ -242,7 +303,14 @@ class ConfigurableInstance:
     """The value of a `ConfigurableField`: a subtask's target class and its config.
 
     Attribute access falls through to the subtask config, as in pex_config, so
-    ``config.solve.someField = 1`` works.
+    ``config.solve.someField = 1`` works. Made by `ConfigurableField`, not by hand.
+
+    Parameters
+    ----------
+    target : type of Task
+        The subtask class.
+    value : Config
+        Its config.
     """
 
     def __init__(self, target: type[Task], value: Config) -> None:
@@ -265,11 +333,38 @@ class ConfigurableInstance:
         return type(self._value)
 
     def apply(self, *args: Any, **kwargs: Any) -> Task:
-        """Construct the target task with this config."""
+        """Construct the target task with this config.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            Passed to the task's constructor (``name=``, ``parentTask=``...), together with
+            ``config=`` this slot's config.
+
+        Returns
+        -------
+        Task
+        """
         return self._target(*args, config=self._value, **kwargs)
 
     def retarget(self, target: type[Task], ConfigClass: type[Config] | None = None) -> None:
-        """Use another task class (and its config class) for this subtask."""
+        """Use another task class (and its config class) for this subtask.
+
+        The slot gets a fresh default config of the new class: overrides made for the old
+        target do not carry over, as they may not even be fields of the new one.
+
+        Parameters
+        ----------
+        target : type of Task
+            The new subtask class.
+        ConfigClass : type of Config, optional
+            Its config class; default ``target.ConfigClass``.
+
+        Raises
+        ------
+        FieldValidationError
+            If the config is frozen.
+        """
         if self._value._frozen:
             raise FieldValidationError(self._value, "target", "cannot retarget a frozen config")
         cls = ConfigClass or target.ConfigClass
@@ -291,6 +386,17 @@ class ConfigurableField(Field):
 
     Holds the subtask class and its own config, so a pipeline can retarget a subtask or
     tune it from the parent's config, and the whole tree is persisted with `Config.toDict`.
+    Assigning a config of the slot's class replaces the subtask config; assigning a mapping
+    updates its fields.
+
+    Parameters
+    ----------
+    doc : str
+        What the subtask does.
+    target : type of Task
+        The default subtask class.
+    ConfigClass : type of Config, optional
+        Its config class; default ``target.ConfigClass``.
     """
 
     def __init__(
@@ -365,16 +471,55 @@ class Config:
         self.update(**kwargs)
 
     def setDefaults(self) -> None:
-        """Hook for subclasses to change defaults (including subtask configs)."""
+        """Override to change defaults (including subtask configs) in a subclass.
+
+        Called by the constructor after the field defaults are set and before its keyword
+        overrides, as in pex_config.
+        """
 
     def update(self, **kwargs: Any) -> None:
-        """Set several fields at once (each checked as a single assignment)."""
+        """Set several fields at once (each checked as a single assignment).
+
+        Parameters
+        ----------
+        **kwargs
+            Field name → value; a subtask field takes a config or a mapping of its fields.
+
+        Raises
+        ------
+        AttributeError
+            For a name that is not a field.
+        FieldValidationError
+            For a value of the wrong type or outside its choices, or a frozen config. Fields
+            set before the failing one keep their new values.
+        """
         for name, value in kwargs.items():
             setattr(self, name, value)
 
     @classmethod
     def fromDict(cls, data: Mapping[str, Any]) -> Config:
-        """Rebuild a config from `toDict` output (e.g. a stored version's config)."""
+        """Rebuild a config from `toDict` output (e.g. a stored version's config).
+
+        Subtask targets are not part of that output: subtask configs are rebuilt on the
+        config class the field declares.
+
+        Parameters
+        ----------
+        data : mapping
+            Field name → value, nested mappings for subtask configs.
+
+        Returns
+        -------
+        Config
+            A new, unfrozen instance of ``cls``.
+
+        Raises
+        ------
+        AttributeError
+            For a name that is not a field.
+        FieldValidationError
+            For a value of the wrong type or outside its choices.
+        """
         return cls(**dict(data))
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -411,19 +556,22 @@ class Config:
         object.__setattr__(self, "_frozen", True)
 
     def toDict(self) -> dict[str, Any]:
-        """Field name → value (subtask configs as nested dicts): what a version stores."""
+        """Return field name → value (subtask configs as nested dicts): what a version stores."""
         return {name: f._to_python(self) for name, f in self._fields.items()}
 
     def names(self) -> list[str]:
-        """The field names, in declaration order."""
+        """Return the field names, in declaration order."""
         return list(self._fields)
 
     def keys(self) -> list[str]:
-        """The field names, in declaration order."""
+        """Return the field names, in declaration order (as `names`, for mapping-like use)."""
         return self.names()
 
     def items(self) -> list[tuple[str, Any]]:
-        """``(name, value)`` pairs."""
+        """Return ``(name, value)`` pairs in declaration order.
+
+        A subtask field's value is its `ConfigurableInstance`, not a dict (see `toDict`).
+        """
         return [(n, getattr(self, n)) for n in self._fields]
 
     def __eq__(self, other: object) -> bool:
@@ -494,6 +642,15 @@ class Task:
     parentTask : Task, optional
         The task this one is a subtask of; full names and the task dictionary are shared
         with it.
+
+    Raises
+    ------
+    RuntimeError
+        If a subtask has no name, a top-level task has neither ``name`` nor
+        ``_DefaultName``, or the name contains ``:`` or ``.`` (the separators of full names
+        and logger names).
+    TypeError
+        If ``config`` is not a `Config`.
     """
 
     ConfigClass: ClassVar[type[Config]] = Config
@@ -543,19 +700,32 @@ class Task:
 
     # ------------------------------------------------------------------ names and tree
     def getName(self) -> str:
-        """The task's own name (``assemble``)."""
+        """Return the task's own name (``assemble``)."""
         return self._name
 
     def getFullName(self) -> str:
-        """The task's name with its parents' (``flatNorm:assemble``)."""
+        """Return the task's name with its parents' (``flatNorm:assemble``)."""
         return self._fullName
 
     def getTaskDict(self) -> dict[str, Task]:
-        """Full name → task for every task of the tree (a shallow copy)."""
+        """Return full name → task for every task of the tree (a shallow copy)."""
         return dict(self._taskDict)
 
     def makeSubtask(self, name: str, **kwargs: Any) -> Task:
         """Construct subtask ``name`` from the config (or ``_subtasks``) and set it as attribute.
+
+        Parameters
+        ----------
+        name : str
+            The subtask's name: a `ConfigurableField` of the config, or a key of
+            ``_subtasks``. It becomes the attribute and the last part of the full name.
+        **kwargs
+            Passed to the subtask's constructor.
+
+        Returns
+        -------
+        Task
+            The subtask (also set as ``self.<name>``).
 
         Raises
         ------
@@ -582,7 +752,7 @@ class Task:
             task.metadata = TaskMetadata()
 
     def getFullMetadata(self) -> TaskMetadata:
-        """A snapshot of the metadata of every task, keyed by full name (``flatNorm:solve``).
+        """Return a snapshot of every task's metadata, keyed by full name (``flatNorm:solve``).
 
         A copy, so the document a version stores cannot change after it was captured.
         """
@@ -600,6 +770,13 @@ class Task:
         them, the same with ``End``, and ``{name}Duration`` (wall-clock seconds). All are
         arrays, so a block run twice keeps both timings. The end is recorded even when the
         block raises.
+
+        Parameters
+        ----------
+        name : str
+            Prefix of the metadata names, e.g. the method name.
+        logLevel : int
+            `logging` level of the ``"<name> took <s> s"`` message on the task's logger.
         """
         _record(self.metadata, f"{name}Start")
         start = time.perf_counter()
@@ -613,10 +790,10 @@ class Task:
 
     # ------------------------------------------------------------------ pipe_base API
     def getResourceConfig(self) -> None:
-        """No resource configuration (pipe_base compatibility)."""
+        """Return None: calibreg tasks have no resource configuration (pipe_base compatibility)."""
 
     def getSchemaCatalogs(self) -> dict[str, Any]:
-        """No catalogs (pipe_base compatibility)."""
+        """Return an empty dict: calibreg tasks write no catalogs (pipe_base compatibility)."""
         return {}
 
     def __repr__(self) -> str:

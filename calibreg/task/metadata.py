@@ -79,7 +79,15 @@ class TaskMetadata:
     Parameters
     ----------
     scalars, arrays, metadata : mapping, optional
-        Initial content (checked as if assigned item by item).
+        Initial content (checked as if assigned item by item, so the category follows the
+        value: a list goes to ``arrays`` whichever argument it came in).
+
+    Raises
+    ------
+    ValueError
+        For a value that is not bool, int, float or str (NumPy scalars are unwrapped).
+    KeyError
+        For an empty or malformed name.
     """
 
     __slots__ = ("arrays", "metadata", "scalars")
@@ -104,7 +112,26 @@ class TaskMetadata:
 
         ``null`` values are NaN (how pipe_base writes them). Unknown top-level keys are an
         error rather than silently dropped, so a wrapper such as the butler's
-        ``{"attempts": [...]}`` is noticed instead of yielding empty metadata.
+        ``{"attempts": [...]}`` is noticed instead of yielding empty metadata. Names are kept
+        as written (full task names contain ``:``), not split at dots.
+
+        Parameters
+        ----------
+        data : mapping
+            ``{"scalars": {...}, "arrays": {...}, "metadata": {...}}``; any part may be
+            absent or null.
+
+        Returns
+        -------
+        TaskMetadata
+
+        Raises
+        ------
+        TypeError
+            If ``data`` (or a nested ``metadata`` entry) is not a mapping.
+        ValueError
+            For an unknown top-level key, an array that is not a list, a value that is not
+            bool, int, float, str or null, or an empty name.
         """
         if not isinstance(data, Mapping):
             raise TypeError(f"task metadata must be a mapping, not {type(data).__name__}")
@@ -127,11 +154,22 @@ class TaskMetadata:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> TaskMetadata:
-        """Parse pipe_base TaskMetadata JSON."""
+        """Parse pipe_base TaskMetadata JSON (see `from_dict`).
+
+        Raises
+        ------
+        ValueError
+            For invalid JSON (`json.JSONDecodeError`) and for what `from_dict` refuses.
+        TypeError
+            If the document is not a JSON object.
+        """
         return cls.from_dict(json.loads(text))
 
     def to_dict(self) -> dict[str, Any]:
-        """The pipe_base JSON form as Python objects (NaN stays a float NaN here)."""
+        """Return the pipe_base JSON form as Python objects (NaN stays a float NaN here).
+
+        The containers are new, so changing them does not change this metadata.
+        """
         return {
             "scalars": dict(self.scalars),
             "arrays": {k: list(v) for k, v in self.arrays.items()},
@@ -139,11 +177,23 @@ class TaskMetadata:
         }
 
     def to_json(self, **kwargs: Any) -> str:
-        """Strict JSON (non-finite floats as ``null``), readable by pipe_base and PostgreSQL."""
+        """Serialize as strict JSON (non-finite floats as ``null``), as pipe_base writes it.
+
+        Strict because PostgreSQL's ``jsonb`` and other JSON parsers refuse ``NaN``.
+
+        Parameters
+        ----------
+        **kwargs
+            Passed to `json.dumps` (``indent``, ``sort_keys``...).
+
+        Returns
+        -------
+        str
+        """
         return json.dumps(_strict(self.to_dict()), allow_nan=False, **kwargs)
 
     def copy(self) -> TaskMetadata:
-        """A deep copy: later changes to either do not show in the other."""
+        """Return a deep copy: later changes to either do not show in the other."""
         return copy.deepcopy(self)
 
     # ------------------------------------------------------------------ mapping protocol
@@ -229,7 +279,7 @@ class TaskMetadata:
         return [(k, self[k]) for k in self.keys()]
 
     def get(self, key: str, default: Any = None) -> Any:
-        """The value of ``key`` (dotted allowed), or ``default``."""
+        """Return the value of ``key`` (dotted allowed), or ``default`` if there is none."""
         try:
             return self[key]
         except KeyError:
@@ -239,7 +289,21 @@ class TaskMetadata:
         """Append ``value`` to the array ``name``, creating it (pipe_base semantics).
 
         A scalar of that name becomes an array holding the old and new values, so a timer
-        entered twice keeps both readings.
+        entered twice keeps both readings. Nested metadata of that name is replaced.
+
+        Parameters
+        ----------
+        name : str
+            The array's name; dotted names append in nested metadata.
+        value : bool, int, float or str
+            The value to append (NumPy scalars are unwrapped).
+
+        Raises
+        ------
+        ValueError
+            For a value of another type.
+        KeyError
+            For an empty or malformed name.
         """
         head, rest = _split(name)
         if rest is not None:
@@ -259,7 +323,13 @@ class TaskMetadata:
             self.arrays[head] = [checked]
 
     def getScalar(self, key: str) -> Scalar:
-        """A scalar, or the last element of an array (pipe_base semantics)."""
+        """Return a scalar, or the last element of an array (pipe_base semantics).
+
+        Raises
+        ------
+        KeyError
+            If ``key`` is absent or names nested metadata.
+        """
         value = self[key]
         if isinstance(value, list):
             return value[-1]
@@ -268,7 +338,16 @@ class TaskMetadata:
         return value
 
     def getArray(self, key: str) -> list[Scalar]:
-        """An array, or a scalar wrapped in a one-element list (pipe_base semantics)."""
+        """Return an array (as a new list), or a scalar wrapped in a one-element list.
+
+        This is pipe_base's semantics: callers get a list whether the name was assigned
+        once (a scalar) or appended to with `add` (an array).
+
+        Raises
+        ------
+        KeyError
+            If ``key`` is absent or names nested metadata.
+        """
         value = self[key]
         if isinstance(value, TaskMetadata):
             raise KeyError(f"{key!r} is nested metadata, not an array")
@@ -300,7 +379,7 @@ class TaskMetadata:
 
 
 def _split_plain(key: Any) -> str:
-    """A stored key from a JSON document: any non-empty string (full task names contain ':')."""
+    """Check a stored key from a JSON document: any non-empty string (task names have ':')."""
     if not isinstance(key, str) or not key:
         raise ValueError(f"task metadata names must be non-empty strings, not {key!r}")
     return key
