@@ -26,10 +26,10 @@ import time
 import uuid
 from pathlib import Path
 
+from calibreg.client import Registry
 from calibreg.db.migrate import upgrade
 from calibreg.db.session import make_engine
 from calibreg.formats import read_camera, read_stats
-from calibreg.registry.ingest import ingest_camera, ingest_exposures, ingest_stats
 from calibreg.services.simulate import simulate_flats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,8 +88,12 @@ def plain_copy_registry(rows: list[tuple], base: str, camera, sim) -> float:
     try:
         engine = make_engine(url)
         upgrade(engine)
-        ingest_camera(engine, camera, source="floor", sha256="floor", instrument="LSSTCam")
-        rep = ingest_exposures(engine, sim.exposures, source="floor", sha256="floor")
+        Registry(engine=engine).ingest_camera(
+            camera, source="floor", sha256="floor", instrument="LSSTCam"
+        )
+        rep = Registry(engine=engine).ingest_exposures(
+            sim.exposures, source="floor", sha256="floor"
+        )
         engine.dispose()
         buf = io.StringIO()
         for r in rows:
@@ -114,11 +118,15 @@ def plain_copy_registry(rows: list[tuple], base: str, camera, sim) -> float:
 def calibreg_ingest(url: str, camera, sim, csv_path: Path) -> float:
     engine = make_engine(url)
     upgrade(engine)
-    ingest_camera(engine, camera, source=str(CAMERA), sha256="bench", instrument="LSSTCam")
-    ingest_exposures(engine, sim.exposures, source="bench", sha256="bench")
+    Registry(engine=engine).ingest_camera(
+        camera, source=str(CAMERA), sha256="bench", instrument="LSSTCam"
+    )
+    Registry(engine=engine).ingest_exposures(sim.exposures, source="bench", sha256="bench")
     t0 = time.perf_counter()
     frame = read_stats(csv_path)
-    report = ingest_stats(engine, frame, source=str(csv_path), sha256="bench", instrument="LSSTCam")
+    report = Registry(engine=engine).ingest_stats(
+        frame, source=str(csv_path), sha256="bench", instrument="LSSTCam"
+    )
     dt = time.perf_counter() - t0
     assert report.n_inserted == len(frame), report
     engine.dispose()

@@ -58,9 +58,8 @@ def build_registry(url: str, n_versions: int) -> list[int]:
     One solve is persisted many times: a lookup's cost depends on how many certifications the
     tag holds, not on the scales, so repeating one result keeps set-up fast.
     """
+    from calibreg.domain.quantum import QuantumSpec
     from calibreg.engine import measure_scales
-    from calibreg.registry.ingest import ingest_camera, ingest_exposures, ingest_stats
-    from calibreg.registry.quantum import QuantumSpec
 
     engine = make_engine(url)
     upgrade(engine)
@@ -86,7 +85,7 @@ def build_registry(url: str, n_versions: int) -> list[int]:
         ],
         source_format="calibreg",
     )
-    ingest_camera(engine, camera, source="bench", sha256="0" * 64)
+    registry.ingest_camera(camera, source="bench", sha256="0" * 64)
     t0 = utc_to_tai_ns(START)
     exposures = pd.DataFrame(
         {
@@ -109,7 +108,7 @@ def build_registry(url: str, n_versions: int) -> list[int]:
             ),
         }
     )
-    ingest_exposures(engine, exposures, source="bench", sha256="1" * 64)
+    registry.ingest_exposures(exposures, source="bench", sha256="1" * 64)
     rng = np.random.default_rng(1)
     stats = [
         (
@@ -129,7 +128,7 @@ def build_registry(url: str, n_versions: int) -> list[int]:
     )
     frame["detector"] = frame["detector"].astype("Int64")
     frame["detector_name"] = None
-    ingest_stats(engine, frame, source="bench", sha256="2" * 64, instrument=INSTRUMENT)
+    registry.ingest_stats(frame, source="bench", sha256="2" * 64, instrument=INSTRUMENT)
 
     data = registry.assemble(QuantumSpec(INSTRUMENT, FILTER, "DETECTOR"))
     solution = measure_scales(data.background, data.counts, method="exact")

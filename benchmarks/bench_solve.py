@@ -29,7 +29,6 @@ from calibreg.client import Registry
 from calibreg.db.migrate import upgrade
 from calibreg.db.session import make_engine
 from calibreg.formats import read_camera, read_exposures, read_stats
-from calibreg.registry.ingest import ingest_camera, ingest_exposures, ingest_stats
 from calibreg.registry.quantum import QuantumSpec, assemble
 from calibreg.services.simulate import simulate_flats
 from calibreg.task import FlatNormalizationTask
@@ -70,11 +69,14 @@ def main() -> None:
             url = f"sqlite:///{db}"
             engine = make_engine(url)
             upgrade(engine)
-            ingest_camera(engine, camera, source=str(CAMERA), sha256="c", instrument="LSSTCam")
+            Registry(engine=engine).ingest_camera(
+                camera, source=str(CAMERA), sha256="c", instrument="LSSTCam"
+            )
             t0 = time.perf_counter()
-            ingest_exposures(engine, read_exposures(exp_csv), source=str(exp_csv), sha256="e")
-            ingest_stats(
-                engine,
+            Registry(engine=engine).ingest_exposures(
+                read_exposures(exp_csv), source=str(exp_csv), sha256="e"
+            )
+            Registry(engine=engine).ingest_stats(
                 read_stats(stats_csv),
                 source=str(stats_csv),
                 sha256="s",

@@ -6,6 +6,8 @@ can report them without a traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CalibregError(Exception):
     """Base of every error calibreg reports to a user."""
@@ -56,3 +58,34 @@ class SchemaError(CalibregError):
 
 class SolveError(CalibregError):
     """A quantum cannot be solved as asked (no exposures, disconnected data...)."""
+
+
+class CertificationGateError(ConflictError):
+    """Certify refused: the new version changes row scales by more than the threshold.
+
+    Attributes
+    ----------
+    comparison
+        The comparison that tripped the gate (``old_version``, ``new_version``,
+        ``max_abs_rel_change``, ``rms_rel_change``, ``worst`` rows, ``threshold``...), so an
+        interface can show it.
+    """
+
+    def __init__(self, message: str, comparison: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.comparison = comparison
+
+
+class NothingCertifiedError(NotFoundError):
+    """A lookup found no certified version.
+
+    Attributes
+    ----------
+    considered
+        When the lookup was asked to explain itself, every certification of the quantum's tag
+        with why it did not match; else an empty list.
+    """
+
+    def __init__(self, message: str, considered: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.considered = list(considered or [])

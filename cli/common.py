@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from calibreg.client import Registry
 from calibreg_cli.output import fail
 
 DbOption = Annotated[
@@ -66,12 +66,8 @@ def progress(message: str) -> Iterator[None]:
         yield
 
 
-def open_engine(db: str | None, *, check_schema: bool = True) -> Engine:
-    """An engine for ``db``, refusing a database whose schema is not current."""
-    from calibreg.db.migrate import require_current
-    from calibreg.db.session import make_engine
+def open_registry(db: str | None, *, check_schema: bool = True) -> Registry:
+    """Open the registry at ``db`` (the one way in), refusing an out-of-date schema."""
+    from calibreg.client import Registry
 
-    engine = make_engine(db)
-    if check_schema:
-        require_current(engine)
-    return engine
+    return Registry(db, check_schema=check_schema)

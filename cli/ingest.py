@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from calibreg.registry.ingest import IngestReport
-from calibreg_cli.common import DbOption, errors, open_engine, progress
+    from calibreg.domain.reports import IngestReport
+from calibreg_cli.common import DbOption, errors, open_registry, progress
 from calibreg_cli.output import ObjFormat, print_json
 
 app = typer.Typer(help="Load input files into the registry.", no_args_is_help=True)
@@ -41,20 +41,18 @@ def camera(
 ) -> None:
     """Register a camera's detectors and amplifiers."""
     with errors():
+        from calibreg.domain.hashing import sha256_files
         from calibreg.formats import read_camera
-        from calibreg.registry.common import sha256_files
-        from calibreg.registry.ingest import ingest_camera
 
-        engine = open_engine(db)
-        spec = read_camera(file, instrument=instrument)
-        report = ingest_camera(
-            engine,
-            spec,
-            source=str(file),
-            sha256=sha256_files([file]),
-            instrument=instrument,
-            replace=replace,
-        )
+        with open_registry(db) as reg:
+            spec = read_camera(file, instrument=instrument)
+            report = reg.ingest_camera(
+                spec,
+                source=str(file),
+                sha256=sha256_files([file]),
+                instrument=instrument,
+                replace=replace,
+            )
         _report(report, fmt)
 
 
@@ -73,20 +71,18 @@ def exposures(
 ) -> None:
     """Register exposure records."""
     with errors():
+        from calibreg.domain.hashing import sha256_files
         from calibreg.formats import read_exposures
-        from calibreg.registry.common import sha256_files
-        from calibreg.registry.ingest import ingest_exposures
 
-        engine = open_engine(db)
-        frame = read_exposures(file, time_scale=time_scale)
-        report = ingest_exposures(
-            engine,
-            frame,
-            source=str(file),
-            sha256=sha256_files([file]),
-            instrument=instrument,
-            replace=replace,
-        )
+        with open_registry(db) as reg:
+            frame = read_exposures(file, time_scale=time_scale)
+            report = reg.ingest_exposures(
+                frame,
+                source=str(file),
+                sha256=sha256_files([file]),
+                instrument=instrument,
+                replace=replace,
+            )
         _report(report, fmt)
 
 
@@ -113,14 +109,12 @@ def stats(
     fmt: FormatOption = ObjFormat.table,
 ) -> None:
     """Register background statistics (all files in one transaction)."""
-    with errors():
+    with errors(), open_registry(db) as reg:
         import pandas as pd
 
+        from calibreg.domain.hashing import sha256_files
         from calibreg.formats import read_stats
-        from calibreg.registry.common import sha256_files
-        from calibreg.registry.ingest import ingest_stats
 
-        engine = open_engine(db)
         kwargs = {}
         if exposure is not None:
             kwargs["exposure"] = int(exposure) if exposure.isdigit() else exposure
@@ -135,8 +129,7 @@ def stats(
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         source = str(files[0]) if len(files) == 1 else f"{files[0]} (+{len(files) - 1} files)"
         with progress(f"ingesting {len(frame):,} statistics rows"):
-            report = ingest_stats(
-                engine,
+            report = reg.ingest_stats(
                 frame,
                 source=source,
                 sha256=sha256_files(files),

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 from calibreg_cli import db as db_cmds
 from calibreg_cli import ingest as ingest_cmds
 from calibreg_cli import plot, publish, solve, versions
-from calibreg_cli.common import DbOption, errors, open_engine
+from calibreg_cli.common import DbOption, errors, open_registry
 from calibreg_cli.output import Format, print_frame
 
 app = typer.Typer(
@@ -56,11 +56,8 @@ def _with_utc(frame: pd.DataFrame) -> pd.DataFrame:
 @app.command()
 def instruments(db: DbOption = None, fmt: Format = FormatOpt) -> None:
     """List instruments with their detector, amplifier and exposure counts."""
-    with errors():
-        from calibreg.registry.catalog import list_instruments
-
-        with open_engine(db).connect() as conn:
-            print_frame(list_instruments(conn), fmt, title="instruments")
+    with errors(), open_registry(db) as reg:
+        print_frame(reg.instruments(), fmt, title="instruments")
 
 
 @app.command()
@@ -70,11 +67,8 @@ def detectors(
     fmt: Format = FormatOpt,
 ) -> None:
     """List an instrument's detectors."""
-    with errors():
-        from calibreg.registry.catalog import list_detectors
-
-        with open_engine(db).connect() as conn:
-            print_frame(list_detectors(conn, instrument), fmt, title=f"{instrument} detectors")
+    with errors(), open_registry(db) as reg:
+        print_frame(reg.detectors(instrument), fmt, title=f"{instrument} detectors")
 
 
 @app.command()
@@ -85,35 +79,32 @@ def exposures(
     fmt: Format = FormatOpt,
 ) -> None:
     """List an instrument's exposures (timespans shown in UTC)."""
-    with errors():
-        from calibreg.registry.catalog import list_exposures
-
-        with open_engine(db).connect() as conn:
-            frame = _with_utc(list_exposures(conn, instrument, physical_filter))
-            if fmt == Format.table:  # the terminal view; json/csv carry every column
-                frame = frame[
-                    [
-                        "id",
-                        "physical_filter",
-                        "obs_id",
-                        "observation_type",
-                        "day_obs",
-                        "exposure_time",
-                        "timespan_begin",
-                        "detector_stats",
-                        "amp_stats",
-                    ]
-                ].rename(
-                    columns={
-                        "physical_filter": "filter",
-                        "observation_type": "type",
-                        "exposure_time": "exptime",
-                        "timespan_begin": "begin (UTC)",
-                        "detector_stats": "det stats",
-                        "amp_stats": "amp stats",
-                    }
-                )
-            print_frame(frame, fmt, title=f"{instrument} exposures")
+    with errors(), open_registry(db) as reg:
+        frame = _with_utc(reg.exposures(instrument, physical_filter))
+        if fmt == Format.table:  # the terminal view; json/csv carry every column
+            frame = frame[
+                [
+                    "id",
+                    "physical_filter",
+                    "obs_id",
+                    "observation_type",
+                    "day_obs",
+                    "exposure_time",
+                    "timespan_begin",
+                    "detector_stats",
+                    "amp_stats",
+                ]
+            ].rename(
+                columns={
+                    "physical_filter": "filter",
+                    "observation_type": "type",
+                    "exposure_time": "exptime",
+                    "timespan_begin": "begin (UTC)",
+                    "detector_stats": "det stats",
+                    "amp_stats": "amp stats",
+                }
+            )
+        print_frame(frame, fmt, title=f"{instrument} exposures")
 
 
 @app.command()

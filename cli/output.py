@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -36,35 +35,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalar
-        try:
-            return _jsonable(value.item())
-        except (AttributeError, ValueError):
-            pass
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    try:
-        import pandas as pd
-
-        if value is pd.NA or value is pd.NaT:
-            return None
-    except ImportError:  # pragma: no cover
-        pass
-    return str(value)
-
-
 def print_json(obj: Any) -> None:
-    """JSON on stdout (NaN → null), nothing else."""
-    sys.stdout.write(json.dumps(_jsonable(obj), indent=2) + "\n")
+    """JSON on stdout under calibreg's one JSON rule (NaN and infinities → null), nothing else."""
+    from calibreg.domain.jsonable import dumps
+
+    sys.stdout.write(dumps(obj, indent=2) + "\n")
 
 
 def print_frame(frame: pd.DataFrame, fmt: Format, *, title: str | None = None) -> None:
@@ -120,7 +95,9 @@ def print_mapping(
     table.add_column("value", overflow="fold")
     for key, value in obj.items():
         if isinstance(value, (Mapping, list, tuple)) and not isinstance(value, str):
-            value = json.dumps(_jsonable(value))
+            from calibreg.domain.jsonable import dumps
+
+            value = dumps(value)
         table.add_row(str(key), _cell(value))
     Console().print(table)
 

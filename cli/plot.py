@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from calibreg_cli.common import DbOption, errors
+from calibreg_cli.common import DbOption, errors, open_registry
 
 app = typer.Typer(
     help="Plot a version on the focal plane, or a row's history.", no_args_is_help=True
@@ -20,10 +20,9 @@ def focal_plane(
 ) -> None:
     """Draw a version's row scales (G) at the detectors'/amplifiers' focal-plane positions."""
     with errors():
-        from calibreg.client import Registry
         from calibreg.services.plots import focal_plane as draw
 
-        with Registry(db) as reg:
+        with open_registry(db) as reg:
             path = draw(reg, version, output or Path(f"focal-plane-v{version}.png"))
         typer.echo(f"wrote {path}")
 
@@ -39,10 +38,9 @@ def history(
 ) -> None:
     """Plot one detector's (or amplifier's) scale across versions."""
     with errors():
-        from calibreg.client import Registry
         from calibreg.services.plots import history_plot
 
-        with Registry(db) as reg:
+        with open_registry(db) as reg:
             path = history_plot(
                 reg,
                 instrument=instrument,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typer
-from calibreg_cli.common import DbOption, errors
+from calibreg_cli.common import DbOption, errors, open_registry
 from calibreg_cli.output import Format, ObjFormat, print_frame, print_json, print_mapping
 
 
@@ -63,17 +63,14 @@ def certify(
     fmt: ObjFormat = typer.Option(ObjFormat.table, "--format"),
 ) -> None:
     """Certify VERSION in TAG for [BEGIN, END), after comparing it with its neighbour."""
-    from calibreg.client import Registry
-    from calibreg.errors import ConflictError
+    from calibreg.errors import CertificationGateError
 
-    with errors(), Registry(db) as reg:
+    with errors(), open_registry(db) as reg:
         b, e = _tai(begin, "begin"), _tai(end, "end")
         try:
             res = reg.certify(version, tag, b, e, force=force, max_change=max_change)
-        except ConflictError as err:
-            # Show the comparison behind a refusal too.
-            if getattr(err, "comparison", None) is not None:
-                _show_comparison(err.comparison)
+        except CertificationGateError as err:
+            _show_comparison(err.comparison)  # show the comparison behind a refusal too
             raise
         cmp = res.pop("comparison")
         _show_comparison(cmp)
@@ -96,9 +93,7 @@ def decertify(
     fmt: ObjFormat = typer.Option(ObjFormat.table, "--format"),
 ) -> None:
     """Remove [BEGIN, END) from TAG, splitting ranges that straddle it (history is kept)."""
-    from calibreg.client import Registry
-
-    with errors(), Registry(db) as reg:
+    with errors(), open_registry(db) as reg:
         changes = reg.decertify(
             tag, instrument, physical_filter, _tai(begin, "begin"), _tai(end, "end")
         )
@@ -128,10 +123,9 @@ def lookup(
     """Which version is valid for INSTRUMENT/FILTER at TIME (or EXPOSURE) in TAG."""
     import datetime as dt
 
-    from calibreg.client import Registry
-    from calibreg.errors import InputError, NotFoundError
+    from calibreg.errors import InputError, NothingCertifiedError
 
-    with errors(), Registry(db) as reg:
+    with errors(), open_registry(db) as reg:
         when = None
         if as_of is not None:
             try:
@@ -152,9 +146,9 @@ def lookup(
                 as_of=when,
                 explain=explain,
             )
-        except NotFoundError as err:
-            if explain and getattr(err, "explain", None) is not None:
-                _print_explain(err.explain)
+        except NothingCertifiedError as err:
+            if explain:
+                _print_explain(err.considered)
             raise
         res["time_utc"] = _utc(res["time_tai_ns"])
         considered = res.pop("explain", None)
@@ -195,9 +189,7 @@ def tags_list(
     """List certifications (active ones unless --history)."""
     import pandas as pd
 
-    from calibreg.client import Registry
-
-    with errors(), Registry(db) as reg:
+    with errors(), open_registry(db) as reg:
         rows = reg.certifications(tag, include_closed=history)
         frame = pd.DataFrame(rows)
         if not frame.empty:

@@ -2,46 +2,26 @@
 
 from __future__ import annotations
 
-import enum
 from typing import TYPE_CHECKING
 
 import typer
 
+# The vocabularies are pure Python (no NumPy, no SQLAlchemy): cheap enough for --help.
+from calibreg.domain.vocabulary import Level, Method, Weights
+
 if TYPE_CHECKING:
-    from calibreg.registry.quantum import Selection
-from calibreg_cli.common import DbOption, errors, progress
+    from calibreg.domain.quantum import Selection
+from calibreg_cli.common import DbOption, errors, open_registry, progress
 from calibreg_cli.output import ObjFormat, fail, print_json, print_mapping
-
-
-class Level(enum.StrEnum):
-    """Solve granularity."""
-
-    DETECTOR = "DETECTOR"
-    AMP = "AMP"
-
-
-class Method(enum.StrEnum):
-    """Decomposition method."""
-
-    exact = "exact"
-    alternating = "alternating"
-    robust = "robust"
-
-
-class Weights(enum.StrEnum):
-    """Least-squares weights."""
-
-    counts = "counts"
-    inverse_variance = "inverse-variance"
 
 
 def parse_selection(
     select: list[str], exposures: str | None, day_obs: str | None, time_range: str | None
 ) -> Selection:
     """Build a Selection from the command-line options."""
+    from calibreg.domain.quantum import Selection
     from calibreg.errors import InputError
     from calibreg.formats.timescale import utc_to_tai_ns
-    from calibreg.registry.quantum import Selection
 
     kwargs: dict = {}
     for item in select:
@@ -79,9 +59,9 @@ def solve(
     physical_filter: str | None = typer.Option(None, "--filter", "-f"),
     all_filters: bool = typer.Option(False, "--all-filters", help="Solve every filter."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes for --all-filters."),
-    level: Level = typer.Option(Level.DETECTOR, "--level"),
-    method: Method = typer.Option(Method.exact, "--method"),
-    weights: Weights = typer.Option(Weights.counts, "--weights"),
+    level: Level = typer.Option(Level.DETECTOR, "--level", case_sensitive=False),
+    method: Method = typer.Option(Method.exact, "--method", case_sensitive=False),
+    weights: Weights = typer.Option(Weights.counts, "--weights", case_sensitive=False),
     max_iter: int = typer.Option(1000, "--max-iter", help="Iteration cap (alternating)."),
     tol: float = typer.Option(1e-12, "--tol", help="Convergence tolerance (log space)."),
     clip_sigma: float = typer.Option(5.0, "--clip-sigma", help="Rejection k (robust)."),
@@ -117,11 +97,11 @@ def solve(
             clip_sigma=clip_sigma,
             selection=selection,
         )
-        with progress("solving"):
+        with progress("solving"), open_registry(db) as reg:
             if all_filters:
-                results = solve_all_filters(db, request, jobs=jobs)
+                results = solve_all_filters(reg, request, jobs=jobs)
             else:
-                results = [solve_quantum(db, request)]
+                results = [solve_quantum(reg, request)]
         if fmt == ObjFormat.json:
             print_json(results if all_filters else results[0])
             return

@@ -4,38 +4,33 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
-
-if TYPE_CHECKING:
-    from calibreg.client import Registry
-from calibreg_cli.common import DbOption, errors
+from calibreg_cli.common import DbOption, errors, open_registry
 from calibreg_cli.output import Format, ObjFormat, print_frame, print_json, print_mapping
+
+from calibreg.domain.vocabulary import Level
 
 app = typer.Typer(help="List, show, compare and verify calibration versions.", no_args_is_help=True)
 FormatOpt = typer.Option(Format.table, "--format", help="table, json or csv.")
-
-
-def _registry(db: str | None) -> Registry:
-    from calibreg.client import Registry
-
-    return Registry(db)
 
 
 @app.command("list")
 def list_(
     instrument: str | None = typer.Option(None, "--instrument", "-i"),
     physical_filter: str | None = typer.Option(None, "--filter", "-f"),
-    level: str | None = typer.Option(None, "--level"),
+    level: Level | None = typer.Option(None, "--level", case_sensitive=False),
     limit: int | None = typer.Option(None, "--limit"),
     db: DbOption = None,
     fmt: Format = FormatOpt,
 ) -> None:
     """List versions, oldest first."""
-    with errors(), _registry(db) as reg:
+    with errors(), open_registry(db) as reg:
         frame = reg.versions(
-            instrument=instrument, physical_filter=physical_filter, level=level, limit=limit
+            instrument=instrument,
+            physical_filter=physical_filter,
+            level=level.value if level else None,
+            limit=limit,
         )
         print_frame(frame, fmt, title="calibration versions")
 
@@ -48,7 +43,7 @@ def show(
     metadata: bool = typer.Option(False, "--metadata", help="Include the full task metadata."),
 ) -> None:
     """Show one version: quantum, config, provenance, diagnostics."""
-    with errors(), _registry(db) as reg:
+    with errors(), open_registry(db) as reg:
         rec = reg.version(version)
         if not metadata and fmt == ObjFormat.table:
             rec = {k: v for k, v in rec.items() if k != "task_metadata"}
@@ -63,7 +58,7 @@ def diff(
     fmt: Format = FormatOpt,
 ) -> None:
     """Compare two versions row by row: ratio v2/v1, max and rms relative change."""
-    with errors(), _registry(db) as reg:
+    with errors(), open_registry(db) as reg:
         cmp = reg.compare(v1, v2)
         if not cmp.get("comparable", True):
             from calibreg_cli.output import fail
@@ -88,10 +83,10 @@ def verify(
     fmt: ObjFormat = typer.Option(ObjFormat.table, "--format"),
 ) -> None:
     """Re-solve a version from the registry's inputs; report the difference and input changes."""
-    with errors():
+    with errors(), open_registry(db) as reg:
         from calibreg.services.solve import verify_version
 
-        result = verify_version(db, version)
+        result = verify_version(reg, version)
         print_mapping(result, fmt, title=f"verify version {version}")
         if not result["ok"]:
             raise typer.Exit(1)
@@ -111,7 +106,7 @@ def scales(
     fmt: Format = FormatOpt,
 ) -> None:
     """Print a version's scales: per row (G) or per exposure (E)."""
-    with errors(), _registry(db) as reg:
+    with errors(), open_registry(db) as reg:
         print_frame(reg.scales(version, kind.value), fmt, title=f"version {version} {kind.value}")
 
 
@@ -124,7 +119,7 @@ def history(
     fmt: Format = FormatOpt,
 ) -> None:
     """One detector's (or amplifier's) scale in every version, oldest first."""
-    with errors(), _registry(db) as reg:
+    with errors(), open_registry(db) as reg:
         frame = reg.history(
             instrument=instrument, physical_filter=physical_filter, detector=detector, amp=amp
         )
@@ -146,7 +141,7 @@ def export(
     db: DbOption = None,
 ) -> None:
     """Export a version as cp_pipe's cpFlatNormScales structure (YAML or JSON by suffix)."""
-    with errors(), _registry(db) as reg:
+    with errors(), open_registry(db) as reg:
         from calibreg.formats.cp_pipe import dump_cp_pipe
 
         structure = reg.cp_pipe(version)

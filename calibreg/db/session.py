@@ -83,36 +83,47 @@ def make_engine(url: str | None = None, **kwargs: object) -> Engine:
     )
 
 
-def _describe_integrity(err: exc.IntegrityError) -> str:
+def _first_line(err: exc.DBAPIError) -> str:
     return str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err)
 
 
 @contextlib.contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
-    """Open a connection and a transaction; commit on success, roll back on any error.
+def translate_errors() -> Iterator[None]:
+    """Turn driver errors raised inside the block into calibreg errors a user can act on.
 
-    Driver errors become calibreg errors with messages a user can act on.
+    Raises
+    ------
+    ConflictError
+        For a constraint or trigger the database refused the change with.
+    SchemaError
+        When the calibreg tables are missing (run ``calibreg db upgrade``).
+    CalibregError
+        For any other database error, with the driver's first line.
     """
     try:
-        with engine.connect() as conn:
-            conn.execution_options(calibreg_write=True)
-            with conn.begin():
-                yield conn
+        yield
     except CalibregError:
         raise
     except exc.IntegrityError as err:
-        raise ConflictError(f"refused by the database: {_describe_integrity(err)}") from err
-    except exc.OperationalError as err:
-        msg = str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err)
-        if "no such table" in msg or ("does not exist" in msg and "relation" in msg):
+        raise ConflictError(f"refused by the database: {_first_line(err)}") from err
+    except (exc.OperationalError, exc.ProgrammingError) as err:
+        msg = _first_line(err)
+        relation = "relation" in msg or isinstance(err, exc.ProgrammingError)
+        if "no such table" in msg or ("does not exist" in msg and relation):
             raise SchemaError(
                 f"the database has no calibreg schema ({msg}); run `calibreg db upgrade`"
             ) from err
         raise CalibregError(f"database error: {msg}") from err
-    except exc.ProgrammingError as err:
-        msg = str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err)
-        if "does not exist" in msg:
-            raise SchemaError(
-                f"the database has no calibreg schema ({msg}); run `calibreg db upgrade`"
-            ) from err
-        raise CalibregError(f"database error: {msg}") from err
+
+
+@contextlib.contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """Open a connection and a write transaction; commit on success, roll back on any error.
+
+    Driver errors become calibreg errors (:func:`translate_errors`). On SQLite the transaction
+    takes the write lock up front (``BEGIN IMMEDIATE``).
+    """
+    with translate_errors(), engine.connect() as conn:
+        conn.execution_options(calibreg_write=True)
+        with conn.begin():
+            yield conn

@@ -4,8 +4,16 @@ NumPy and SciPy only; the engine knows nothing of the database, so a solve can b
 from the stored input matrices alone.
 """
 
-from .cp_pipe import LEVELS, to_cp_pipe_scales
+from .cp_pipe import LEVELS, cp_pipe_scales, to_cp_pipe_scales
 from .solution import ScaleSolution
 from .solve import METHODS, WEIGHTS, measure_scales
 
-__all__ = ["LEVELS", "METHODS", "WEIGHTS", "ScaleSolution", "measure_scales", "to_cp_pipe_scales"]
+__all__ = [
+    "LEVELS",
+    "METHODS",
+    "WEIGHTS",
+    "ScaleSolution",
+    "cp_pipe_scales",
+    "measure_scales",
+    "to_cp_pipe_scales",
+]

@@ -13,11 +13,13 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from calibreg.domain.vocabulary import Level
+
 from .solution import ScaleSolution
 
-__all__ = ["LEVELS", "to_cp_pipe_scales"]
+__all__ = ["LEVELS", "cp_pipe_scales", "to_cp_pipe_scales"]
 
-LEVELS = ("DETECTOR", "AMP")
+LEVELS = Level.values()
 
 
 def _as_int(name: str, value: Any) -> int:
@@ -78,9 +80,58 @@ def to_cp_pipe_scales(
         For an unknown level, labels that do not match the solution's shape, repeated or
         malformed labels, or an amplifier or detector that ``amp_names`` does not know.
     """
+    return cp_pipe_scales(
+        level=level,
+        row_labels=row_labels,
+        row_scales=solution.row_scales,
+        exposure_ids=exposure_ids,
+        exp_scales=solution.exp_scales,
+        amp_names=amp_names,
+    )
+
+
+def cp_pipe_scales(
+    *,
+    level: str,
+    row_labels: Sequence[Any],
+    row_scales: Sequence[float],
+    exposure_ids: Sequence[int],
+    exp_scales: Sequence[float],
+    amp_names: Mapping[int, Sequence[str]],
+) -> dict[str, Any]:
+    """Build cp_pipe's ``outputScales`` from labelled scales: the one builder of that structure.
+
+    :func:`to_cp_pipe_scales` (a fresh solution) and the registry's export of a stored version
+    both come here, so the structure is made in exactly one place.
+
+    Parameters
+    ----------
+    level : {"DETECTOR", "AMP"}
+        The row granularity, as in cp_pipe's ``config.level``.
+    row_labels : sequence
+        One label per row scale: a detector id (DETECTOR) or ``(detector_id, amp_name)`` (AMP).
+    row_scales : sequence of float, shape (n_rows,)
+        The relative response G of each row.
+    exposure_ids : sequence of int
+        One exposure id per exposure scale.
+    exp_scales : sequence of float, shape (n_exposures,)
+        The exposure (lamp) scale E of each exposure, in ADU; NaN for a flagged exposure.
+    amp_names : mapping of int to sequence of str
+        Amplifier names of each detector in camera order.
+
+    Returns
+    -------
+    dict
+        As :func:`to_cp_pipe_scales`.
+
+    Raises
+    ------
+    ValueError
+        As :func:`to_cp_pipe_scales`.
+    """
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
-    n_row, n_exp = solution.shape
+    n_row, n_exp = len(row_scales), len(exp_scales)
     labels = list(row_labels)
     exposures = [_as_int("exposure id", x) for x in exposure_ids]
     if len(labels) != n_row:
@@ -92,8 +143,8 @@ def to_cp_pipe_scales(
     if len(set(exposures)) != n_exp:
         raise ValueError("exposure ids repeat an exposure")
 
-    exp_values = [float(v) for v in solution.exp_scales]
-    row_values = [float(v) for v in solution.row_scales]
+    exp_values = [float(v) for v in exp_scales]
+    row_values = [float(v) for v in row_scales]
     det_scale: dict[int, Any] = {}
     detectors: list[int] = []
     if level == "DETECTOR":

@@ -41,12 +41,14 @@ from scipy.linalg import get_blas_funcs
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from calibreg.domain.vocabulary import Method, Weights
+
 from .solution import ScaleSolution
 
 __all__ = ["METHODS", "WEIGHTS", "measure_scales"]
 
-METHODS = ("exact", "alternating", "robust")
-WEIGHTS = ("counts", "inverse-variance")
+METHODS = Method.values()
+WEIGHTS = Weights.values()
 
 # sigma = 1.4826 MAD for a normal distribution.
 _MAD_TO_SIGMA = 1.4826

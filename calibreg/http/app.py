@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 import calibreg
 from calibreg.client import Registry
+from calibreg.domain.vocabulary import Level
 from calibreg.errors import InputError
 from calibreg.http.encoding import (
     IMMUTABLE,
@@ -246,8 +247,11 @@ def list_versions(
         str | None, Query(alias="filter", description="Physical filter name.")
     ] = None,
     level: Annotated[
-        Literal["DETECTOR", "AMP", "detector", "amp"] | None,
-        Query(description="Row granularity of the solve."),
+        str | None,
+        Query(
+            description=f"Row granularity of the solve: {', '.join(Level.values())} (any case).",
+            max_length=32,
+        ),
     ] = None,
     limit: Annotated[
         int, Query(ge=1, le=MAX_LIMIT, description="Page size (at most 1000).")
@@ -262,7 +266,7 @@ def list_versions(
     frame = registry.versions(
         instrument=instrument,
         physical_filter=physical_filter,
-        level=level,
+        level=None if level is None else Level.parse(level, source="query").value,
         limit=limit + 1,
         offset=offset,
     )

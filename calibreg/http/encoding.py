@@ -1,25 +1,20 @@
 """Turning registry results into HTTP bodies: JSON, CSV, Parquet, ETags and content negotiation.
 
 These helpers are kept apart from the routes so that the exact bytes of a response (and so its
-ETag) are decided in one place. JSON is rendered by :func:`render_json` rather than by FastAPI's
-encoder because the registry hands back pandas frames, NumPy scalars and NaN: JSON has no NaN,
-so a NaN (calibreg's "no valid measurement") must become ``null`` on purpose rather than make
-the encoder fail or emit invalid ``NaN`` tokens.
+ETag) are decided in one place. JSON is rendered by :func:`render_json` under calibreg's one
+JSON rule (:mod:`calibreg.domain.jsonable`: NaN and infinities as ``null``) rather than by
+FastAPI's encoder, because the registry hands back pandas frames, NumPy scalars and NaN.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import hashlib
 import io
-import json
-import math
-from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
+
+from calibreg.domain.hashing import sha256_bytes
+from calibreg.domain.jsonable import dumps, frame_records, jsonable
 
 #: Cache policy of immutable resources (a version never changes once written).
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -42,49 +37,9 @@ ACCEPTED_TYPES = {
 }
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON data: NaN/Inf/NA → ``None``, NumPy → Python, instants → ISO.
-
-    Mapping keys become strings, as JSON requires (cp_pipe's integer detector and exposure ids
-    therefore arrive as ``"12"``; a JSON client cannot tell otherwise).
-    """
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(jsonable(k)): jsonable(v) for k, v in value.items()}
-    if isinstance(value, pd.DataFrame):
-        return frame_records(value)
-    if isinstance(value, (list, tuple, set, frozenset, np.ndarray, pd.Series)):
-        return [jsonable(v) for v in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable(dataclasses.asdict(value))
-    return str(value)
-
-
-def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """A frame's rows as JSON objects (column order kept, missing values as ``null``)."""
-    columns = [str(c) for c in frame.columns]
-    return [
-        {c: jsonable(v) for c, v in zip(columns, row, strict=True)}
-        for row in frame.itertuples(index=False, name=None)
-    ]
-
-
 def render_json(value: Any) -> bytes:
     """Compact UTF-8 JSON of ``value``; deterministic, so equal data gives equal bytes."""
-    return json.dumps(
-        jsonable(value), ensure_ascii=False, allow_nan=False, separators=(",", ":")
-    ).encode()
+    return dumps(value, compact=True).encode()
 
 
 def render_csv(frame: pd.DataFrame) -> bytes:
@@ -101,7 +56,7 @@ def render_parquet(frame: pd.DataFrame) -> bytes:
 
 def strong_etag(body: bytes) -> str:
     """The quoted sha256 of the exact body: equal bytes and only equal bytes share it."""
-    return f'"{hashlib.sha256(body).hexdigest()}"'
+    return f'"{sha256_bytes(body)}"'
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -166,3 +121,23 @@ def negotiate(accept: str | None) -> str | None:
         if best is None or rank > best:
             best, chosen = rank, fmt
     return chosen
+
+
+__all__ = [
+    "ACCEPTED_TYPES",
+    "CSV_TYPE",
+    "IMMUTABLE",
+    "JSON_TYPE",
+    "MEDIA_TYPES",
+    "NO_CACHE",
+    "PARQUET_TYPE",
+    "TABLE_FORMATS",
+    "etag_matches",
+    "frame_records",
+    "jsonable",
+    "negotiate",
+    "render_csv",
+    "render_json",
+    "render_parquet",
+    "strong_etag",
+]

@@ -21,6 +21,7 @@ from calibreg.errors import (
     ConflictError,
     InputError,
     NotFoundError,
+    NothingCertifiedError,
     SchemaError,
 )
 from calibreg.http.encoding import JSON_TYPE, NO_CACHE, jsonable, render_json
@@ -74,10 +75,10 @@ async def _calibreg_error(request: Request, exc: Exception) -> Response:
     details = None
     if isinstance(exc, InputError):
         details = [{"loc": [exc.source, *([exc.field] if exc.field else [])], "msg": exc.reason}]
-    elif getattr(exc, "explain", None) is not None:
+    elif isinstance(exc, NothingCertifiedError) and exc.considered:
         # A lookup asked to explain itself: say which certifications were considered and why
         # none matched, rather than only that nothing did.
-        details = jsonable(exc.explain)  # type: ignore[attr-defined]
+        details = jsonable(exc.considered)
     return error_response(_status_of(exc), str(exc), details)
 
 

@@ -1,6 +1,10 @@
 """Bulk ingest of camera geometry, exposures and background statistics.
 
-Every call is one transaction and (when it changes anything) one ``ingest_batch`` row:
+Every call runs on the caller's transaction (the :class:`calibreg.Registry` facade opens one per
+call) and, when it changes anything, writes one ``ingest_batch`` row. All three kinds share one
+skeleton, :func:`_write_plans`: *ensure* the instrument → *load* the existing rows with the same
+keys → *diff* (new, changed, unchanged) → refuse *conflicts* unless ``replace`` → open a *batch*
+→ *write* new rows and overwrite changed ones.
 
 * **Atomic** - readers validate the whole file first; references (detectors, amplifiers,
   exposures) are resolved against the registry before anything is written; any failure rolls
@@ -8,8 +12,9 @@ Every call is one transaction and (when it changes anything) one ``ingest_batch`
 * **Idempotent** - rows are keyed; identical content already present is counted as unchanged,
   and an ingest that would change nothing writes nothing (not even a batch) and says so.
   A conflicting value for an existing key is refused unless ``replace=True``.
-* **Bulk** - statistics go through :mod:`calibreg.registry.bulk` (driver ``executemany`` on
-  SQLite, ``COPY`` on PostgreSQL); existing rows are compared set-wise in pandas.
+* **Bulk** - statistics go through :func:`calibreg.registry.bulk.bulk_insert` (driver
+  ``executemany`` on SQLite, ``COPY`` on PostgreSQL); existing rows are compared set-wise in
+  pandas.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ import pandas as pd
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Engine,
     Select,
     Table,
     and_,
@@ -42,52 +46,119 @@ from calibreg.db.models import (
     IngestBatch,
     Instrument,
 )
-from calibreg.db.session import transaction
 from calibreg.db.types import utcnow
+from calibreg.domain.provenance import Who
+from calibreg.domain.reports import IngestReport
 from calibreg.errors import ConflictError, InputError, NotFoundError
 from calibreg.formats.camera import CameraSpec
 from calibreg.registry.bulk import bulk_insert
-from calibreg.registry.common import (
-    current_host,
-    current_user,
-    instrument_id,
-    instrument_names,
-    software_version,
-)
+from calibreg.registry.common import instrument_id, instrument_names
 
 #: Ids per ``IN (...)`` list: far below SQLite's and PostgreSQL's bind-parameter limits.
 IN_CHUNK = 5_000
 
 
-@dataclasses.dataclass(frozen=True)
-class IngestReport:
-    """What one ingest call did."""
+# --------------------------------------------------------------------------- the skeleton
+
+
+@dataclasses.dataclass
+class _Plan:
+    """One table's share of an ingest: its rows split into new, changed and unchanged."""
 
     kind: str
-    source: str
-    instrument: str | None
-    n_rows: int
-    n_inserted: int
-    n_replaced: int
-    n_unchanged: int
-    batch_id: int | None
+    table: Table
+    key: list[str]
+    values: list[str]
+    new: pd.DataFrame
+    changed: pd.DataFrame
+    n_same: int
+    describe: Callable[[pd.Series], str]
+    #: Columns every written row gets (``instrument_id``); ``batch_id`` is added if stamped.
+    fixed: dict[str, object]
+    #: Whether new rows carry the batch id, and overwritten rows get the new one.
+    stamp_batch: bool = True
+    #: Whether an overwrite also moves the row to the new batch (statistics).
+    restamp_on_replace: bool = False
+    #: Whether new rows go through the driver's bulk path (statistics) or one ``INSERT``.
+    bulk: bool = False
 
-    @property
-    def changed(self) -> bool:
-        """Whether the call wrote anything."""
-        return self.batch_id is not None
 
-    def message(self) -> str:
-        """One line for a person."""
-        if not self.changed:
-            return (
-                f"{self.source}: nothing changed ({self.n_unchanged} {self.kind} rows already "
-                "present with identical content)"
-            )
-        return (
-            f"{self.source}: batch {self.batch_id}: {self.n_inserted} inserted, "
-            f"{self.n_replaced} replaced, {self.n_unchanged} unchanged ({self.kind})"
+def _plan(
+    kind: str,
+    table: Table,
+    old: pd.DataFrame,
+    rows: pd.DataFrame,
+    key: list[str],
+    values: list[str],
+    describe: Callable[[pd.Series], str],
+    fixed: dict[str, object],
+    **options: bool,
+) -> _Plan:
+    new, changed, same = _diff(old, rows, key, values)
+    return _Plan(kind, table, key, values, new, changed, same, describe, fixed, **options)
+
+
+def _write_plans(
+    conn: Connection,
+    plans: Sequence[_Plan],
+    *,
+    kind: str,
+    source: str,
+    sha256: str,
+    instrument_label: str | None,
+    batch_instrument: int | None,
+    n_rows: int,
+    replace: bool,
+    options: dict,
+    who: Who,
+    started: dt.datetime,
+) -> IngestReport:
+    """Refuse conflicts, then write every plan under one new batch (or nothing at all)."""
+    if not replace:
+        for plan in plans:
+            if len(plan.changed):
+                raise _conflict(plan.kind, source, plan.changed, plan.describe)
+    unchanged = sum(p.n_same for p in plans)
+    if unchanged == n_rows:
+        return IngestReport(kind, source, instrument_label, n_rows, 0, 0, unchanged, None)
+    batch = _new_batch(
+        conn,
+        kind=kind,
+        instrument=batch_instrument,
+        source=source,
+        sha256=sha256,
+        n_rows=n_rows,
+        started_at=started,
+        options=options,
+        who=who,
+    )
+    for plan in plans:
+        stamp = {"batch_id": batch} if plan.stamp_batch else {}
+        if len(plan.new):
+            new = plan.new.assign(**plan.fixed, **stamp)
+            if plan.bulk:
+                bulk_insert(
+                    conn, plan.table.name, new, [*plan.fixed, *plan.key, *plan.values, *stamp]
+                )
+            else:
+                records = new.to_dict("records")
+                conn.execute(
+                    insert(plan.table), [{k: _py(v) for k, v in r.items()} for r in records]
+                )
+        restamp = stamp if plan.restamp_on_replace else {}
+        _update_rows(
+            conn,
+            plan.table,
+            plan.changed.assign(**plan.fixed, **restamp),
+            [*plan.fixed, *plan.key],
+            [*plan.values, *restamp],
         )
+    inserted = sum(len(p.new) for p in plans)
+    replaced = sum(len(p.changed) for p in plans)
+    _close_batch(conn, batch, inserted, replaced, unchanged)
+    return IngestReport(
+        kind, source, instrument_label, n_rows, inserted, replaced, unchanged, batch
+    )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -143,6 +214,7 @@ def _new_batch(
     n_rows: int,
     started_at: dt.datetime,
     options: dict,
+    who: Who,
 ) -> int:
     return conn.execute(
         insert(IngestBatch).returning(IngestBatch.id),
@@ -157,9 +229,9 @@ def _new_batch(
             "n_unchanged": 0,
             "started_at": started_at,
             "finished_at": started_at,
-            "user_name": current_user(),
-            "host": current_host(),
-            "software_version": software_version(),
+            "user_name": who.user,
+            "host": who.host,
+            "software_version": who.software_version,
             "options": options,
         },
     ).scalar_one()
@@ -294,93 +366,92 @@ def _camera_frames(camera: CameraSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def ingest_camera(
-    engine: Engine,
+    conn: Connection,
     camera: CameraSpec,
     *,
     source: str,
     sha256: str,
+    who: Who,
     instrument: str | None = None,
     replace: bool = False,
 ) -> IngestReport:
-    """Register a camera's detectors and amplifiers (``instrument`` overrides its name)."""
+    """Register a camera's detectors and amplifiers on ``conn``'s open transaction.
+
+    Parameters
+    ----------
+    conn
+        A connection inside a write transaction.
+    camera
+        The parsed camera (:func:`calibreg.formats.read_camera`).
+    source, sha256
+        The file it came from and its content hash, recorded with the batch.
+    who
+        The actor recorded with the batch.
+    instrument
+        Register under this name instead of the camera's own.
+    replace
+        Overwrite detectors/amplifiers whose values differ (else refused).
+
+    Raises
+    ------
+    ConflictError
+        If a stored detector or amplifier differs and ``replace`` is false.
+    """
     name = instrument or camera.name
     dets, amps = _camera_frames(camera)
     started = utcnow()
-    with transaction(engine) as conn:
-        inst = _ensure_instrument(conn, name, getattr(camera, "source_format", None))
-        old_dets = _frame(
-            conn,
-            select(*(Detector.__table__.c[c] for c in ["id", *DETECTOR_VALUES])).where(
-                Detector.instrument_id == inst
-            ),
-            ["id", *DETECTOR_VALUES],
-        )
-        old_amps = _frame(
-            conn,
-            select(
-                *(Amplifier.__table__.c[c] for c in ["detector_id", "amp_index", *AMP_VALUES])
-            ).where(Amplifier.instrument_id == inst),
-            ["detector_id", "amp_index", *AMP_VALUES],
-        )
-        new_d, chg_d, same_d = _diff(old_dets, dets, ["id"], DETECTOR_VALUES)
-        new_a, chg_a, same_a = _diff(old_amps, amps, ["detector_id", "amp_index"], AMP_VALUES)
-        if (len(chg_d) or len(chg_a)) and not replace:
-            if len(chg_d):
-                raise _conflict("detector", source, chg_d, lambda r: f"detector {int(r['id'])}")
-            raise _conflict(
-                "amplifier",
-                source,
-                chg_a,
-                lambda r: f"detector {int(r['detector_id'])} amplifier {r['name']}",
-            )
-        total = len(dets) + len(amps)
-        unchanged = same_d + same_a
-        if unchanged == total:
-            return IngestReport("camera", source, name, total, 0, 0, unchanged, None)
-        batch = _new_batch(
-            conn,
-            kind="camera",
-            instrument=inst,
-            source=source,
-            sha256=sha256,
-            n_rows=total,
-            started_at=started,
-            options={"instrument": name, "replace": replace},
-        )
-        if len(new_d):
-            conn.execute(
-                insert(Detector),
-                [
-                    {
-                        **{k: _py(v) for k, v in rec.items()},
-                        "instrument_id": inst,
-                        "batch_id": batch,
-                    }
-                    for rec in new_d.to_dict("records")
-                ],
-            )
-        chg_d = chg_d.assign(instrument_id=inst)
-        _update_rows(conn, Detector.__table__, chg_d, ["instrument_id", "id"], DETECTOR_VALUES)
-        if len(new_a):
-            conn.execute(
-                insert(Amplifier),
-                [
-                    {**{k: _py(v) for k, v in rec.items()}, "instrument_id": inst}
-                    for rec in new_a.to_dict("records")
-                ],
-            )
-        chg_a = chg_a.assign(instrument_id=inst)
-        _update_rows(
-            conn,
+    inst = _ensure_instrument(conn, name, getattr(camera, "source_format", None))
+    det_cols = ["id", *DETECTOR_VALUES]
+    amp_cols = ["detector_id", "amp_index", *AMP_VALUES]
+    old_dets = _frame(
+        conn,
+        select(*(Detector.__table__.c[c] for c in det_cols)).where(Detector.instrument_id == inst),
+        det_cols,
+    )
+    old_amps = _frame(
+        conn,
+        select(*(Amplifier.__table__.c[c] for c in amp_cols)).where(
+            Amplifier.instrument_id == inst
+        ),
+        amp_cols,
+    )
+    plans = [
+        _plan(
+            "detector",
+            Detector.__table__,
+            old_dets,
+            dets,
+            ["id"],
+            DETECTOR_VALUES,
+            lambda r: f"detector {int(r['id'])}",
+            {"instrument_id": inst},
+        ),
+        _plan(
+            "amplifier",
             Amplifier.__table__,
-            chg_a,
-            ["instrument_id", "detector_id", "amp_index"],
+            old_amps,
+            amps,
+            ["detector_id", "amp_index"],
             AMP_VALUES,
-        )
-        inserted = len(new_d) + len(new_a)
-        replaced = len(chg_d) + len(chg_a)
-        _close_batch(conn, batch, inserted, replaced, unchanged)
-    return IngestReport("camera", source, name, total, inserted, replaced, unchanged, batch)
+            lambda r: f"detector {int(r['detector_id'])} amplifier {r['name']}",
+            {"instrument_id": inst},
+            stamp_batch=False,
+        ),
+    ]
+    return _write_plans(
+        conn,
+        plans,
+        kind="camera",
+        source=source,
+        sha256=sha256,
+        instrument_label=name,
+        batch_instrument=inst,
+        n_rows=len(dets) + len(amps),
+        replace=replace,
+        options={"instrument": name, "replace": replace},
+        who=who,
+        started=started,
+    )
 
 
 # --------------------------------------------------------------------------- exposures
@@ -403,11 +474,12 @@ EXPOSURE_VALUES = [
 
 
 def ingest_exposures(
-    engine: Engine,
+    conn: Connection,
     frame: pd.DataFrame,
     *,
     source: str,
     sha256: str,
+    who: Who,
     instrument: str | None = None,
     replace: bool = False,
 ) -> IngestReport:
@@ -415,6 +487,13 @@ def ingest_exposures(
 
     Instruments named in the records are registered if new (exposures may arrive before a
     camera description). ``instrument`` restricts the ingest to that instrument's records.
+
+    Raises
+    ------
+    InputError
+        If ``instrument`` is given and the records hold none of its exposures.
+    ConflictError
+        If a stored exposure differs and ``replace`` is false.
     """
     frame = frame.rename(columns={"group": "group_name"}).copy()
     if instrument is not None:
@@ -423,58 +502,36 @@ def ingest_exposures(
             raise InputError(source, f"no exposure records for instrument {instrument!r}")
     names = sorted(frame["instrument"].unique())
     started = utcnow()
-    total = len(frame)
-    inserted = replaced = unchanged = 0
-    with transaction(engine) as conn:
-        inst_ids = {n: _ensure_instrument(conn, n, None) for n in names}
-        pending = []
-        for name in names:
-            part = frame[frame["instrument"] == name].drop(columns=["instrument"])
-            part = part[["id", *EXPOSURE_VALUES]]
-            inst = inst_ids[name]
-            old = _existing_exposures(conn, inst, part["id"].tolist())
-            new, chg, same = _diff(old, part, ["id"], EXPOSURE_VALUES)
-            if len(chg) and not replace:
-                raise _conflict("exposure", source, chg, lambda r: f"exposure {int(r['id'])}")
-            pending.append((inst, new, chg))
-            unchanged += same
-        if unchanged == total:
-            return IngestReport("exposures", source, ",".join(names), total, 0, 0, unchanged, None)
-        batch = _new_batch(
-            conn,
-            kind="exposures",
-            instrument=inst_ids[names[0]] if len(names) == 1 else None,
-            source=source,
-            sha256=sha256,
-            n_rows=total,
-            started_at=started,
-            options={"instruments": names, "replace": replace},
-        )
-        for inst, new, chg in pending:
-            if len(new):
-                conn.execute(
-                    insert(Exposure),
-                    [
-                        {
-                            **{k: _py(v) for k, v in rec.items()},
-                            "instrument_id": inst,
-                            "batch_id": batch,
-                        }
-                        for rec in new.to_dict("records")
-                    ],
-                )
-            _update_rows(
-                conn,
+    inst_ids = {n: _ensure_instrument(conn, n, None) for n in names}
+    plans = []
+    for name in names:
+        part = frame[frame["instrument"] == name][["id", *EXPOSURE_VALUES]]
+        inst = inst_ids[name]
+        plans.append(
+            _plan(
+                "exposure",
                 Exposure.__table__,
-                chg.assign(instrument_id=inst),
-                ["instrument_id", "id"],
+                _existing_exposures(conn, inst, part["id"].tolist()),
+                part,
+                ["id"],
                 EXPOSURE_VALUES,
+                lambda r: f"exposure {int(r['id'])}",
+                {"instrument_id": inst},
             )
-            inserted += len(new)
-            replaced += len(chg)
-        _close_batch(conn, batch, inserted, replaced, unchanged)
-    return IngestReport(
-        "exposures", source, ",".join(names), total, inserted, replaced, unchanged, batch
+        )
+    return _write_plans(
+        conn,
+        plans,
+        kind="exposures",
+        source=source,
+        sha256=sha256,
+        instrument_label=",".join(names),
+        batch_instrument=inst_ids[names[0]] if len(names) == 1 else None,
+        n_rows=len(frame),
+        replace=replace,
+        options={"instruments": names, "replace": replace},
+        who=who,
+        started=started,
     )
 
 
@@ -503,11 +560,12 @@ STAT_VALUES = ["median", "sigma", "n_pixels"]
 
 
 def ingest_stats(
-    engine: Engine,
+    conn: Connection,
     frame: pd.DataFrame,
     *,
     source: str,
     sha256: str,
+    who: Who,
     instrument: str | None = None,
     replace: bool = False,
 ) -> IngestReport:
@@ -516,76 +574,82 @@ def ingest_stats(
     ``frame`` has the reader's columns (exposure, detector, detector_name, amp, median, sigma,
     n_pixels, source_row) plus optionally ``source`` (the file of each row) and
     ``exposure_obs_id``. Rows with an empty ``amp`` are detector-level statistics.
+
+    Raises
+    ------
+    InputError
+        For a row naming an unknown detector, amplifier or exposure (file, row, field and
+        reason), a key given twice, or no ``instrument`` when the registry holds several.
+    NotFoundError
+        If the instrument is unknown or has no detectors yet.
+    ConflictError
+        If stored statistics differ and ``replace`` is false.
     """
     started = utcnow()
     frame = frame.reset_index(drop=True)
     if "source" not in frame.columns:
         frame["source"] = source
-    with transaction(engine) as conn:
-        if instrument is None:
-            known = instrument_names(conn)
-            if len(known) != 1:
-                raise InputError(
-                    source,
-                    "say which instrument these statistics belong to (--instrument); "
-                    f"the registry holds {len(known)} instruments",
-                )
-            instrument = known[0]
-        inst = instrument_id(conn, instrument)
-        frame = _resolve_stats(conn, inst, instrument, frame)
-        is_amp = frame["amp_index"].notna().to_numpy()
-        det_rows = frame.loc[~is_amp, ["exposure", "detector", *STAT_VALUES]]
-        amp_rows = frame.loc[is_amp, ["exposure", "detector", "amp_index", *STAT_VALUES]]
-        det_rows = det_rows.rename(columns={"exposure": "exposure_id", "detector": "detector_id"})
-        amp_rows = amp_rows.rename(columns={"exposure": "exposure_id", "detector": "detector_id"})
-        amp_rows["amp_index"] = amp_rows["amp_index"].astype("int64")
-        exposures = sorted(set(frame["exposure"].tolist()))
-        old_det = _existing_stats(conn, DetectorStats.__table__, inst, exposures, amp=False)
-        old_amp = _existing_stats(conn, AmpStats.__table__, inst, exposures, amp=True)
-        new_d, chg_d, same_d = _diff(old_det, det_rows, ["exposure_id", "detector_id"], STAT_VALUES)
-        new_a, chg_a, same_a = _diff(
-            old_amp, amp_rows, ["exposure_id", "detector_id", "amp_index"], STAT_VALUES
-        )
-        if (len(chg_d) or len(chg_a)) and not replace:
-            which = chg_d if len(chg_d) else chg_a
-            raise _conflict(
+    instrument = instrument or _only_instrument(conn, source)
+    inst = instrument_id(conn, instrument)
+    frame = _resolve_stats(conn, inst, instrument, frame)
+    is_amp = frame["amp_index"].notna().to_numpy()
+    ids = {"exposure": "exposure_id", "detector": "detector_id"}
+    det_rows = frame.loc[~is_amp, ["exposure", "detector", *STAT_VALUES]].rename(columns=ids)
+    amp_rows = frame.loc[is_amp, ["exposure", "detector", "amp_index", *STAT_VALUES]].rename(
+        columns=ids
+    )
+    amp_rows["amp_index"] = amp_rows["amp_index"].astype("int64")
+    exposures = sorted(set(frame["exposure"].tolist()))
+    plans = []
+    for table, rows, key in (
+        (DetectorStats.__table__, det_rows, ["exposure_id", "detector_id"]),
+        (AmpStats.__table__, amp_rows, ["exposure_id", "detector_id", "amp_index"]),
+    ):
+        plans.append(
+            _plan(
                 "statistics",
-                source,
-                which,
-                lambda r: (
-                    f"exposure {int(r['exposure_id'])} detector {int(r['detector_id'])}"
-                    + (f" amplifier index {int(r['amp_index'])}" if "amp_index" in r else "")
-                ),
+                table,
+                _existing_stats(conn, table, inst, exposures, key),
+                rows,
+                key,
+                STAT_VALUES,
+                _describe_stat,
+                {"instrument_id": inst},
+                restamp_on_replace=True,
+                bulk=True,
             )
-        total = len(frame)
-        unchanged = same_d + same_a
-        if unchanged == total:
-            return IngestReport("stats", source, instrument, total, 0, 0, unchanged, None)
-        batch = _new_batch(
-            conn,
-            kind="stats",
-            instrument=inst,
-            source=source,
-            sha256=sha256,
-            n_rows=total,
-            started_at=started,
-            options={"instrument": instrument, "replace": replace},
         )
-        for table, new, chg, key in (
-            (DetectorStats.__table__, new_d, chg_d, ["exposure_id", "detector_id"]),
-            (AmpStats.__table__, new_a, chg_a, ["exposure_id", "detector_id", "amp_index"]),
-        ):
-            if len(new):
-                new = new.assign(instrument_id=inst, batch_id=batch)
-                cols = ["instrument_id", *key, *STAT_VALUES, "batch_id"]
-                bulk_insert(conn, table.name, new, cols)
-            if len(chg):
-                chg = chg.assign(instrument_id=inst, batch_id=batch)
-                _update_rows(conn, table, chg, ["instrument_id", *key], [*STAT_VALUES, "batch_id"])
-        inserted = len(new_d) + len(new_a)
-        replaced = len(chg_d) + len(chg_a)
-        _close_batch(conn, batch, inserted, replaced, unchanged)
-    return IngestReport("stats", source, instrument, total, inserted, replaced, unchanged, batch)
+    return _write_plans(
+        conn,
+        plans,
+        kind="stats",
+        source=source,
+        sha256=sha256,
+        instrument_label=instrument,
+        batch_instrument=inst,
+        n_rows=len(frame),
+        replace=replace,
+        options={"instrument": instrument, "replace": replace},
+        who=who,
+        started=started,
+    )
+
+
+def _only_instrument(conn: Connection, source: str) -> str:
+    known = instrument_names(conn)
+    if len(known) != 1:
+        raise InputError(
+            source,
+            "say which instrument these statistics belong to (--instrument); "
+            f"the registry holds {len(known)} instruments",
+        )
+    return known[0]
+
+
+def _describe_stat(r: pd.Series) -> str:
+    return f"exposure {int(r['exposure_id'])} detector {int(r['detector_id'])}" + (
+        f" amplifier index {int(r['amp_index'])}" if "amp_index" in r else ""
+    )
 
 
 def _row_error(frame: pd.DataFrame, pos: int, field: str, reason: str) -> InputError:
@@ -600,6 +664,17 @@ def _resolve_stats(
     conn: Connection, inst: int, instrument: str, frame: pd.DataFrame
 ) -> pd.DataFrame:
     """Map detector names, amplifier names and obs_ids to keys; refuse unknown references."""
+    frame = _resolve_detectors(conn, inst, instrument, frame)
+    frame = _resolve_exposures(conn, inst, instrument, frame)
+    frame = _resolve_amplifiers(conn, inst, frame)
+    _refuse_duplicate_keys(frame)
+    return frame
+
+
+def _resolve_detectors(
+    conn: Connection, inst: int, instrument: str, frame: pd.DataFrame
+) -> pd.DataFrame:
+    """Set ``detector`` to ids (given by id or by full name); refuse unknown detectors."""
     dets = _frame(
         conn,
         select(Detector.id, Detector.name).where(Detector.instrument_id == inst),
@@ -636,9 +711,13 @@ def _resolve_stats(
     if unknown.any():
         pos = int(np.flatnonzero(unknown)[0])
         raise _row_error(frame, pos, "detector", f"unknown detector {det_np[pos]} of {instrument}")
-    frame = frame.assign(detector=det_np)
+    return frame.assign(detector=det_np)
 
-    # Exposure: by id, or by obs_id.
+
+def _resolve_exposures(
+    conn: Connection, inst: int, instrument: str, frame: pd.DataFrame
+) -> pd.DataFrame:
+    """Set ``exposure`` to ids (given by id or by obs_id); refuse unknown exposures."""
     exp = frame["exposure"].astype("Int64")
     if "exposure_obs_id" in frame.columns and frame["exposure_obs_id"].notna().any():
         obs = sorted(frame["exposure_obs_id"].dropna().unique().tolist())
@@ -677,9 +756,11 @@ def _resolve_stats(
             "exposure",
             f"unknown exposure {exp_np[pos]} of {instrument}: ingest the exposure records first",
         )
-    frame = frame.assign(exposure=exp_np)
+    return frame.assign(exposure=exp_np)
 
-    # Amplifier: name → index within its detector.
+
+def _resolve_amplifiers(conn: Connection, inst: int, frame: pd.DataFrame) -> pd.DataFrame:
+    """Add ``amp_index`` (the amplifier's index in its detector; NA at detector level)."""
     amps = _frame(
         conn,
         select(Amplifier.detector_id, Amplifier.name, Amplifier.amp_index).where(
@@ -701,9 +782,11 @@ def _resolve_stats(
             "amp",
             f"unknown amplifier {amp_col.iloc[pos]!r} of detector {frame['detector'].iloc[pos]}",
         )
-    frame = frame.assign(amp_index=merged["amp_index"].astype("Int64").to_numpy())
+    return frame.assign(amp_index=merged["amp_index"].astype("Int64").to_numpy())
 
-    # Duplicates across files of one call (a reader already refuses them within one file).
+
+def _refuse_duplicate_keys(frame: pd.DataFrame) -> None:
+    """Refuse a key given twice across the files of one call (a reader refuses it within one)."""
     key = frame[["exposure", "detector", "amp_index"]]
     dup = key.duplicated(keep=False).to_numpy()
     if dup.any():
@@ -717,7 +800,6 @@ def _resolve_stats(
             "exposure/detector/amp",
             f"duplicate key (also at {other['source']} row {other['source_row']})",
         )
-    return frame
 
 
 def _existing_exposure_ids(conn: Connection, inst: int, ids: list[int]) -> list[int]:
@@ -726,9 +808,8 @@ def _existing_exposure_ids(conn: Connection, inst: int, ids: list[int]) -> list[
 
 
 def _existing_stats(
-    conn: Connection, table: Table, inst: int, exposures: list[int], *, amp: bool
+    conn: Connection, table: Table, inst: int, exposures: list[int], key: list[str]
 ) -> pd.DataFrame:
-    key = ["exposure_id", "detector_id"] + (["amp_index"] if amp else [])
     cols = key + STAT_VALUES
     stmt = select(*(table.c[c] for c in cols)).where(table.c.instrument_id == inst)
     out = _chunked_frame(conn, stmt, table.c.exposure_id, exposures, cols)
@@ -737,4 +818,4 @@ def _existing_stats(
     return out
 
 
-__all__ = ["IngestReport", "ingest_camera", "ingest_exposures", "ingest_stats"]
+__all__ = ["ingest_camera", "ingest_exposures", "ingest_stats"]

@@ -7,9 +7,6 @@ matrix with vectorized index arithmetic.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,155 +14,11 @@ import numpy as np
 from sqlalchemy import Connection, Select, func, select
 
 from calibreg.db.models import Amplifier, Detector, Exposure
-from calibreg.errors import InputError, SolveError
+from calibreg.domain.quantum import QuantumData, QuantumSpec
+from calibreg.domain.vocabulary import SELECTION_FIELDS
+from calibreg.errors import SolveError
+from calibreg.registry.backend import backend_of
 from calibreg.registry.common import instrument_id
-
-LEVELS = ("DETECTOR", "AMP")
-#: Fields a selection may down-select on (cp_pipe's ``downSelectionField`` choices).
-SELECTION_FIELDS = {
-    "observation_reason": "observation_reason",
-    "observation_type": "observation_type",
-    "science_program": "science_program",
-    "group": "group_name",
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Selection:
-    """How a quantum picks its exposures (all given criteria must hold).
-
-    ``field``/``value`` down-select case-insensitively (as cp_pipe does); ``exposures`` lists
-    explicit ids; ``day_obs_min``/``day_obs_max`` bound day_obs inclusively; ``time_begin``/
-    ``time_end`` (TAI ns) keep exposures whose timespan begins in ``[time_begin, time_end)``.
-    """
-
-    field: str | None = None
-    value: str | None = None
-    exposures: tuple[int, ...] | None = None
-    day_obs_min: int | None = None
-    day_obs_max: int | None = None
-    time_begin: int | None = None
-    time_end: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.field is not None:
-            if self.field not in SELECTION_FIELDS:
-                raise InputError(
-                    "selection",
-                    f"cannot select on {self.field!r}; choose one of {', '.join(SELECTION_FIELDS)}",
-                    field=self.field,
-                )
-            if self.value is None or str(self.value) == "":
-                raise InputError(
-                    "selection", f"selecting on {self.field} needs a value", field=self.field
-                )
-        elif self.value is not None:
-            raise InputError("selection", "a selection value needs a field", field="value")
-        if self.exposures is not None:
-            object.__setattr__(self, "exposures", tuple(sorted({int(e) for e in self.exposures})))
-
-    def canonical(self) -> dict[str, Any]:
-        """The selection as a plain dict with only the criteria that are set (stable order)."""
-        out = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-        if "exposures" in out:
-            out["exposures"] = list(out["exposures"])
-        if "value" in out:
-            out["value"] = str(out["value"]).lower()
-        return out
-
-    def key(self) -> str:
-        """sha256 of the canonical JSON: the same selection always has the same key."""
-        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    def describe(self) -> str:
-        """A short human description."""
-        c = self.canonical()
-        if not c:
-            return "all exposures"
-        parts = []
-        for k, v in c.items():
-            if k == "exposures":
-                v = f"{len(v)} ids"
-            parts.append(f"{k}={v}")
-        return ", ".join(parts)
-
-
-@dataclasses.dataclass(frozen=True)
-class QuantumSpec:
-    """(instrument, physical_filter, level) plus a selection: the unit of one solve."""
-
-    instrument: str
-    physical_filter: str
-    level: str = "DETECTOR"
-    selection: Selection = dataclasses.field(default_factory=Selection)
-
-    def __post_init__(self) -> None:
-        level = str(self.level).upper()
-        if level not in LEVELS:
-            raise InputError(
-                "quantum", f"level must be DETECTOR or AMP, not {self.level!r}", field="level"
-            )
-        object.__setattr__(self, "level", level)
-
-    def describe(self) -> str:
-        """A short human description."""
-        return (
-            f"{self.instrument} {self.physical_filter} {self.level} ({self.selection.describe()})"
-        )
-
-
-@dataclasses.dataclass
-class QuantumData:
-    """A quantum's statistics as matrices (rows × exposures) with their labels.
-
-    Missing statistics are NaN in ``background``/``sigma`` and 0 in ``counts``.
-    ``row_detectors``/``row_amp_index``/``row_amp_names`` label the rows (amp fields are
-    ``-1``/``None`` at DETECTOR level); ``amp_names`` maps each detector to its amplifier names
-    in camera order (the cp_pipe output needs them at both levels).
-    """
-
-    spec: QuantumSpec
-    exposure_ids: np.ndarray
-    row_detectors: np.ndarray
-    row_amp_index: np.ndarray
-    row_amp_names: list[str | None]
-    amp_names: dict[int, list[str]]
-    background: np.ndarray
-    counts: np.ndarray
-    sigma: np.ndarray
-    present: np.ndarray
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(rows, exposures)."""
-        return self.background.shape
-
-    @property
-    def n_missing(self) -> int:
-        """Matrix entries with no statistics row at all."""
-        return int((~self.present).sum())
-
-    def row_labels(self) -> list:
-        """Detector ids (DETECTOR level) or (detector, amp name) pairs (AMP level)."""
-        if self.spec.level == "DETECTOR":
-            return [int(d) for d in self.row_detectors]
-        return [
-            (int(d), str(a)) for d, a in zip(self.row_detectors, self.row_amp_names, strict=True)
-        ]
-
-    def fingerprint(self) -> str:
-        """sha256 of exactly what the solve sees: labels, values, counts, sigmas, presence."""
-        digest = hashlib.sha256()
-        digest.update(self.spec.level.encode())
-        for arr in (self.exposure_ids, self.row_detectors, self.row_amp_index):
-            digest.update(np.ascontiguousarray(arr, dtype="<i8").tobytes())
-        for arr in (self.background, self.counts, self.sigma):
-            # NaN has many bit patterns; canonicalize so equal data hashes equal.
-            canon = np.where(np.isnan(arr), np.nan, arr)
-            digest.update(np.ascontiguousarray(canon, dtype="<f8").tobytes())
-        digest.update(np.packbits(self.present).tobytes())
-        return digest.hexdigest()
 
 
 def _exposure_filter(stmt: Select, inst: int, spec: QuantumSpec) -> Select:
@@ -207,22 +60,6 @@ def select_exposures(conn: Connection, spec: QuantumSpec) -> list[int]:
                 f"{spec.physical_filter} exposures matching {spec.selection.describe()}"
             )
     return ids
-
-
-def _raw_rows(conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple]:
-    """Run SQL on the driver cursor (no SQLAlchemy result processing) and fetch all rows."""
-    if conn.dialect.name == "sqlite":
-        names = sorted(params, key=len, reverse=True)
-        for name in names:
-            sql = sql.replace(f":{name}", f"@{name}")
-        sql = sql.replace("@", ":")
-        cursor = conn.connection.driver_connection.execute(sql, params)
-        return cursor.fetchall()
-    for name in sorted(params, key=len, reverse=True):
-        sql = sql.replace(f":{name}", f"%({name})s")
-    with conn.connection.driver_connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
 
 
 def _exposure_subquery_sql(spec: QuantumSpec) -> tuple[str, dict[str, Any]]:
@@ -271,7 +108,7 @@ def assemble(conn: Connection, spec: QuantumSpec) -> QuantumData:
         "ON e.instrument_id = s.instrument_id AND e.id = s.exposure_id "
         f"WHERE s.instrument_id = :inst AND {where}"
     )
-    rows = _raw_rows(conn, sql, params)
+    rows = backend_of(conn).fetch_raw(conn, sql, params)
     if not rows:
         raise SolveError(
             f"no {spec.level.lower()}-level statistics for the {len(exposure_ids)} exposure(s) "

@@ -17,8 +17,15 @@ from sqlalchemy import ColumnElement, Connection, insert, or_, select, update
 
 from calibreg.db.models import CalibrationVersion, Certification, Exposure, Instrument, Tag
 from calibreg.db.types import utcnow
-from calibreg.errors import ConflictError, InputError, NotFoundError
-from calibreg.registry.common import current_user, instrument_id
+from calibreg.errors import (
+    CertificationGateError,
+    ConflictError,
+    InputError,
+    NotFoundError,
+    NothingCertifiedError,
+)
+from calibreg.registry.backend import backend_of
+from calibreg.registry.common import instrument_id
 from calibreg.registry.versions import compare_row_scales, get_version, row_scales
 
 #: Default refusal threshold of the comparison gate: max |relative change| of any row scale.
@@ -31,14 +38,10 @@ def _tag_id(conn: Connection, name: str, *, create: bool) -> int:
         return found
     if not create:
         raise NotFoundError(f"no tag {name!r}")
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        conn.execute(pg_insert(Tag).values(name=name, created_at=utcnow()).on_conflict_do_nothing())
-        return conn.execute(select(Tag.id).where(Tag.name == name)).scalar_one()
-    return conn.execute(
-        insert(Tag).returning(Tag.id), {"name": name, "created_at": utcnow()}
-    ).scalar_one()
+    backend_of(conn).insert_ignore(
+        conn, Tag.__table__, {"name": name, "created_at": utcnow()}, ["name"]
+    )
+    return conn.execute(select(Tag.id).where(Tag.name == name)).scalar_one()
 
 
 def _lock_tag(conn: Connection, tag_id: int) -> None:
@@ -47,8 +50,7 @@ def _lock_tag(conn: Connection, tag_id: int) -> None:
     Without it, a second decertify reading the same active range under READ COMMITTED would
     try to close a row the first has just closed. The exclusion constraint stays the backstop.
     """
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(Tag.id).where(Tag.id == tag_id).with_for_update())
+    conn.execute(backend_of(conn).lock_rows(select(Tag.id).where(Tag.id == tag_id)))
 
 
 def _overlaps(begin: int, end: int | None) -> list[ColumnElement[bool]]:
@@ -117,6 +119,7 @@ def certify(
     *,
     force: bool = False,
     max_change: float = DEFAULT_MAX_CHANGE,
+    user: str,
 ) -> dict[str, Any]:
     """Certify ``version_id`` in ``tag`` for ``[begin, end)``; returns the certification.
 
@@ -161,14 +164,13 @@ def certify(
         )
         comparison["exceeds_threshold"] = bool(exceeded)
         if exceeded and not force:
-            err = ConflictError(
+            raise CertificationGateError(
                 f"version {version_id} changes row scales by up to "
                 f"{comparison['max_abs_rel_change']:.3%} (rms {comparison['rms_rel_change']:.3%})"
                 f" relative to version {other.version_id}, above the {max_change:.3%} "
-                "threshold: pass --force to certify anyway"
+                "threshold: pass --force to certify anyway",
+                comparison,
             )
-            err.comparison = comparison  # type: ignore[attr-defined]  (shown by the CLI)
-            raise err
     now = utcnow()
     cert_id = conn.execute(
         insert(Certification).returning(Certification.id),
@@ -180,7 +182,7 @@ def certify(
             "valid_begin": begin,
             "valid_end": end,
             "certified_at": now,
-            "certified_by": current_user(),
+            "certified_by": user,
             "comparison": _summary(comparison),
         },
     ).scalar_one()
@@ -236,6 +238,8 @@ def decertify(
     physical_filter: str,
     begin: int,
     end: int | None = None,
+    *,
+    user: str,
 ) -> list[dict[str, Any]]:
     """Remove ``[begin, end)`` from the tag's active ranges, splitting ranges that straddle it.
 
@@ -263,7 +267,6 @@ def decertify(
             f"[{begin}, {end if end is not None else 'open'})"
         )
     now = utcnow()
-    user = current_user()
     changes = []
     for cert in hits:
         conn.execute(
@@ -409,10 +412,7 @@ def lookup(
             f"nothing certified in tag {tag!r} for {instrument} {physical_filter} at "
             f"TAI ns {time_tai_ns}" + (f" as of {as_of.isoformat()}" if as_of else "")
         )
-        err = NotFoundError(msg)
-        if explain:
-            err.explain = considered  # type: ignore[attr-defined]
-        raise err
+        raise NothingCertifiedError(msg, considered)
     cert = hit[0]
     result = {
         "instrument": instrument,

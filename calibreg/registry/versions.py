@@ -8,12 +8,7 @@ rolls all of it back, so there is never a partial version.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import functools
-import hashlib
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +16,7 @@ import pandas as pd
 from sqlalchemy import Connection, Select, func, insert, select
 
 from calibreg.db.models import (
+    Amplifier,
     CalibrationVersion,
     Detector,
     Instrument,
@@ -29,42 +25,14 @@ from calibreg.db.models import (
     VersionRow,
 )
 from calibreg.db.types import utcnow
+from calibreg.domain.jsonable import jsonable
+from calibreg.domain.provenance import Who
+from calibreg.domain.quantum import QuantumData, QuantumSpec
+from calibreg.domain.reports import PersistedVersion
 from calibreg.errors import NotFoundError
+from calibreg.registry.backend import backend_of
 from calibreg.registry.bulk import bulk_insert
-from calibreg.registry.common import current_host, current_user, instrument_id, software_version
-from calibreg.registry.quantum import QuantumData, QuantumSpec, Selection
-
-
-@functools.cache
-def git_commit() -> str | None:
-    """The git commit of the calibreg source tree, when it runs from a checkout."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / ".git").exists():
-        return None
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def content_hash(data: QuantumData, exp_scales: np.ndarray, row_scales: np.ndarray) -> str:
-    """sha256 of a result: level, labels and the exact bits of every scale."""
-    digest = hashlib.sha256()
-    digest.update(data.spec.level.encode())
-    digest.update(np.ascontiguousarray(data.exposure_ids, dtype="<i8").tobytes())
-    digest.update(np.ascontiguousarray(data.row_detectors, dtype="<i8").tobytes())
-    digest.update(np.ascontiguousarray(data.row_amp_index, dtype="<i8").tobytes())
-    for arr in (exp_scales, row_scales):
-        canon = np.where(np.isnan(arr), np.nan, arr)
-        digest.update(np.ascontiguousarray(canon, dtype="<f8").tobytes())
-    return digest.hexdigest()
+from calibreg.registry.common import instrument_id
 
 
 def _quantum_id(conn: Connection, inst: int, spec: QuantumSpec, *, lock: bool) -> int:
@@ -84,28 +52,19 @@ def _quantum_id(conn: Connection, inst: int, spec: QuantumSpec, *, lock: bool) -
         "selection": sel.canonical(),
         "created_at": utcnow(),
     }
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        conn.execute(pg_insert(Quantum).values(**values).on_conflict_do_nothing())
-        stmt = select(Quantum.id).where(*where)
-        if lock:
-            stmt = stmt.with_for_update()
-        return conn.execute(stmt).scalar_one()
-    found = conn.execute(select(Quantum.id).where(*where)).scalar_one_or_none()
-    if found is not None:
-        return found
-    return conn.execute(insert(Quantum).returning(Quantum.id), values).scalar_one()
-
-
-@dataclasses.dataclass(frozen=True)
-class PersistedVersion:
-    """Identity of a freshly written version."""
-
-    id: int
-    seq: int
-    quantum_id: int
-    content_hash: str
+    # Insert-if-absent then read back under a row lock: concurrent solves of one quantum on
+    # PostgreSQL queue here for the next sequence number (SQLite's writer lock already does).
+    backend = backend_of(conn)
+    backend.insert_ignore(
+        conn,
+        Quantum.__table__,
+        values,
+        ["instrument_id", "physical_filter", "level", "selection_key"],
+    )
+    stmt = select(Quantum.id).where(*where)
+    if lock:
+        stmt = backend.lock_rows(stmt)
+    return conn.execute(stmt).scalar_one()
 
 
 def persist_version(
@@ -116,15 +75,36 @@ def persist_version(
     config: dict[str, Any],
     task_metadata: dict[str, Any],
     started_at: dt.datetime,
-    db_url: str,
+    database: str,
     schema_revision: str,
+    who: Who,
 ) -> PersistedVersion:
     """Write one solve as a new version on ``conn``'s open transaction.
 
-    ``solution`` is a :class:`calibreg.engine.ScaleSolution` for ``data``.
-    """
-    from calibreg.db.session import masked_url
+    Parameters
+    ----------
+    conn
+        A connection inside a write transaction.
+    data
+        The quantum's matrices the solve used.
+    solution
+        A :class:`calibreg.engine.ScaleSolution` for ``data``.
+    config, task_metadata
+        The Task's config and TaskMetadata, stored as JSON.
+    started_at
+        When the solve began (UTC).
+    database
+        The registry's URL with its password masked (provenance).
+    schema_revision
+        The Alembic revision the database is at (provenance).
+    who
+        The actor (user, host, software version, git commit).
 
+    Returns
+    -------
+    PersistedVersion
+        The new version's id, sequence number in its quantum, quantum id and content hash.
+    """
     inst = instrument_id(conn, data.spec.instrument)
     qid = _quantum_id(conn, inst, data.spec, lock=True)
     seq = (
@@ -137,16 +117,16 @@ def persist_version(
     )
     exp_scales = np.asarray(solution.exp_scales, dtype=float)
     row_scales = np.asarray(solution.row_scales, dtype=float)
-    chash = content_hash(data, exp_scales, row_scales)
+    chash = data.result_hash(exp_scales, row_scales)
     used = np.asarray(solution.used, dtype=bool)
     finished = utcnow()
     provenance = {
-        "software_version": software_version(),
-        "git_commit": git_commit(),
+        "software_version": who.software_version,
+        "git_commit": who.git_commit,
         "schema_revision": schema_revision,
-        "host": current_host(),
-        "user": current_user(),
-        "database": masked_url(db_url),
+        "host": who.host,
+        "user": who.user,
+        "database": database,
         "started_at": started_at.isoformat(),
         "finished_at": finished.isoformat(),
         "quantum": {
@@ -189,13 +169,13 @@ def persist_version(
             "rms": _f(solution.rms),
             "content_hash": chash,
             "input_fingerprint": data.fingerprint(),
-            "config": _jsonable(config),
+            "config": jsonable(config),
             "provenance": provenance,
-            "task_metadata": _jsonable(task_metadata),
-            "software_version": software_version(),
+            "task_metadata": jsonable(task_metadata),
+            "software_version": who.software_version,
             "schema_revision": schema_revision,
-            "user_name": current_user(),
-            "host": current_host(),
+            "user_name": who.user,
+            "host": who.host,
             "started_at": started_at,
             "finished_at": finished,
             "created_at": finished,
@@ -236,33 +216,6 @@ def persist_version(
 def _f(value: Any) -> float | None:
     value = float(value)
     return None if not np.isfinite(value) else value
-
-
-def _jsonable(obj: Any) -> Any:
-    """Make a JSON document safe for both backends (NaN/Inf → None, numpy → Python)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if obj is None or isinstance(obj, (str, int, bool)):
-        return obj
-    return _default(obj)
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    return str(value)
 
 
 # --------------------------------------------------------------------------- reading
@@ -342,19 +295,6 @@ def get_version(conn: Connection, version_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFoundError(f"no calibration version {version_id}")
     return dict(row._mapping)
-
-
-def quantum_spec_of(version: dict[str, Any]) -> QuantumSpec:
-    """Rebuild the quantum a version solved (for re-solving it)."""
-    sel = dict(version["selection"])
-    if "exposures" in sel:
-        sel["exposures"] = tuple(sel["exposures"])
-    return QuantumSpec(
-        instrument=version["instrument"],
-        physical_filter=version["physical_filter"],
-        level=version["level"],
-        selection=Selection(**sel),
-    )
 
 
 def exposure_scales(conn: Connection, version_id: int) -> pd.DataFrame:
@@ -523,39 +463,16 @@ def compare_row_scales(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def cp_pipe_structure(conn: Connection, version_id: int) -> dict[str, Any]:
-    """A version as cp_pipe's ``outputScales`` (SPEC §5).
-
-    ``expScale[det][amp][exp]`` repeats each exposure's scale for every amplifier of every
-    detector in the version (cp_pipe's flat combination reads it per amplifier);
-    ``detScale`` is ``{det: float}`` at DETECTOR level and ``{det: {amp: float}}`` at AMP level,
-    each value read from its own row. Keys: detector and exposure ``int``, amplifier ``str``.
-    """
-    from calibreg.db.models import Amplifier
-
-    version = get_version(conn, version_id)
-    rows = row_scales(conn, version_id)
-    exps = exposure_scales(conn, version_id)
-    detectors = sorted({int(d) for d in rows["detector"]})
-    amp_rows = conn.execute(
+def amplifier_names(
+    conn: Connection, instrument: int, detectors: list[int]
+) -> dict[int, list[str]]:
+    """Return each detector's amplifier names in camera order (``{detector id: [names]}``)."""
+    rows = conn.execute(
         select(Amplifier.detector_id, Amplifier.name)
-        .where(
-            Amplifier.instrument_id == version["instrument_id"],
-            Amplifier.detector_id.in_(detectors),
-        )
+        .where(Amplifier.instrument_id == instrument, Amplifier.detector_id.in_(detectors))
         .order_by(Amplifier.detector_id, Amplifier.amp_index)
     ).all()
-    amp_names: dict[int, list[str]] = {d: [] for d in detectors}
-    for det, name in amp_rows:
-        amp_names[int(det)].append(str(name))
-    exp_map = {int(e): float(s) for e, s in zip(exps["exposure"], exps["scale"], strict=True)}
-    exp_scale = {det: {amp: dict(exp_map) for amp in amp_names[det]} for det in detectors}
-    if version["level"] == "DETECTOR":
-        det_scale: dict[int, Any] = {
-            int(d): float(s) for d, s in zip(rows["detector"], rows["scale"], strict=True)
-        }
-    else:
-        det_scale = {d: {} for d in detectors}
-        for d, a, s in zip(rows["detector"], rows["amp"], rows["scale"], strict=True):
-            det_scale[int(d)][str(a)] = float(s)
-    return {"expScale": exp_scale, "detScale": det_scale}
+    names: dict[int, list[str]] = {int(d): [] for d in detectors}
+    for det, name in rows:
+        names[int(det)].append(str(name))
+    return names

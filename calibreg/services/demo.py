@@ -18,10 +18,18 @@ from __future__ import annotations
 import time
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from calibreg.client import Registry
+    from calibreg.services.simulate import SimulatedFlats
+
 TAG = "flat-norm/recommended"
+INSTRUMENT = "LSSTCam"
 
 
 def _camera_path() -> Path:
@@ -30,85 +38,115 @@ def _camera_path() -> Path:
 
 def run_demo(
     url: str | None, *, n_exposures: int = 40, seed: int = 20261123, workdir: Path | None = None
-) -> dict:
-    """Run the demo and print what it did; returns the key numbers (for tests)."""
+) -> dict[str, Any]:
+    """Run the demo on the registry at ``url`` and print what it did.
+
+    Returns
+    -------
+    dict
+        The key numbers (version ids, recovery errors, verify result, lookup, export path,
+        elapsed seconds), for tests.
+    """
     from rich.console import Console
-    from rich.table import Table
 
     from calibreg.client import Registry
-    from calibreg.db.migrate import upgrade
-    from calibreg.db.session import make_engine, masked_url, resolve_url
-    from calibreg.errors import ConflictError
-    from calibreg.formats import read_camera, read_exposures, read_stats
-    from calibreg.formats.cp_pipe import dump_cp_pipe
-    from calibreg.registry.common import sha256_files
-    from calibreg.registry.ingest import ingest_camera, ingest_exposures, ingest_stats
-    from calibreg.registry.quantum import QuantumSpec
-    from calibreg.services.simulate import normalize_like_solution, simulate_flats
-    from calibreg.services.solve import SolveRequest, solve_quantum, verify_version
 
     console = Console()
     t_start = time.perf_counter()
-    url = resolve_url(url)
     workdir = Path(workdir) if workdir is not None else Path.cwd() / "calibreg-demo"
     workdir.mkdir(parents=True, exist_ok=True)
     console.rule("[bold]calibreg demo")
-    console.print(f"registry: {masked_url(url)}   files: {workdir}")
+    with Registry(url, check_schema=False) as registry:
+        console.print(f"registry: {registry.database}   files: {workdir}")
+        registry.upgrade()
+        console.print("[green]✓[/] schema at head")
+        sim = _ingest_inputs(registry, console, workdir, n_exposures, seed)
+        results = _solve_levels(registry, console, sim.physical_filter)
+        amp_v = results["AMP"]["version_id"]
+        recovery = _recovery(registry, console, sim, amp_v, n_exposures)
+        published = _verify_certify_export(registry, console, sim, amp_v, workdir)
+    elapsed = time.perf_counter() - t_start
+    console.rule(f"done in {elapsed:.1f} s")
+    return {
+        "versions": {k: v["version_id"] for k, v in results.items()},
+        **recovery,
+        **published,
+        "elapsed": elapsed,
+    }
 
-    engine = make_engine(url)
-    upgrade(engine)
-    console.print("[green]✓[/] schema at head")
+
+def _ingest_inputs(
+    registry: Registry, console: Console, workdir: Path, n_exposures: int, seed: int
+) -> SimulatedFlats:
+    """Ingest the camera, simulate the flats, write them as files and ingest those."""
+    from calibreg.domain.hashing import sha256_files
+    from calibreg.formats import read_camera, read_exposures, read_stats
+    from calibreg.services.simulate import simulate_flats
 
     cam_path = _camera_path()
-    camera = read_camera(cam_path, instrument="LSSTCam")
-    rep = ingest_camera(
-        engine, camera, source=str(cam_path), sha256=sha256_files([cam_path]), instrument="LSSTCam"
+    camera = read_camera(cam_path, instrument=INSTRUMENT)
+    rep = registry.ingest_camera(
+        camera, source=str(cam_path), sha256=sha256_files([cam_path]), instrument=INSTRUMENT
     )
     console.print(f"[green]✓[/] camera: {rep.message()}")
 
     sim = simulate_flats(camera, n_exposures=n_exposures, seed=seed)
     exp_file = workdir / "exposures.csv"
     stats_file = workdir / "stats.parquet"
-    exposures = sim.exposures.copy()
-    exposures.to_csv(exp_file, index=False)
+    sim.exposures.copy().to_csv(exp_file, index=False)
     sim.stats.to_parquet(stats_file, index=False)
-    rep = ingest_exposures(
-        engine, read_exposures(exp_file), source=str(exp_file), sha256=sha256_files([exp_file])
+    rep = registry.ingest_exposures(
+        read_exposures(exp_file), source=str(exp_file), sha256=sha256_files([exp_file])
     )
     console.print(f"[green]✓[/] exposures: {rep.message()}")
-    rep = ingest_stats(
-        engine,
+    rep = registry.ingest_stats(
         read_stats(stats_file),
         source=str(stats_file),
         sha256=sha256_files([stats_file]),
-        instrument="LSSTCam",
+        instrument=INSTRUMENT,
     )
     console.print(f"[green]✓[/] statistics: {rep.message()}")
     console.print(
         f"  simulated {n_exposures} flats x 189 science detectors x 16 amplifiers; dead "
         f"amplifier {sim.dead[0]}/{sim.dead[1]}; {len(sim.missing)} frames missing"
     )
-    engine.dispose()
+    return sim
+
+
+def _solve_levels(
+    registry: Registry, console: Console, physical_filter: str
+) -> dict[str, dict[str, Any]]:
+    """Solve DETECTOR and AMP level (exact) through the Task; print one line each."""
+    from calibreg.domain.vocabulary import Level
+    from calibreg.services.solve import SolveRequest, solve_quantum
 
     results = {}
-    for level in ("DETECTOR", "AMP"):
+    for level in Level:
         t0 = time.perf_counter()
-        res = solve_quantum(url, SolveRequest("LSSTCam", sim.physical_filter, level=level))
+        res = solve_quantum(registry, SolveRequest(INSTRUMENT, physical_filter, level=level.value))
         res["seconds"] = time.perf_counter() - t0
-        results[level] = res
+        results[level.value] = res
         console.print(
-            f"[green]✓[/] solved {level:<8} → version {res['version_id']} (seq {res['seq']}): "
-            f"{res['rows']} rows x {res['exposures']} exposures, {res['missing']} missing, "
-            f"rms {res['rms']:.2e}, {res['flagged_rows']} flagged row(s), "
-            f"{res['seconds']:.2f} s"
+            f"[green]✓[/] solved {level.value:<8} → version {res['version_id']} "
+            f"(seq {res['seq']}): {res['rows']} rows x {res['exposures']} exposures, "
+            f"{res['missing']} missing, rms {res['rms']:.2e}, {res['flagged_rows']} flagged "
+            f"row(s), {res['seconds']:.2f} s"
         )
+    return results
 
-    # How close did the AMP-level solve come to the generating truth?
-    amp_v = results["AMP"]["version_id"]
-    with Registry(url) as reg:
-        rows = reg.scales(amp_v, "row")
-        exps = reg.scales(amp_v, "exposure")
-        data = reg.assemble(QuantumSpec("LSSTCam", sim.physical_filter, "AMP"))
+
+def _recovery(
+    registry: Registry, console: Console, sim: SimulatedFlats, amp_v: int, n_exposures: int
+) -> dict[str, float]:
+    """Compare the AMP-level solve with the generating truth; print a table."""
+    from rich.table import Table
+
+    from calibreg.domain.quantum import QuantumSpec
+    from calibreg.services.simulate import normalize_like_solution
+
+    rows = registry.scales(amp_v, "row")
+    exps = registry.scales(amp_v, "exposure")
+    data = registry.assemble(QuantumSpec(INSTRUMENT, sim.physical_filter, "AMP"))
     truth = sim.amp_truth.set_index(["detector", "amp"])["g"]
     g_true = truth.reindex(list(zip(rows["detector"], rows["amp"], strict=True))).to_numpy()
     valid = np.isfinite(data.background) & (data.counts > 0) & (data.background > 0)
@@ -133,34 +171,41 @@ def run_demo(
         str(bool(dead_row["flagged"].iloc[0])),
     )
     console.print(table)
+    return {"rms_g": rms_g, "rms_e": rms_e, "expected": expected}
 
-    ver = verify_version(url, amp_v)
+
+def _verify_certify_export(
+    registry: Registry, console: Console, sim: SimulatedFlats, amp_v: int, workdir: Path
+) -> dict[str, Any]:
+    """Verify the AMP version, certify it open-ended, look it up, export it for cp_pipe."""
+    from calibreg.errors import ConflictError
+    from calibreg.formats.cp_pipe import dump_cp_pipe
+    from calibreg.services.solve import verify_version
+
+    ver = verify_version(registry, amp_v)
     console.print(
         f"[green]✓[/] versions verify {amp_v}: max relative difference "
         f"{ver['max_rel_diff']:.1e}, inputs changed: {ver['inputs_changed']}"
     )
-
     begin = int(sim.exposures["timespan_begin"].min())
-    with Registry(url) as reg:
-        try:
-            cert = reg.certify(amp_v, TAG, begin, None)
-        except ConflictError:
-            reg.decertify(TAG, "LSSTCam", sim.physical_filter, begin, None)
-            cert = reg.certify(amp_v, TAG, begin, None, force=True)
-        cmp = cert.get("comparison")
-        note = (
-            f"; vs version {cmp['old_version']}: max change {cmp['max_abs_rel_change']:.1e}"
-            if cmp and cmp.get("comparable")
-            else ""
-        )
-        console.print(
-            f"[green]✓[/] certified version {amp_v} in {TAG!r} from the first flat, "
-            f"open-ended{note}"
-        )
-        probe = int(sim.exposures["id"].iloc[len(sim.exposures) // 2])
-        found = reg.lookup("LSSTCam", None, TAG, exposure=probe)
-        console.print(f"[green]✓[/] lookup by exposure {probe}: version {found['version_id']}")
-        structure = reg.cp_pipe(amp_v)
+    try:
+        cert = registry.certify(amp_v, TAG, begin, None)
+    except ConflictError:
+        registry.decertify(TAG, INSTRUMENT, sim.physical_filter, begin, None)
+        cert = registry.certify(amp_v, TAG, begin, None, force=True)
+    cmp = cert.get("comparison")
+    note = (
+        f"; vs version {cmp['old_version']}: max change {cmp['max_abs_rel_change']:.1e}"
+        if cmp and cmp.get("comparable")
+        else ""
+    )
+    console.print(
+        f"[green]✓[/] certified version {amp_v} in {TAG!r} from the first flat, open-ended{note}"
+    )
+    probe = int(sim.exposures["id"].iloc[len(sim.exposures) // 2])
+    found = registry.lookup(INSTRUMENT, None, TAG, exposure=probe)
+    console.print(f"[green]✓[/] lookup by exposure {probe}: version {found['version_id']}")
+    structure = registry.cp_pipe(amp_v)
     out = workdir / f"cpFlatNormScales_v{amp_v}.yaml"
     out.write_text(dump_cp_pipe(structure, "yaml"))
     n_entries = sum(len(e) for amps in structure["expScale"].values() for e in amps.values())
@@ -168,15 +213,4 @@ def run_demo(
         f"[green]✓[/] exported cp_pipe scales to {out} ({len(structure['detScale'])} "
         f"detectors, {n_entries} expScale entries)"
     )
-    elapsed = time.perf_counter() - t_start
-    console.rule(f"done in {elapsed:.1f} s")
-    return {
-        "versions": {k: v["version_id"] for k, v in results.items()},
-        "rms_g": rms_g,
-        "rms_e": rms_e,
-        "expected": expected,
-        "verify": ver,
-        "lookup_version": found["version_id"],
-        "export": str(out),
-        "elapsed": elapsed,
-    }
+    return {"verify": ver, "lookup_version": found["version_id"], "export": str(out)}

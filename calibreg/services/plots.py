@@ -46,12 +46,9 @@ def focal_plane(registry: Registry, version_id: int, output: str | Path) -> Path
     from matplotlib.collections import PatchCollection
     from matplotlib.patches import Polygon
 
-    from calibreg.registry.catalog import geometry
-
     version = registry.version(version_id)
     rows = registry.scales(version_id, "row")
-    with registry.engine.connect() as conn:
-        dets, amps = geometry(conn, version["instrument"])
+    dets, amps = registry.geometry(version["instrument"])
     dets = dets.set_index("id")
     patches, values = [], []
     amp_bbox = amps.set_index(["detector_id", "amp_index"])

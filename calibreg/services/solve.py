@@ -1,7 +1,8 @@
 """The solve service: a quantum in the registry → a persisted version, via the Task.
 
 Used by the CLI (one quantum, or every filter in parallel worker processes) and by
-``versions verify`` (re-solve a stored version's quantum and compare).
+``versions verify`` (re-solve a stored version's quantum and compare). Every function takes a
+:class:`calibreg.Registry`, the one way into the database.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from calibreg.domain.quantum import QuantumSpec, Selection
+from calibreg.domain.vocabulary import Level, Method, Weights
 from calibreg.errors import SolveError
-from calibreg.registry.quantum import QuantumSpec, Selection
 
 if TYPE_CHECKING:
+    from calibreg.client import Registry
     from calibreg.task import FlatNormalizationTask
 
 
@@ -25,9 +28,9 @@ class SolveRequest:
 
     instrument: str
     physical_filter: str
-    level: str = "DETECTOR"
-    method: str = "exact"
-    weights: str = "counts"
+    level: str = Level.DETECTOR.value
+    method: str = Method.exact.value
+    weights: str = Weights.counts.value
     max_iter: int = 1000
     tol: float = 1e-12
     clip_sigma: float = 5.0
@@ -59,13 +62,16 @@ def make_task(request: SolveRequest) -> FlatNormalizationTask:
     return task
 
 
-def solve_quantum(url: str | None, request: SolveRequest) -> dict[str, Any]:
-    """Solve one quantum through the Task and persist it; returns a summary."""
-    from calibreg.client import Registry
+def solve_quantum(registry: Registry, request: SolveRequest) -> dict[str, Any]:
+    """Solve one quantum through the Task and persist it; return a summary.
 
-    with Registry(url) as registry:
-        task = make_task(request)
-        result = task.runQuantum(registry, request.spec())
+    Raises
+    ------
+    SolveError
+        If the quantum has no exposures or statistics, or its data cannot be solved.
+    """
+    task = make_task(request)
+    result = task.runQuantum(registry, request.spec())
     sol, data, ver = result.solution, result.data, result.version
     return {
         "version_id": ver.id,
@@ -88,47 +94,64 @@ def solve_quantum(url: str | None, request: SolveRequest) -> dict[str, Any]:
     }
 
 
-def _solve_one(args: tuple[str | None, SolveRequest]) -> dict[str, Any]:
+def _solve_one(args: tuple[str, SolveRequest]) -> dict[str, Any]:
+    """Solve one filter in a worker process, with a registry of its own."""
+    from calibreg.client import Registry
+
     url, request = args
     try:
-        return solve_quantum(url, request)
+        with Registry(url) as registry:
+            return solve_quantum(registry, request)
     except Exception as err:
         return {"physical_filter": request.physical_filter, "error": str(err)}
 
 
 def solve_all_filters(
-    url: str | None, request: SolveRequest, *, jobs: int = 1
+    registry: Registry, request: SolveRequest, *, jobs: int = 1
 ) -> list[dict[str, Any]]:
-    """Solve every filter of the instrument (each its own version), in ``jobs`` processes."""
-    from calibreg.client import Registry
+    """Solve every filter of the instrument (each its own version), in ``jobs`` processes.
 
-    with Registry(url) as registry:
-        filters = sorted(set(registry.exposures(request.instrument)["physical_filter"]))
+    A filter that fails gives ``{"physical_filter": ..., "error": ...}`` in its place.
+
+    Raises
+    ------
+    SolveError
+        If the instrument has no exposures.
+    """
+    filters = sorted(set(registry.exposures(request.instrument)["physical_filter"]))
     if not filters:
         raise SolveError(f"{request.instrument} has no exposures")
     requests = [dataclasses.replace(request, physical_filter=f) for f in filters]
     if jobs <= 1:
-        return [_solve_one((url, r)) for r in requests]
+        out = []
+        for req in requests:
+            try:
+                out.append(solve_quantum(registry, req))
+            except Exception as err:
+                out.append({"physical_filter": req.physical_filter, "error": str(err)})
+        return out
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # no forked DB connections
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        return list(pool.map(_solve_one, [(url, r) for r in requests]))
+        return list(pool.map(_solve_one, [(registry.url, r) for r in requests]))
 
 
-def verify_version(url: str | None, version_id: int) -> dict[str, Any]:
-    """Re-solve a version's quantum with its stored config; compare scales and inputs."""
-    from calibreg.client import Registry
+def verify_version(registry: Registry, version_id: int) -> dict[str, Any]:
+    """Re-solve a version's quantum with its stored config; compare scales and inputs.
+
+    The stored config goes through the Task's own mapping to solver options
+    (:meth:`FlatNormalizationTaskConfig.solver_options`), the one used by ``solve``.
+    """
     from calibreg.engine import measure_scales
-    from calibreg.registry.versions import quantum_spec_of
+    from calibreg.task import FlatNormalizationTaskConfig
 
-    with Registry(url) as registry:
-        version = registry.version(version_id)
-        spec = quantum_spec_of(version)
-        data = registry.assemble(spec)
-        stored_rows = registry.scales(version_id, "row")
-        stored_exp = registry.scales(version_id, "exposure")
-    cfg = version["config"]
+    version = registry.version(version_id)
+    spec = QuantumSpec.from_version(version)
+    data = registry.assemble(spec)
+    stored_rows = registry.scales(version_id, "row")
+    stored_exp = registry.scales(version_id, "exposure")
+    config = FlatNormalizationTaskConfig.fromDict(version["config"])
     stored_exposures = [int(e) for e in version["provenance"]["inputs"]["exposures"]]
     same_exposures = stored_exposures == [int(e) for e in data.exposure_ids]
     inputs_changed = data.fingerprint() != version["input_fingerprint"]
@@ -142,17 +165,7 @@ def verify_version(url: str | None, version_id: int) -> dict[str, Any]:
             max_rel_diff=None, ok=False, reason="the quantum's exposures or rows changed since"
         )
         return result
-    sol = measure_scales(
-        data.background,
-        data.counts,
-        sigma=data.sigma,
-        method=cfg.get("method", "exact"),
-        weights=cfg.get("weights", "counts"),
-        max_iter=int(cfg.get("scaleMaxIter", 1000)),
-        tol=float(cfg.get("tolerance", 1e-12)),
-        clip_sigma=float(cfg.get("clipSigma", 5.0)),
-        max_clip_iter=int(cfg.get("maxClipIter", 20)),
-    )
+    sol = measure_scales(data.background, data.counts, sigma=data.sigma, **config.solver_options())
     diffs = []
     for new, old in (
         (sol.row_scales, stored_rows["scale"].to_numpy(float)),

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from calibreg.domain.quantum import QuantumData, QuantumSpec, Selection
+from calibreg.domain.vocabulary import HELP, SELECTION_FIELDS, Level, Method, Vocabulary, Weights
 from calibreg.engine import ScaleSolution, measure_scales, to_cp_pipe_scales
 from calibreg.errors import InputError, SolveError
-from calibreg.registry.quantum import SELECTION_FIELDS, QuantumData, QuantumSpec, Selection
 
 from .base import (
     ChoiceField,
@@ -156,6 +157,11 @@ def _finite_non_negative(value: float) -> bool:
     return math.isfinite(value) and value >= 0
 
 
+def _choices(vocabulary: type[Vocabulary]) -> dict[str, str]:
+    """A config field's allowed values and their help, from the one vocabulary."""
+    return {member.value: HELP[member] for member in vocabulary}
+
+
 class FlatNormalizationTaskConfig(Config):
     """Config of `FlatNormalizationTask`: cp_pipe's fields, then calibreg's own.
 
@@ -168,11 +174,8 @@ class FlatNormalizationTaskConfig(Config):
     level = ChoiceField(
         "Which level to apply normalizations.",
         str,
-        allowed={
-            "DETECTOR": "Correct using full detector statistics.",
-            "AMP": "Correct using individual amplifiers.",
-        },
-        default="DETECTOR",
+        allowed=_choices(Level),
+        default=Level.DETECTOR.value,
     )
     scaleMaxIter = Field(
         "Max number of sweeps of the alternating scale solver (cp_pipe's iteration count).",
@@ -188,12 +191,7 @@ class FlatNormalizationTaskConfig(Config):
     downSelectionField = ChoiceField(
         "Exposure field to down-select on (case-insensitive match).",
         str,
-        allowed={
-            "observation_reason": "The exposure's observation_reason.",
-            "observation_type": "The exposure's observation_type.",
-            "science_program": "The exposure's science_program.",
-            "group": "The exposure's group.",
-        },
+        allowed={name: f"The exposure's {name}." for name in SELECTION_FIELDS},
         default="observation_reason",
     )
     downSelectionValue = Field(
@@ -203,12 +201,8 @@ class FlatNormalizationTaskConfig(Config):
     method = ChoiceField(
         "How to solve the least-squares problem.",
         str,
-        allowed={
-            "exact": "The exact weighted least-squares optimum (recommended).",
-            "alternating": "The reference's alternating means, with a convergence test.",
-            "robust": "Exact, with iterative rejection of outlying entries.",
-        },
-        default="exact",
+        allowed=_choices(Method),
+        default=Method.exact.value,
     )
     tolerance = Field(
         "Convergence tolerance in log scale; 0 runs all scaleMaxIter alternating sweeps, "
@@ -226,11 +220,8 @@ class FlatNormalizationTaskConfig(Config):
     weights = ChoiceField(
         "Weights of the log backgrounds.",
         str,
-        allowed={
-            "counts": "Pixel counts (the reference's choice).",
-            "inverse-variance": "N·B²/σ²: needs the statistics' sigma.",
-        },
-        default="counts",
+        allowed=_choices(Weights),
+        default=Weights.counts.value,
     )
     clipSigma = Field(
         "Robust method: reject entries beyond this many robust sigmas.",

@@ -168,13 +168,11 @@ def build_sample(registry: Any, *, certify: bool = True) -> Sample:
     ``certify`` is true, the newest DETECTOR version is certified in :data:`TAG` from the first
     exposure on, open-ended, so ``/lookup`` has something to find.
     """
-    from calibreg.registry.ingest import ingest_camera, ingest_exposures, ingest_stats
-    from calibreg.registry.quantum import QuantumSpec, Selection
+    from calibreg.domain.quantum import QuantumSpec, Selection
 
-    engine = registry.engine
-    ingest_camera(engine, camera_spec(), source="testcam.yaml", sha256="0" * 64)
-    ingest_exposures(engine, exposures_frame(), source="exposures.csv", sha256="1" * 64)
-    ingest_stats(engine, stats_frame(), source="stats.csv", sha256="2" * 64, instrument=INSTRUMENT)
+    registry.ingest_camera(camera_spec(), source="testcam.yaml", sha256="0" * 64)
+    registry.ingest_exposures(exposures_frame(), source="exposures.csv", sha256="1" * 64)
+    registry.ingest_stats(stats_frame(), source="stats.csv", sha256="2" * 64, instrument=INSTRUMENT)
 
     det_all = QuantumSpec(INSTRUMENT, FILTER, "DETECTOR")
     det_sub = QuantumSpec(INSTRUMENT, FILTER, "DETECTOR", Selection(exposures=EXPOSURE_IDS[:3]))

@@ -10,7 +10,6 @@ from sqlalchemy import func, select, text
 
 from calibreg.client import Registry
 from calibreg.formats import read_stats
-from calibreg.registry.ingest import ingest_stats
 from calibreg.services.simulate import SimulatedFlats
 from calibreg.services.solve import SolveRequest, solve_quantum
 
@@ -38,7 +37,7 @@ class PubDB:
     def solve(self, level: str = "DETECTOR", **kwargs: object) -> int:
         """Solve the flats' quantum once more; returns the new version id."""
         return int(
-            solve_quantum(self.url, SolveRequest(INSTRUMENT, FILTER, level=level, **kwargs))[
+            solve_quantum(self.registry, SolveRequest(INSTRUMENT, FILTER, level=level, **kwargs))[
                 "version_id"
             ]
         )
@@ -47,8 +46,7 @@ class PubDB:
         """Ingest ``frame`` (the simulator's long-table columns) with ``replace=True``."""
         path = self.tmp_path / f"{name}.csv"
         frame.to_csv(path, index=False)
-        ingest_stats(
-            self.engine,
+        self.registry.ingest_stats(
             read_stats(path),
             source=str(path),
             sha256=name,

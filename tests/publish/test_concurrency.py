@@ -240,7 +240,7 @@ def test_concurrent_decertify_of_one_range_is_serialized(pub, request) -> None:
             with transaction(other) as conn:
                 if conn.dialect.name == "postgresql":
                     outcome["pid"] = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-                tags.decertify(conn, "t", INSTRUMENT, FILTER, t0 + 30 * S, t0 + 40 * S)
+                tags.decertify(conn, "t", INSTRUMENT, FILTER, t0 + 30 * S, t0 + 40 * S, user="test")
             outcome["ok"] = True
         except Exception as err:
             outcome["error"] = err
@@ -248,7 +248,7 @@ def test_concurrent_decertify_of_one_range_is_serialized(pub, request) -> None:
     thread = threading.Thread(target=second)
     try:
         with transaction(pub.engine) as conn:
-            tags.decertify(conn, "t", INSTRUMENT, FILTER, t0 + 10 * S, t0 + 20 * S)
+            tags.decertify(conn, "t", INSTRUMENT, FILTER, t0 + 10 * S, t0 + 20 * S, user="test")
             thread.start()
             # Commit only once the second writer is waiting for us.
             deadline = time.monotonic() + 20

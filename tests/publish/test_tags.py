@@ -281,9 +281,9 @@ def test_explain_lists_every_range_with_its_reason(pub) -> None:
     # A miss carries the explanation on the error.
     with pytest.raises(NotFoundError) as info:
         reg.lookup(INSTRUMENT, FILTER, TAG, time_tai_ns=t1, explain=True)
-    whys = sorted(c["why"] for c in info.value.explain)
+    whys = sorted(c["why"] for c in info.value.considered)
     assert len(whys) == 3
-    assert not any(c["matched"] for c in info.value.explain)
+    assert not any(c["matched"] for c in info.value.considered)
     assert any("end is exclusive" in w for w in whys)
     assert any("begin is inclusive" in w for w in whys)
     assert any(w.startswith("decertified at") for w in whys)

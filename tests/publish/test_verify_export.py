@@ -22,7 +22,7 @@ def test_verify_fresh_version_then_detects_a_replaced_statistic(pub) -> None:
     det_version = pub.solve()
     amp_version = pub.solve(level="AMP")
     for v in (det_version, amp_version):
-        res = verify_version(pub.url, v)
+        res = verify_version(pub.registry, v)
         assert res["inputs_changed"] is False
         assert res["same_exposures"] is True
         assert res["max_rel_diff"] <= 1e-12
@@ -37,7 +37,7 @@ def test_verify_fresh_version_then_detects_a_replaced_statistic(pub) -> None:
     one["median"] *= 1.001
     pub.replace_stats(one, "one-statistic")
 
-    res = verify_version(pub.url, det_version)
+    res = verify_version(pub.registry, det_version)
     assert res["inputs_changed"] is True
     assert res["ok"] is False
     assert res["max_rel_diff"] > 1e-12  # the re-solve moves with its input
@@ -45,7 +45,7 @@ def test_verify_fresh_version_then_detects_a_replaced_statistic(pub) -> None:
     assert code != 0
     assert json.loads(out)["inputs_changed"] is True
     # The AMP-level version does not read detector-level statistics: its inputs are unchanged.
-    res = verify_version(pub.url, amp_version)
+    res = verify_version(pub.registry, amp_version)
     assert res["inputs_changed"] is False
     assert res["ok"] is True
 
@@ -53,7 +53,7 @@ def test_verify_fresh_version_then_detects_a_replaced_statistic(pub) -> None:
     amp_row = stats[stats["amp"].notna() & np.isfinite(stats["median"])].iloc[[3]].copy()
     amp_row["median"] *= 0.999
     pub.replace_stats(amp_row, "one-amp-statistic")
-    assert verify_version(pub.url, amp_version)["inputs_changed"] is True
+    assert verify_version(pub.registry, amp_version)["inputs_changed"] is True
     # The stored versions themselves never changed.
     assert pub.registry.version(det_version)["seq"] == 1
 

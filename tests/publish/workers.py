@@ -33,6 +33,7 @@ def solve_then_die(url: str) -> None:
     scales not: the transaction is open when the process dies.
     """
     import calibreg.registry.versions as versions
+    from calibreg.client import Registry
     from calibreg.services.solve import SolveRequest, solve_quantum
 
     real = versions.bulk_insert
@@ -46,7 +47,7 @@ def solve_then_die(url: str) -> None:
         return real(conn, table, frame, columns)
 
     versions.bulk_insert = dying
-    solve_quantum(url, SolveRequest("LSSTCam", "r_57"))
+    solve_quantum(Registry(url), SolveRequest("LSSTCam", "r_57"))
     print("survived", calls)  # must never be reached
 
 

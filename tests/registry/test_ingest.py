@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select, text
 
+from calibreg.client import Registry
 from calibreg.db.models import Amplifier, AmpStats, Detector, DetectorStats, Exposure, IngestBatch
 from calibreg.errors import ConflictError, InputError, NotFoundError
 from calibreg.formats import read_exposures, read_stats, write_propertylist
 from calibreg.formats.timescale import tai_iso_to_tai_ns
-from calibreg.registry.ingest import ingest_camera, ingest_exposures, ingest_stats
 from calibreg.services.simulate import simulate_flats
 from tests.conftest import LSSTCAM_YAML
 
@@ -43,7 +43,9 @@ def _snapshot(engine) -> dict[str, list]:
 
 @pytest.fixture
 def lsstcam(engine, lsstcam_spec):
-    ingest_camera(engine, lsstcam_spec, source=str(LSSTCAM_YAML), sha256="x", instrument="LSSTCam")
+    Registry(engine=engine).ingest_camera(
+        lsstcam_spec, source=str(LSSTCAM_YAML), sha256="x", instrument="LSSTCam"
+    )
     return engine
 
 
@@ -84,7 +86,9 @@ def test_lsstcam_geometry_counts(lsstcam) -> None:
 
 def test_camera_reingest_is_a_no_op_and_conflict_needs_replace(lsstcam, lsstcam_spec) -> None:
     engine = lsstcam
-    again = ingest_camera(engine, lsstcam_spec, source="again", sha256="x", instrument="LSSTCam")
+    again = Registry(engine=engine).ingest_camera(
+        lsstcam_spec, source="again", sha256="x", instrument="LSSTCam"
+    )
     assert not again.changed and again.n_unchanged == 205 + 3216
     assert _count(engine, IngestBatch) == 1
     import dataclasses
@@ -99,8 +103,10 @@ def test_camera_reingest_is_a_no_op_and_conflict_needs_replace(lsstcam, lsstcam_
         ],
     )
     with pytest.raises(ConflictError, match="--replace"):
-        ingest_camera(engine, changed, source="c", sha256="y", instrument="LSSTCam")
-    rep = ingest_camera(engine, changed, source="c", sha256="y", instrument="LSSTCam", replace=True)
+        Registry(engine=engine).ingest_camera(changed, source="c", sha256="y", instrument="LSSTCam")
+    rep = Registry(engine=engine).ingest_camera(
+        changed, source="c", sha256="y", instrument="LSSTCam", replace=True
+    )
     assert rep.n_replaced == 1 and rep.n_inserted == 0
     with engine.connect() as conn:
         gain = conn.execute(
@@ -112,8 +118,8 @@ def test_camera_reingest_is_a_no_op_and_conflict_needs_replace(lsstcam, lsstcam_
 def test_butler_exports_ingest_with_correct_tai_times(engine, shared_data: Path) -> None:
     lsst = shared_data / "butler" / "lsstcam-subset.yaml"
     hsc = shared_data / "butler" / "hsc-rc2-subset.yaml"
-    ingest_exposures(engine, read_exposures(lsst), source=str(lsst), sha256="a")
-    ingest_exposures(engine, read_exposures(hsc), source=str(hsc), sha256="b")
+    Registry(engine=engine).ingest_exposures(read_exposures(lsst), source=str(lsst), sha256="a")
+    Registry(engine=engine).ingest_exposures(read_exposures(hsc), source=str(hsc), sha256="b")
     with engine.connect() as conn:
         rows = dict(conn.execute(select(Exposure.id, Exposure.timespan_begin)).all())
         ends = dict(conn.execute(select(Exposure.id, Exposure.timespan_end)).all())
@@ -130,7 +136,9 @@ def test_butler_exports_ingest_with_correct_tai_times(engine, shared_data: Path)
 
 def test_exposure_table_csv(engine, shared_data: Path) -> None:
     path = shared_data / "butler" / "obs_lsst_test_registry_exposures.csv"
-    rep = ingest_exposures(engine, read_exposures(path), source=str(path), sha256="c")
+    rep = Registry(engine=engine).ingest_exposures(
+        read_exposures(path), source=str(path), sha256="c"
+    )
     assert rep.n_inserted == 15
     with engine.connect() as conn:
         begin = conn.execute(
@@ -142,10 +150,12 @@ def test_exposure_table_csv(engine, shared_data: Path) -> None:
 def test_stats_round_trip_nan_and_idempotency(tmp_path, lsstcam, lsstcam_spec) -> None:
     engine = lsstcam
     sim = _sim(lsstcam_spec)
-    ingest_exposures(engine, sim.exposures, source="sim", sha256="e")
+    Registry(engine=engine).ingest_exposures(sim.exposures, source="sim", sha256="e")
     path = _write_stats(tmp_path, sim.stats)
     frame = read_stats(path)
-    rep = ingest_stats(engine, frame, source=str(path), sha256="s", instrument="LSSTCam")
+    rep = Registry(engine=engine).ingest_stats(
+        frame, source=str(path), sha256="s", instrument="LSSTCam"
+    )
     n_amp = int(sim.stats["amp"].notna().sum())
     assert rep.n_inserted == len(sim.stats)
     assert _count(engine, AmpStats) == n_amp
@@ -179,8 +189,8 @@ def test_stats_round_trip_nan_and_idempotency(tmp_path, lsstcam, lsstcam_spec) -
     )
     assert set(back["median"].astype(float).dropna()) == set(src["median"].dropna())
     before = _snapshot(engine)
-    again = ingest_stats(
-        engine, read_stats(path), source=str(path), sha256="s", instrument="LSSTCam"
+    again = Registry(engine=engine).ingest_stats(
+        read_stats(path), source=str(path), sha256="s", instrument="LSSTCam"
     )
     assert not again.changed and again.n_unchanged == len(sim.stats)
     assert _snapshot(engine) == before
@@ -189,7 +199,7 @@ def test_stats_round_trip_nan_and_idempotency(tmp_path, lsstcam, lsstcam_spec) -
 def test_bad_row_in_the_middle_writes_nothing(tmp_path, lsstcam, lsstcam_spec) -> None:
     engine = lsstcam
     sim = _sim(lsstcam_spec)
-    ingest_exposures(engine, sim.exposures, source="sim", sha256="e")
+    Registry(engine=engine).ingest_exposures(sim.exposures, source="sim", sha256="e")
     before = _snapshot(engine)
     # A reference error (unknown detector) is found by the registry, after parsing.
     bad = sim.stats.copy()
@@ -197,7 +207,9 @@ def test_bad_row_in_the_middle_writes_nothing(tmp_path, lsstcam, lsstcam_spec) -
     bad.loc[mid, "detector"] = 999
     path = _write_stats(tmp_path, bad)
     with pytest.raises(InputError) as info:
-        ingest_stats(engine, read_stats(path), source=str(path), sha256="z", instrument="LSSTCam")
+        Registry(engine=engine).ingest_stats(
+            read_stats(path), source=str(path), sha256="z", instrument="LSSTCam"
+        )
     assert f"row {mid + 1}" in str(info.value) and "detector" in str(info.value)
     assert "\n" not in str(info.value)
     assert _snapshot(engine) == before
@@ -207,7 +219,9 @@ def test_bad_row_in_the_middle_writes_nothing(tmp_path, lsstcam, lsstcam_spec) -
     bad.loc[mid, "n_pixels"] = -5
     path = _write_stats(tmp_path, bad, "neg.csv")
     with pytest.raises(InputError, match="n_pixels"):
-        ingest_stats(engine, read_stats(path), source=str(path), sha256="z", instrument="LSSTCam")
+        Registry(engine=engine).ingest_stats(
+            read_stats(path), source=str(path), sha256="z", instrument="LSSTCam"
+        )
     assert _snapshot(engine) == before
 
 
@@ -216,7 +230,7 @@ def test_failure_inside_the_transaction_rolls_back(
 ) -> None:
     engine = lsstcam
     sim = _sim(lsstcam_spec)
-    ingest_exposures(engine, sim.exposures, source="sim", sha256="e")
+    Registry(engine=engine).ingest_exposures(sim.exposures, source="sim", sha256="e")
     before = _snapshot(engine)
     import calibreg.registry.ingest as ingest_mod
 
@@ -232,26 +246,32 @@ def test_failure_inside_the_transaction_rolls_back(
     monkeypatch.setattr(ingest_mod, "bulk_insert", failing)
     path = _write_stats(tmp_path, sim.stats)
     with pytest.raises(RuntimeError):
-        ingest_stats(engine, read_stats(path), source=str(path), sha256="s", instrument="LSSTCam")
+        Registry(engine=engine).ingest_stats(
+            read_stats(path), source=str(path), sha256="s", instrument="LSSTCam"
+        )
     assert _snapshot(engine) == before
 
 
 def test_conflicting_value_needs_replace(tmp_path, lsstcam, lsstcam_spec) -> None:
     engine = lsstcam
     sim = _sim(lsstcam_spec)
-    ingest_exposures(engine, sim.exposures, source="sim", sha256="e")
+    Registry(engine=engine).ingest_exposures(sim.exposures, source="sim", sha256="e")
     path = _write_stats(tmp_path, sim.stats)
-    ingest_stats(engine, read_stats(path), source=str(path), sha256="s", instrument="LSSTCam")
+    Registry(engine=engine).ingest_stats(
+        read_stats(path), source=str(path), sha256="s", instrument="LSSTCam"
+    )
     changed = sim.stats.copy()
     row = int(np.flatnonzero(changed["amp"].notna() & np.isfinite(changed["median"]))[0])
     changed.loc[row, "median"] = changed.loc[row, "median"] * 1.001
     path2 = _write_stats(tmp_path, changed, "changed.csv")
     before = _snapshot(engine)
     with pytest.raises(ConflictError, match="--replace"):
-        ingest_stats(engine, read_stats(path2), source=str(path2), sha256="t", instrument="LSSTCam")
+        Registry(engine=engine).ingest_stats(
+            read_stats(path2), source=str(path2), sha256="t", instrument="LSSTCam"
+        )
     assert _snapshot(engine) == before
-    rep = ingest_stats(
-        engine, read_stats(path2), source=str(path2), sha256="t", instrument="LSSTCam", replace=True
+    rep = Registry(engine=engine).ingest_stats(
+        read_stats(path2), source=str(path2), sha256="t", instrument="LSSTCam", replace=True
     )
     assert (rep.n_inserted, rep.n_replaced) == (0, 1)
     with engine.connect() as conn:
@@ -267,15 +287,19 @@ def test_unknown_exposure_and_instrument(tmp_path, lsstcam, lsstcam_spec) -> Non
     sim = _sim(lsstcam_spec)
     path = _write_stats(tmp_path, sim.stats)
     with pytest.raises(InputError, match=r"unknown exposure .* ingest the exposure records"):
-        ingest_stats(engine, read_stats(path), source=str(path), sha256="s", instrument="LSSTCam")
+        Registry(engine=engine).ingest_stats(
+            read_stats(path), source=str(path), sha256="s", instrument="LSSTCam"
+        )
     with pytest.raises(NotFoundError, match="unknown instrument 'HSC'"):
-        ingest_stats(engine, read_stats(path), source=str(path), sha256="s", instrument="HSC")
+        Registry(engine=engine).ingest_stats(
+            read_stats(path), source=str(path), sha256="s", instrument="HSC"
+        )
 
 
 def test_propertylist_files_by_name(tmp_path, lsstcam, lsstcam_spec) -> None:
     engine = lsstcam
     sim = _sim(lsstcam_spec, n=2)
-    ingest_exposures(engine, sim.exposures, source="sim", sha256="e")
+    Registry(engine=engine).ingest_exposures(sim.exposures, source="sim", sha256="e")
     exp = int(sim.exposures["id"].iloc[0])
     obs_id = sim.exposures["obs_id"].iloc[1]
     det = lsstcam_spec.detectors[0]
@@ -296,8 +320,8 @@ def test_propertylist_files_by_name(tmp_path, lsstcam, lsstcam_spec) -> None:
     frames = [read_stats(by_id), read_stats(by_obs)]
     for f, p in zip(frames, (by_id, by_obs), strict=True):
         f["source"] = str(p)
-    rep = ingest_stats(
-        engine, pd.concat(frames, ignore_index=True), source="pl", sha256="p", instrument="LSSTCam"
+    rep = Registry(engine=engine).ingest_stats(
+        pd.concat(frames, ignore_index=True), source="pl", sha256="p", instrument="LSSTCam"
     )
     assert rep.n_inserted == 2 * (1 + len(det.amplifiers))
     with engine.connect() as conn:

@@ -9,9 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from calibreg.client import Registry
+from calibreg.domain.quantum import QuantumSpec
 from calibreg.formats import read_stats
-from calibreg.registry.ingest import ingest_camera, ingest_exposures, ingest_stats
-from calibreg.registry.quantum import QuantumSpec
 from calibreg.services.simulate import simulate_flats
 from calibreg.task import FlatNormalizationTask
 from tests.conftest import LSSTCAM_YAML
@@ -31,12 +30,16 @@ def test_readme_has_five_queries() -> None:
 
 @pytest.fixture
 def populated(engine, lsstcam_spec, tmp_path):
-    ingest_camera(engine, lsstcam_spec, source=str(LSSTCAM_YAML), sha256="c", instrument="LSSTCam")
+    Registry(engine=engine).ingest_camera(
+        lsstcam_spec, source=str(LSSTCAM_YAML), sha256="c", instrument="LSSTCam"
+    )
     sim = simulate_flats(lsstcam_spec, n_exposures=4, seed=3, n_missing_frames=1)
-    ingest_exposures(engine, sim.exposures, source="e", sha256="e")
+    Registry(engine=engine).ingest_exposures(sim.exposures, source="e", sha256="e")
     path = tmp_path / "stats.csv"
     sim.stats.to_csv(path, index=False)
-    ingest_stats(engine, read_stats(path), source=str(path), sha256="s", instrument="LSSTCam")
+    Registry(engine=engine).ingest_stats(
+        read_stats(path), source=str(path), sha256="s", instrument="LSSTCam"
+    )
     reg = Registry(str(engine.url.render_as_string(hide_password=False)), engine=engine)
     task = FlatNormalizationTask()
     v1 = task.runQuantum(reg, QuantumSpec("LSSTCam", "r_57", "DETECTOR")).version

@@ -10,10 +10,9 @@ from task_oracle import make_flats
 
 from calibreg.client import Registry
 from calibreg.db.models import CalibrationVersion
+from calibreg.domain.quantum import QuantumSpec, Selection
 from calibreg.errors import SolveError
 from calibreg.formats.camera import AmplifierSpec, CameraSpec, DetectorSpec
-from calibreg.registry.ingest import ingest_camera, ingest_exposures, ingest_stats
-from calibreg.registry.quantum import QuantumSpec, Selection
 from calibreg.task import FlatNormalizationTask, FlatNormalizationTaskConfig
 
 INSTRUMENT = "TaskCam"
@@ -111,9 +110,11 @@ def _stored(registry: Registry, version_id: int) -> dict:
 @pytest.fixture
 def registry(engine, db_url):
     flats = make_flats(AMPS, EXPOSURES, seed=11)
-    ingest_camera(engine, _camera(flats), source="camera.yaml", sha256="c")
-    ingest_exposures(engine, _exposures(), source="exposures.csv", sha256="e")
-    ingest_stats(engine, _stats(flats), source="stats.csv", sha256="s", instrument=INSTRUMENT)
+    Registry(engine=engine).ingest_camera(_camera(flats), source="camera.yaml", sha256="c")
+    Registry(engine=engine).ingest_exposures(_exposures(), source="exposures.csv", sha256="e")
+    Registry(engine=engine).ingest_stats(
+        _stats(flats), source="stats.csv", sha256="s", instrument=INSTRUMENT
+    )
     reg = Registry(db_url, engine=engine)
     reg.flats = flats  # type: ignore[attr-defined]
     return reg
