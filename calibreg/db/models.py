@@ -38,6 +38,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from calibreg.db.base import Base
 from calibreg.db.types import Float64, JSONDoc, Measurement, UTCDateTime, utcnow
+from calibreg.domain.vocabulary import Level, Method
 
 
 class Instrument(Base):
@@ -251,7 +252,7 @@ class Quantum(Base):
     __tablename__ = "quantum"
     __table_args__ = (
         UniqueConstraint("instrument_id", "physical_filter", "level", "selection_key"),
-        CheckConstraint("level IN ('DETECTOR', 'AMP')", name="level"),
+        CheckConstraint(Level.sql_check("level"), name="level"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -275,6 +276,9 @@ class CalibrationVersion(Base):
     __table_args__ = (
         UniqueConstraint("quantum_id", "seq"),
         CheckConstraint("seq >= 1", name="seq"),
+        # On SQLite, migration 0004 enforces these two with triggers (see its docstring).
+        CheckConstraint(Level.sql_check("level"), name="level"),
+        CheckConstraint(Method.sql_check("method"), name="method"),
         Index(
             "ix_calibration_version_instrument_id_physical_filter",
             "instrument_id",
