@@ -60,17 +60,19 @@ def test_an_unknown_method_is_refused_by_the_database(engine) -> None:
     table = "calibration_version"
     from calibreg.db.session import transaction
 
-    with pytest.raises(ConflictError, match="ck_calibration_version_method"):  # noqa: PT012
-        with transaction(engine) as conn:
-            conn.execute(
-                text(
-                    f"INSERT INTO {table} (quantum_id, seq, instrument_id, physical_filter, "
-                    "level, method, n_exposures, n_rows, n_missing, n_rejected, iterations, "
-                    "converged, content_hash, input_fingerprint, config, provenance, "
-                    "task_metadata, software_version, schema_revision, user_name, host, "
-                    "started_at, finished_at, created_at) VALUES (1, 1, 1, 'f', 'AMP', "
-                    "'median', 1, 1, 0, 0, 1, true, 'h', 'f', '{}', '{}', '{}', 'v', 'r', 'u', "
-                    "'h', '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00', "
-                    "'2026-01-01T00:00:00+00:00')"
-                )
+    with (
+        pytest.raises(ConflictError, match="ck_calibration_version_method"),
+        transaction(engine) as conn,
+    ):
+        conn.execute(
+            text(
+                f"INSERT INTO {table} (quantum_id, seq, instrument_id, physical_filter, "
+                "level, method, n_exposures, n_rows, n_missing, n_rejected, iterations, "
+                "converged, content_hash, input_fingerprint, config, provenance, "
+                "task_metadata, software_version, schema_revision, user_name, host, "
+                "started_at, finished_at, created_at) VALUES (1, 1, 1, 'f', 'AMP', "
+                "'median', 1, 1, 0, 0, 1, true, 'h', 'f', '{}', '{}', '{}', 'v', 'r', 'u', "
+                "'h', '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00', "
+                "'2026-01-01T00:00:00+00:00')"
             )
+        )
