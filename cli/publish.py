@@ -11,15 +11,9 @@ def _tai(value: str | None, option: str) -> int | None:
     """An ISO-8601 instant (UTC unless it carries an offset) as TAI ns."""
     if value is None:
         return None
-    from calibreg.errors import InputError
-    from calibreg.formats.timescale import utc_to_tai_ns
+    from calibreg.formats.timescale import parse_time
 
-    try:
-        return utc_to_tai_ns(value)
-    except InputError:
-        raise
-    except (ValueError, TypeError) as err:
-        raise InputError(option, f"not an ISO-8601 time: {value!r}", field=option) from err
+    return parse_time(value, field=option, source=f"--{option}")
 
 
 def _utc(ns: int | None) -> str | None:
@@ -121,21 +115,11 @@ def lookup(
     fmt: ObjFormat = typer.Option(ObjFormat.table, "--format"),
 ) -> None:
     """Which version is valid for INSTRUMENT/FILTER at TIME (or EXPOSURE) in TAG."""
-    import datetime as dt
-
-    from calibreg.errors import InputError, NothingCertifiedError
+    from calibreg.errors import NothingCertifiedError
+    from calibreg.formats.timescale import parse_wallclock
 
     with errors(), open_registry(db) as reg:
-        when = None
-        if as_of is not None:
-            try:
-                when = dt.datetime.fromisoformat(as_of.replace("Z", "+00:00"))
-            except ValueError as err:
-                raise InputError(
-                    "--as-of", f"not an ISO-8601 time: {as_of!r}", field="as_of"
-                ) from err
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=dt.UTC)
+        when = None if as_of is None else parse_wallclock(as_of, field="as_of", source="--as-of")
         try:
             res = reg.lookup(
                 instrument,

@@ -21,7 +21,7 @@ def parse_selection(
     """Build a Selection from the command-line options."""
     from calibreg.domain.quantum import Selection
     from calibreg.errors import InputError
-    from calibreg.formats.timescale import utc_to_tai_ns
+    from calibreg.formats.timescale import parse_time
 
     kwargs: dict = {}
     for item in select:
@@ -49,8 +49,8 @@ def parse_selection(
             ) from err
     if time_range:
         lo, _, hi = time_range.partition("/")
-        kwargs["time_begin"] = utc_to_tai_ns(lo) if lo else None
-        kwargs["time_end"] = utc_to_tai_ns(hi) if hi else None
+        kwargs["time_begin"] = parse_time(lo, field="time", source="--time") if lo else None
+        kwargs["time_end"] = parse_time(hi, field="time", source="--time") if hi else None
     return Selection(**kwargs)
 
 

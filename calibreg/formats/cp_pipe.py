@@ -7,11 +7,11 @@ keys are strings), so :func:`load_cp_pipe` turns digit keys back into ints.
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 import yaml
+
+from calibreg.domain.jsonable import dumps
 
 
 def dump_cp_pipe(structure: dict[str, Any], fmt: str = "yaml") -> str:
@@ -41,18 +41,10 @@ def dump_cp_pipe(structure: dict[str, Any], fmt: str = "yaml") -> str:
         For a ``fmt`` other than ``"yaml"`` or ``"json"``.
     """
     if fmt == "json":
-        return json.dumps(_nan_to_none(structure), indent=1) + "\n"
+        return dumps(structure, indent=1) + "\n"
     if fmt == "yaml":
         return yaml.safe_dump(structure, sort_keys=True, default_flow_style=False)
     raise ValueError(f"unknown format {fmt!r}: yaml or json")
-
-
-def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return obj
 
 
 def _int_keys(obj: Any) -> Any:

@@ -29,6 +29,8 @@ from functools import lru_cache
 import erfa
 
 __all__ = [
+    "parse_time",
+    "parse_wallclock",
     "tai_iso_to_tai_ns",
     "tai_ns_to_utc",
     "tai_ns_to_utc_iso",
@@ -276,3 +278,66 @@ def tai_ns_to_utc_iso(ns: int) -> str:
         hh, rem = divmod(whole, 3600)
         mm, ss = divmod(rem, 60)
     return f"{date.isoformat()}T{hh:02d}:{mm:02d}:{ss:02d}.{frac:09d}Z"
+
+
+# --------------------------------------------------------------------------- people's input
+
+
+def parse_time(value: str | _dt.datetime, *, field: str, source: str = "input") -> int:
+    """Read an instant a person gave (CLI option, HTTP query, client argument) as TAI ns.
+
+    The one parser of validity and selection times on every interface: ISO-8601 text, UTC
+    unless it carries an offset (``Z``, ``+02:00``), or an aware :class:`datetime.datetime`.
+
+    Parameters
+    ----------
+    value
+        The instant.
+    field, source
+        Where it came from (``"begin"``, ``"--time"``...), named in the error.
+
+    Returns
+    -------
+    int
+        TAI nanoseconds since 1970-01-01T00:00:00 TAI.
+
+    Raises
+    ------
+    InputError
+        With the real reason: not ISO-8601, a naive datetime, before 1972 (UTC had no whole
+        leap seconds then), or outside the int64 nanosecond range (after 2262-04-11).
+    """
+    from calibreg.errors import InputError
+
+    try:
+        return utc_to_tai_ns(value)
+    except (ValueError, TypeError) as err:
+        raise InputError(source, str(err), field=field) from None
+
+
+def parse_wallclock(
+    value: str | _dt.datetime, *, field: str, source: str = "input"
+) -> _dt.datetime:
+    """Read a bookkeeping instant (``--as-of``: when was something certified) as aware UTC.
+
+    Bookkeeping instants are wall-clock UTC timestamps (``created_at``, ``certified_at``), not
+    TAI: ISO-8601 text, UTC unless it carries an offset, or an aware datetime.
+
+    Raises
+    ------
+    InputError
+        If the text is not ISO-8601 or a datetime is naive.
+    """
+    from calibreg.errors import InputError
+
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            raise InputError(source, "naive datetime: attach a timezone (UTC)", field=field)
+        return value.astimezone(_dt.UTC)
+    try:
+        parsed = _dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(source, f"not an ISO-8601 time: {value!r}", field=field) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=_dt.UTC)
+    return parsed.astimezone(_dt.UTC)

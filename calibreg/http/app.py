@@ -13,7 +13,6 @@ a version is persisted or certified, so they are ``no-cache``.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 import pandas as pd
@@ -25,6 +24,7 @@ import calibreg
 from calibreg.client import Registry
 from calibreg.domain.vocabulary import Level
 from calibreg.errors import InputError
+from calibreg.formats.timescale import parse_time, parse_wallclock
 from calibreg.http.encoding import (
     IMMUTABLE,
     JSON_TYPE,
@@ -159,17 +159,6 @@ def _immutable(
     if filename:
         headers["Content-Disposition"] = f'inline; filename="{filename}"'
     return Response(body, media_type=media_type, headers=headers)
-
-
-def _parse_instant(name: str, text: str) -> dt.datetime:
-    """An aware UTC datetime from ISO-8601 text (no offset means UTC, as everywhere in the API)."""
-    try:
-        value = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InputError("query", f"not an ISO-8601 instant: {text!r}", field=name) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
 
 
 def _require(registry: Registry, method: str) -> Any:
@@ -407,15 +396,8 @@ def lookup(
     """
     if (time is None) == (exposure is None):
         raise InputError("query", "give exactly one of time or exposure", field="time")
-    time_tai_ns = None
-    if time is not None:
-        from calibreg.formats.timescale import utc_to_tai_ns
-
-        try:
-            time_tai_ns = utc_to_tai_ns(time)
-        except ValueError as err:
-            raise InputError("query", str(err), field="time") from None
-    as_of_dt = _parse_instant("as_of", as_of) if as_of is not None else None
+    time_tai_ns = None if time is None else parse_time(time, field="time", source="query")
+    as_of_dt = None if as_of is None else parse_wallclock(as_of, field="as_of", source="query")
     find = _require(registry, "lookup")
     if find is None:
         return error_response(501, "this calibreg registry cannot answer lookups yet")

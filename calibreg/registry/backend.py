@@ -88,8 +88,7 @@ class SQLiteBackend(Backend):
         if frame.empty:
             return 0
         sql = (
-            f"INSERT INTO {table} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)})"
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
         )
         raw = conn.connection.driver_connection
         for start in range(0, len(frame), CHUNK_ROWS):

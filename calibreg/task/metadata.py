@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from calibreg.domain.jsonable import jsonable
+
 __all__ = ["TaskMetadata"]
 
 Scalar = bool | int | float | str
@@ -53,17 +55,6 @@ def _split(key: str) -> tuple[str, str | None]:
     if not head or (rest == "" and key.endswith(".")):
         raise KeyError(f"malformed task metadata name {key!r}")
     return head, rest or None
-
-
-def _strict(value: Any) -> Any:
-    """Non-finite floats → None, recursively, for strict JSON (what pipe_base writes)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strict(v) for v in value]
-    return value
 
 
 def _from_json_value(value: Any) -> Any:
@@ -190,7 +181,7 @@ class TaskMetadata:
         -------
         str
         """
-        return json.dumps(_strict(self.to_dict()), allow_nan=False, **kwargs)
+        return json.dumps(jsonable(self.to_dict()), allow_nan=False, **kwargs)
 
     def copy(self) -> TaskMetadata:
         """Return a deep copy: later changes to either do not show in the other."""
@@ -260,7 +251,7 @@ class TaskMetadata:
         if not isinstance(other, TaskMetadata):
             return NotImplemented
         # Through strict JSON so that NaN equals NaN, as it does after a round trip.
-        return _strict(self.to_dict()) == _strict(other.to_dict())
+        return jsonable(self.to_dict()) == jsonable(other.to_dict())
 
     __hash__ = None  # type: ignore[assignment]
 

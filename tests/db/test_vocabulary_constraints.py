@@ -25,8 +25,12 @@ def _definition(conn, table: str, column: str) -> str:
     name = f"ck_{table}_{column}"
     if conn.dialect.name == "postgresql":
         return conn.execute(
-            text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = :n"),
-            {"n": name},
+            # Constraint names are unique per schema only: each test has a schema of its own.
+            text(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conname = :n AND conrelid = to_regclass(:t)"
+            ),
+            {"n": name, "t": table},
         ).scalar_one()
     sql = "\n".join(
         row[0]
