@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine
 
 from calibreg.db import migrate
 from calibreg.db.session import make_engine, masked_url, resolve_url, translate_errors
@@ -26,6 +25,7 @@ from calibreg.domain.reports import IngestReport, PersistedVersion
 from calibreg.registry import catalog, ingest, quantum, tags, versions
 
 if TYPE_CHECKING:
+    from calibreg.db.session import Connection, Engine
     from calibreg.formats.camera import CameraSpec
 
 #: Default refusal threshold of the certification gate (max |relative change| of a row scale).

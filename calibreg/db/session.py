@@ -1,4 +1,8 @@
-"""Engines, URLs and the one transaction helper every write goes through."""
+"""Engines, URLs and the one transaction helper every write goes through.
+
+``Connection`` and ``Engine`` are re-exported so that the facade (:mod:`calibreg.client`) can
+name them in its signatures without importing SQLAlchemy itself.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,18 @@ from sqlalchemy.engine import make_url
 
 from calibreg.errors import CalibregError, ConflictError, SchemaError
 
+__all__ = [
+    "DEFAULT_SQLITE_FILE",
+    "ENV_URL",
+    "Connection",
+    "Engine",
+    "make_engine",
+    "masked_url",
+    "resolve_url",
+    "transaction",
+    "translate_errors",
+]
+
 #: Environment variable naming the registry database when ``--db`` is not given.
 ENV_URL = "CALIBREG_DATABASE_URL"
 #: The embedded default: a SQLite file in the working directory.
@@ -20,7 +36,7 @@ DEFAULT_SQLITE_FILE = "calibreg.sqlite3"
 
 
 def resolve_url(url: str | None = None) -> str:
-    """The database URL: the argument, else ``$CALIBREG_DATABASE_URL``, else a local SQLite file.
+    """Return the database URL: the argument, else ``$CALIBREG_DATABASE_URL``, else a local file.
 
     A bare ``postgresql://`` URL is pointed at psycopg 3, the driver calibreg ships with.
     """
@@ -32,7 +48,7 @@ def resolve_url(url: str | None = None) -> str:
 
 
 def masked_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe to print and to store)."""
+    """Return the URL with any password replaced by ``***`` (safe to print and to store)."""
     return make_url(url).render_as_string(hide_password=True)
 
 

@@ -14,7 +14,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from calibreg import __version__
+from calibreg._version import __version__
 
 
 def current_user() -> str:

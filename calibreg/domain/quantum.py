@@ -53,7 +53,7 @@ class Selection:
             object.__setattr__(self, "exposures", tuple(sorted({int(e) for e in self.exposures})))
 
     def canonical(self) -> dict[str, Any]:
-        """The selection as a plain dict with only the criteria that are set (stable order)."""
+        """Return the selection as a plain dict of only the criteria that are set (stable order)."""
         out = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
         if "exposures" in out:
             out["exposures"] = list(out["exposures"])
@@ -67,7 +67,7 @@ class Selection:
         return sha256_bytes(text.encode())
 
     def describe(self) -> str:
-        """A short human description."""
+        """Return a short human description."""
         c = self.canonical()
         if not c:
             return "all exposures"
@@ -112,7 +112,7 @@ class QuantumSpec:
         )
 
     def describe(self) -> str:
-        """A short human description."""
+        """Return a short human description."""
         return (
             f"{self.instrument} {self.physical_filter} {self.level} ({self.selection.describe()})"
         )

@@ -127,7 +127,7 @@ TABLE_CONTENT = {
 
 
 def get_registry(request: Request) -> Registry:
-    """The Registry the app was created with (a dependency, so tests can override it)."""
+    """Return the Registry the app was created with (a dependency, so tests can override it)."""
     return request.app.state.registry
 
 
@@ -137,7 +137,7 @@ FilterParam = Annotated[str, Query(alias="filter", description="Physical filter 
 
 
 def _mutable(value: Any) -> Response:
-    """A JSON response that caches must revalidate (it changes as the registry grows)."""
+    """Return a JSON response that caches must revalidate (it changes as the registry grows)."""
     return Response(render_json(value), media_type=JSON_TYPE, headers={"Cache-Control": NO_CACHE})
 
 
@@ -149,7 +149,7 @@ def _immutable(
     vary: str | None = None,
     filename: str | None = None,
 ) -> Response:
-    """An immutable representation with its strong ETag; 304 when the client already has it."""
+    """Return an immutable representation with its strong ETag (304 when the client has it)."""
     etag = strong_etag(body)
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
     if vary:
@@ -162,7 +162,7 @@ def _immutable(
 
 
 def _require(registry: Registry, method: str) -> Any:
-    """A Registry method that newer calibreg releases provide (501 until this one does)."""
+    """Return a Registry method that newer calibreg releases provide (501 until this one does)."""
     return getattr(registry, method, None)
 
 
@@ -279,8 +279,10 @@ def list_versions(
     responses={**ERRORS, 304: {"description": "Not modified (If-None-Match matched)."}},
 )
 def get_version(request: Request, registry: RegistryDep, version_id: VersionId) -> Response:
-    """A version's full record: quantum and selection, config, provenance, diagnostics and task
-    metadata (instants as ISO-8601 UTC, NaN as null). Immutable: strong ETag, cacheable forever.
+    """Return a version's full record.
+
+    Quantum and selection, config, provenance, diagnostics and task metadata (instants as
+    ISO-8601 UTC, NaN as null). Immutable: strong ETag, cacheable forever.
     """
     return _immutable(request, render_json(registry.version(version_id)), JSON_TYPE)
 
@@ -309,7 +311,7 @@ def get_scales(
         Query(alias="format", description="Overrides the Accept header."),
     ] = None,
 ) -> Response:
-    """A version's per-row (``kind=row``) or per-exposure (``kind=exposure``) scales.
+    """Return a version's per-row (``kind=row``) or per-exposure (``kind=exposure``) scales.
 
     The representation is chosen by ``?format=`` or else by ``Accept``: ``application/json``
     (default), ``text/csv``, ``application/vnd.apache.parquet`` or ``application/x-parquet``.
@@ -350,8 +352,10 @@ def get_scales(
     },
 )
 def get_cp_pipe(request: Request, registry: RegistryDep, version_id: VersionId) -> Response:
-    """The structure cp_pipe's ``CpFlatNormalizationTask.run`` returns as ``outputScales``
-    (SPEC §5): ``{"expScale": {det: {amp: {exposure: E}}}, "detScale": {det: G or {amp: G}}}``.
+    """Return the version in cp_pipe's structure.
+
+    What ``CpFlatNormalizationTask.run`` returns as ``outputScales`` (SPEC §5):
+    ``{"expScale": {det: {amp: {exposure: E}}}, "detScale": {det: G or {amp: G}}}``.
 
     JSON object keys are strings, so detector and exposure ids arrive as ``"12"``; convert them
     back to ``int`` before handing the structure to cp_pipe.
@@ -390,8 +394,9 @@ def lookup(
     ] = None,
     explain: Annotated[bool, Query(description="Also say why this version was chosen.")] = False,
 ) -> Response:
-    """Which version is valid for ``instrument``/``filter`` at ``time`` (or at the start of
-    ``exposure``, whose filter is then implied) in ``tag``. 404 when nothing is certified
+    """Find the version valid for ``instrument``/``filter`` at ``time`` in ``tag``.
+
+    Or at the start of ``exposure``, whose filter is then implied. 404 when nothing is certified
     there; with ``explain=true`` the 404's ``details`` list the certifications considered.
     """
     if (time is None) == (exposure is None):
@@ -427,8 +432,9 @@ def history(
     detector: Annotated[str, Query(description="Detector id or name (e.g. 94 or R22_S11).")],
     amp: Annotated[str | None, Query(description="Amplifier name: use AMP-level versions.")] = None,
 ) -> Response:
-    """The row's scale in every version of (instrument, filter), oldest first: DETECTOR-level
-    versions without ``amp``, AMP-level ones with it.
+    """Return the row's scale in every version of (instrument, filter), oldest first.
+
+    DETECTOR-level versions without ``amp``, AMP-level ones with it.
     """
     frame = registry.history(
         instrument=instrument, physical_filter=physical_filter, detector=detector, amp=amp

@@ -48,14 +48,14 @@ def render_csv(frame: pd.DataFrame) -> bytes:
 
 
 def render_parquet(frame: pd.DataFrame) -> bytes:
-    """A Parquet file of ``frame`` (no pandas index), readable by pandas, pyarrow, DuckDB..."""
+    """Return a Parquet file of ``frame`` (no index), readable by pandas, pyarrow, DuckDB..."""
     buffer = io.BytesIO()
     frame.to_parquet(buffer, engine="pyarrow", index=False)
     return buffer.getvalue()
 
 
 def strong_etag(body: bytes) -> str:
-    """The quoted sha256 of the exact body: equal bytes and only equal bytes share it."""
+    """Return the quoted sha256 of the exact body: equal bytes and only equal bytes share it."""
     return f'"{sha256_bytes(body)}"'
 
 
@@ -75,7 +75,7 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 def negotiate(accept: str | None) -> str | None:
-    """The table format an ``Accept`` header asks for, or ``None`` when none is acceptable.
+    """Return the table format an ``Accept`` header asks for, or ``None`` when none is acceptable.
 
     Each media range's quality applies to the types it covers, the most specific range winning
     (RFC 9110 §12.5.1); among equal qualities an explicitly named type beats a wildcard, then

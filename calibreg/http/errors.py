@@ -40,7 +40,7 @@ STATUS_OF: tuple[tuple[type[CalibregError], int], ...] = (
 
 
 def error_body(code: int, message: str, details: list[Any] | None = None) -> dict[str, Any]:
-    """The JSON document of an error response."""
+    """Return the JSON document of an error response."""
     error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         error["details"] = details
@@ -53,7 +53,7 @@ def error_response(
     details: list[Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """An error response; never cached, since what is missing now may exist later."""
+    """Return an error response; never cached, since what is missing now may exist later."""
     merged = {"Cache-Control": NO_CACHE, **(headers or {})}
     return Response(
         render_json(error_body(code, message, details)),

@@ -23,6 +23,7 @@ class ReadOnlyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass GET through, answer HEAD without a body, refuse every other method."""
         if scope["type"] != "http" or scope["method"] == "GET":
             await self.app(scope, receive, send)
             return

@@ -32,7 +32,7 @@ def list_instruments(conn: Connection) -> pd.DataFrame:
 
 
 def list_detectors(conn: Connection, instrument: str) -> pd.DataFrame:
-    """An instrument's detectors in id order."""
+    """Return an instrument's detectors in id order."""
     inst = instrument_id(conn, instrument)
     cols = [
         "id",
@@ -54,7 +54,7 @@ def list_detectors(conn: Connection, instrument: str) -> pd.DataFrame:
 
 
 def list_amplifiers(conn: Connection, instrument: str) -> pd.DataFrame:
-    """An instrument's amplifiers in camera order (detector id, then amplifier index)."""
+    """Return an instrument's amplifiers in camera order (detector id, then amplifier index)."""
     inst = instrument_id(conn, instrument)
     cols = ["detector_id", "amp_index", "name", "gain", "read_noise", "saturation"]
     stmt = (
@@ -84,7 +84,7 @@ EXPOSURE_COLUMNS = [
 def list_exposures(
     conn: Connection, instrument: str, physical_filter: str | None = None
 ) -> pd.DataFrame:
-    """An instrument's exposures in id order, with how many statistics rows each has."""
+    """Return an instrument's exposures in id order, with how many statistics rows each has."""
     inst = instrument_id(conn, instrument)
     n_det = (
         select(func.count())

@@ -292,7 +292,7 @@ def _update_rows(
 
 
 def _py(value: object) -> object:
-    """A pandas/numpy scalar as a plain Python value (NA → None, NaN float kept)."""
+    """Return a pandas/numpy scalar as a plain Python value (NA → None, NaN float kept)."""
     if value is None:
         return None
     if isinstance(value, float):
@@ -338,7 +338,7 @@ AMP_VALUES = [
 
 
 def _camera_frames(camera: CameraSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The camera spec's detectors and amplifiers as rows of the two tables."""
+    """Return the camera spec's detectors and amplifiers as rows of the two tables."""
     det_rows, amp_rows = [], []
     for det in camera.detectors:
         fields = dataclasses.asdict(det)
@@ -538,8 +538,10 @@ def ingest_exposures(
 def _chunked_frame(
     conn: Connection, stmt: Select, column: ColumnElement, ids: Sequence[int], columns: list[str]
 ) -> pd.DataFrame:
-    """Rows of ``stmt`` whose ``column`` is in ``ids``, queried in chunks under the
-    bind-parameter limits of both backends."""
+    """Return the rows of ``stmt`` whose ``column`` is in ``ids``.
+
+    Queried in chunks under the bind-parameter limits of both backends.
+    """
     ids = [int(i) for i in ids]
     parts = [
         _frame(conn, stmt.where(column.in_(ids[start : start + IN_CHUNK])), columns)

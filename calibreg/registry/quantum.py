@@ -43,7 +43,7 @@ def _exposure_filter(stmt: Select, inst: int, spec: QuantumSpec) -> Select:
 
 
 def select_exposures(conn: Connection, spec: QuantumSpec) -> list[int]:
-    """The ids of the quantum's exposures, sorted; a clear error when none match."""
+    """Return the ids of the quantum's exposures, sorted; a clear error when none match."""
     inst = instrument_id(conn, spec.instrument)
     ids = list(
         conn.execute(

@@ -32,12 +32,12 @@ from calibreg.registry.versions import compare_row_scales, get_version, row_scal
 DEFAULT_MAX_CHANGE = 0.05
 
 
-def _tag_id(conn: Connection, name: str, *, create: bool) -> int:
+def _tag_id(conn: Connection, name: str, *, create: bool, what: str = "") -> int:
     found = conn.execute(select(Tag.id).where(Tag.name == name)).scalar_one_or_none()
     if found is not None:
         return found
     if not create:
-        raise NotFoundError(f"no tag {name!r}")
+        raise NotFoundError(f"{what}no tag {name!r}")
     backend_of(conn).insert_ignore(
         conn, Tag.__table__, {"name": name, "created_at": utcnow()}, ["name"]
     )
@@ -54,7 +54,7 @@ def _lock_tag(conn: Connection, tag_id: int) -> None:
 
 
 def _overlaps(begin: int, end: int | None) -> list[ColumnElement[bool]]:
-    """SQL condition: an active certification's range overlaps [begin, end)."""
+    """Return the SQL condition: an active certification's range overlaps [begin, end)."""
     cond = [or_(Certification.valid_end.is_(None), Certification.valid_end > begin)]
     if end is not None:
         cond.append(Certification.valid_begin < end)
@@ -87,7 +87,7 @@ def _cert_dict(row: Any) -> dict[str, Any]:
 def neighbour(
     conn: Connection, tag: int, inst: int, physical_filter: str, begin: int, end: int | None
 ) -> Any | None:
-    """The active certification the new range replaces or abuts (for the comparison gate).
+    """Return the active certification the new range replaces or abuts (for the comparison gate).
 
     Overlaps are refused before this is asked, so the latest active range before ``begin``
     is the one the new range follows; without one, the earliest range after it.
@@ -320,37 +320,97 @@ def lookup(
     as_of: dt.datetime | None = None,
     explain: bool = False,
 ) -> dict[str, Any]:
-    """The version valid at an instant (or at an exposure's start) in ``tag``.
+    """Return the version valid at an instant (or at an exposure's start) in ``tag``.
 
     ``as_of`` answers as the tag stood at that wall-clock instant (reproducible reads).
-    Raises :class:`NotFoundError` when nothing is certified there.
+
+    Raises
+    ------
+    NothingCertifiedError
+        When nothing is certified there (carrying what was considered, with ``explain``).
+    NotFoundError
+        For an unknown instrument, exposure or tag.
+    InputError
+        For a missing time or filter, or an exposure of another filter.
     """
     inst: int | None = None
     if exposure is not None:
         inst = instrument_id(conn, instrument)
-        row = conn.execute(
-            select(Exposure.timespan_begin, Exposure.physical_filter).where(
-                Exposure.instrument_id == inst, Exposure.id == exposure
-            )
-        ).one_or_none()
-        if row is None:
-            raise NotFoundError(f"unknown exposure {exposure} of {instrument}")
-        if row.timespan_begin is None:
-            raise InputError("lookup", f"exposure {exposure} has no timespan", field="exposure")
-        if physical_filter is not None and physical_filter != row.physical_filter:
-            raise InputError(
-                "lookup",
-                f"exposure {exposure} was taken in {row.physical_filter}, not {physical_filter}",
-                field="filter",
-            )
-        physical_filter = row.physical_filter
-        time_tai_ns = int(row.timespan_begin)
+        physical_filter, time_tai_ns = _exposure_instant(
+            conn, inst, instrument, exposure, physical_filter
+        )
     if time_tai_ns is None:
         raise InputError("lookup", "give a time or an exposure", field="time")
     if physical_filter is None:
         raise InputError("lookup", "give a filter (or an exposure)", field="filter")
+    hit = _certified_at(conn, inst, instrument, physical_filter, tag, time_tai_ns, as_of)
 
-    # The common case is one indexed query: certification ⋈ tag ⋈ version (⋈ instrument).
+    considered: list[dict[str, Any]] = []
+    if hit is None or explain:
+        # Only now resolve names, for precise errors and for the explanation.
+        if inst is None:
+            inst = instrument_id(conn, instrument)
+        tag_id = _tag_id(conn, tag, create=False, what="nothing certified: ")
+        if explain:
+            considered = _considered(conn, tag_id, inst, physical_filter, hit, time_tai_ns, as_of)
+    if hit is None:
+        msg = (
+            f"nothing certified in tag {tag!r} for {instrument} {physical_filter} at "
+            f"TAI ns {time_tai_ns}" + (f" as of {as_of.isoformat()}" if as_of else "")
+        )
+        raise NothingCertifiedError(msg, considered)
+    result = {
+        "instrument": instrument,
+        "physical_filter": physical_filter,
+        "tag": tag,
+        "time_tai_ns": time_tai_ns,
+        "exposure": exposure,
+        "as_of": as_of.isoformat() if as_of else None,
+        "version_id": hit.version_id,
+        "seq": hit.v_seq,
+        "level": hit.v_level,
+        "method": hit.v_method,
+        "content_hash": hit.v_content_hash,
+        "created_at": hit.v_created_at,
+        "certification": _cert_dict(hit),
+    }
+    if explain:
+        result["explain"] = considered
+    return result
+
+
+def _exposure_instant(
+    conn: Connection, inst: int, instrument: str, exposure: int, physical_filter: str | None
+) -> tuple[str, int]:
+    """Return an exposure's filter and the instant a lookup by exposure asks about (its start)."""
+    row = conn.execute(
+        select(Exposure.timespan_begin, Exposure.physical_filter).where(
+            Exposure.instrument_id == inst, Exposure.id == exposure
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"unknown exposure {exposure} of {instrument}")
+    if row.timespan_begin is None:
+        raise InputError("lookup", f"exposure {exposure} has no timespan", field="exposure")
+    if physical_filter is not None and physical_filter != row.physical_filter:
+        raise InputError(
+            "lookup",
+            f"exposure {exposure} was taken in {row.physical_filter}, not {physical_filter}",
+            field="filter",
+        )
+    return row.physical_filter, int(row.timespan_begin)
+
+
+def _certified_at(
+    conn: Connection,
+    inst: int | None,
+    instrument: str,
+    physical_filter: str,
+    tag: str,
+    time_tai_ns: int,
+    as_of: dt.datetime | None,
+) -> Any | None:
+    """Return the certification valid at ``time_tai_ns``: one indexed query (⋈ tag ⋈ version)."""
     v = CalibrationVersion
     stmt = (
         select(
@@ -377,61 +437,39 @@ def lookup(
         stmt = stmt.join(Instrument, Instrument.id == Certification.instrument_id).where(
             Instrument.name == instrument
         )
-    hit = conn.execute(stmt).all()
-    if len(hit) > 1:  # cannot happen for the present (the database forbids it)
-        raise ConflictError(f"{len(hit)} certifications match; the tag history is inconsistent")
+    hits = conn.execute(stmt).all()
+    if len(hits) > 1:  # cannot happen for the present (the database forbids it)
+        raise ConflictError(f"{len(hits)} certifications match; the tag history is inconsistent")
+    return hits[0] if hits else None
 
-    considered: list[dict[str, Any]] = []
-    if not hit or explain:
-        # Only now resolve names, for precise errors and for the explanation.
-        if inst is None:
-            inst = instrument_id(conn, instrument)
-        tag_row = conn.execute(select(Tag.id).where(Tag.name == tag)).scalar_one_or_none()
-        if tag_row is None:
-            raise NotFoundError(f"nothing certified: no tag {tag!r}")
-        if explain:
-            rows = conn.execute(
-                select(*Certification.__table__.columns)
-                .where(
-                    Certification.tag_id == tag_row,
-                    Certification.instrument_id == inst,
-                    Certification.physical_filter == physical_filter,
-                )
-                .order_by(Certification.valid_begin, Certification.id)
-            ).all()
-            considered = [
-                {
-                    **_cert_dict(c),
-                    "matched": bool(hit) and c.id == hit[0].id,
-                    "why": _why(c, time_tai_ns, as_of),
-                }
-                for c in rows
-            ]
-    if not hit:
-        msg = (
-            f"nothing certified in tag {tag!r} for {instrument} {physical_filter} at "
-            f"TAI ns {time_tai_ns}" + (f" as of {as_of.isoformat()}" if as_of else "")
+
+def _considered(
+    conn: Connection,
+    tag_id: int,
+    inst: int,
+    physical_filter: str,
+    hit: Any | None,
+    time_tai_ns: int,
+    as_of: dt.datetime | None,
+) -> list[dict[str, Any]]:
+    """Every certification of the quantum's tag, with whether and why it matched."""
+    rows = conn.execute(
+        select(*Certification.__table__.columns)
+        .where(
+            Certification.tag_id == tag_id,
+            Certification.instrument_id == inst,
+            Certification.physical_filter == physical_filter,
         )
-        raise NothingCertifiedError(msg, considered)
-    cert = hit[0]
-    result = {
-        "instrument": instrument,
-        "physical_filter": physical_filter,
-        "tag": tag,
-        "time_tai_ns": time_tai_ns,
-        "exposure": exposure,
-        "as_of": as_of.isoformat() if as_of else None,
-        "version_id": cert.version_id,
-        "seq": cert.v_seq,
-        "level": cert.v_level,
-        "method": cert.v_method,
-        "content_hash": cert.v_content_hash,
-        "created_at": cert.v_created_at,
-        "certification": _cert_dict(cert),
-    }
-    if explain:
-        result["explain"] = considered
-    return result
+        .order_by(Certification.valid_begin, Certification.id)
+    ).all()
+    return [
+        {
+            **_cert_dict(c),
+            "matched": hit is not None and c.id == hit.id,
+            "why": _why(c, time_tai_ns, as_of),
+        }
+        for c in rows
+    ]
 
 
 def _why(c: Any, t: int, as_of: dt.datetime | None) -> str:

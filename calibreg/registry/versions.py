@@ -107,50 +107,20 @@ def persist_version(
     """
     inst = instrument_id(conn, data.spec.instrument)
     qid = _quantum_id(conn, inst, data.spec, lock=True)
-    seq = (
-        conn.execute(
-            select(func.coalesce(func.max(CalibrationVersion.seq), 0)).where(
-                CalibrationVersion.quantum_id == qid
-            )
-        ).scalar_one()
-        + 1
-    )
+    seq = _next_seq(conn, qid)
     exp_scales = np.asarray(solution.exp_scales, dtype=float)
     row_scales = np.asarray(solution.row_scales, dtype=float)
     chash = data.result_hash(exp_scales, row_scales)
-    used = np.asarray(solution.used, dtype=bool)
     finished = utcnow()
-    provenance = {
-        "software_version": who.software_version,
-        "git_commit": who.git_commit,
-        "schema_revision": schema_revision,
-        "host": who.host,
-        "user": who.user,
-        "database": database,
-        "started_at": started_at.isoformat(),
-        "finished_at": finished.isoformat(),
-        "quantum": {
-            "instrument": data.spec.instrument,
-            "physical_filter": data.spec.physical_filter,
-            "level": data.spec.level,
-            "selection": data.spec.selection.canonical(),
-        },
-        "inputs": {
-            "exposures": [int(e) for e in data.exposure_ids],
-            "statistics_fingerprint": data.fingerprint(),
-            "n_statistics": int(data.present.sum()),
-        },
-        "diagnostics": {
-            "rms": _f(solution.rms),
-            "n_rejected": int(solution.n_rejected),
-            "iterations": int(solution.iterations),
-            "converged": bool(solution.converged),
-            "flagged_rows": [int(i) for i in np.flatnonzero(solution.row_flagged)],
-            "flagged_exposures": [
-                int(data.exposure_ids[i]) for i in np.flatnonzero(solution.exp_flagged)
-            ],
-        },
-    }
+    provenance = _provenance(
+        data,
+        solution,
+        who=who,
+        database=database,
+        schema_revision=schema_revision,
+        started_at=started_at,
+        finished_at=finished,
+    )
     version_id = conn.execute(
         insert(CalibrationVersion).returning(CalibrationVersion.id),
         {
@@ -181,12 +151,77 @@ def persist_version(
             "created_at": finished,
         },
     ).scalar_one()
+    exposures, rows = _scale_frames(version_id, inst, data, solution)
+    bulk_insert(conn, "version_exposure", exposures, list(exposures.columns))
+    bulk_insert(conn, "version_row", rows, list(rows.columns))
+    return PersistedVersion(version_id, seq, qid, chash)
+
+
+def _next_seq(conn: Connection, quantum: int) -> int:
+    """Return the next sequence number within a quantum (its row is locked by the caller)."""
+    last = conn.execute(
+        select(func.coalesce(func.max(CalibrationVersion.seq), 0)).where(
+            CalibrationVersion.quantum_id == quantum
+        )
+    ).scalar_one()
+    return int(last) + 1
+
+
+def _provenance(
+    data: QuantumData,
+    solution: Any,
+    *,
+    who: Who,
+    database: str,
+    schema_revision: str,
+    started_at: dt.datetime,
+    finished_at: dt.datetime,
+) -> dict[str, Any]:
+    """Return the provenance stored with a version: who, where, which software, which inputs."""
+    return {
+        "software_version": who.software_version,
+        "git_commit": who.git_commit,
+        "schema_revision": schema_revision,
+        "host": who.host,
+        "user": who.user,
+        "database": database,
+        "started_at": started_at.isoformat(),
+        "finished_at": finished_at.isoformat(),
+        "quantum": {
+            "instrument": data.spec.instrument,
+            "physical_filter": data.spec.physical_filter,
+            "level": data.spec.level,
+            "selection": data.spec.selection.canonical(),
+        },
+        "inputs": {
+            "exposures": [int(e) for e in data.exposure_ids],
+            "statistics_fingerprint": data.fingerprint(),
+            "n_statistics": int(data.present.sum()),
+        },
+        "diagnostics": {
+            "rms": _f(solution.rms),
+            "n_rejected": int(solution.n_rejected),
+            "iterations": int(solution.iterations),
+            "converged": bool(solution.converged),
+            "flagged_rows": [int(i) for i in np.flatnonzero(solution.row_flagged)],
+            "flagged_exposures": [
+                int(data.exposure_ids[i]) for i in np.flatnonzero(solution.exp_flagged)
+            ],
+        },
+    }
+
+
+def _scale_frames(
+    version_id: int, inst: int, data: QuantumData, solution: Any
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the ``version_exposure`` and ``version_row`` rows of a solve, as frames."""
+    used = np.asarray(solution.used, dtype=bool)
     exposures = pd.DataFrame(
         {
             "version_id": version_id,
             "exposure_id": data.exposure_ids,
             "instrument_id": inst,
-            "scale": exp_scales,
+            "scale": np.asarray(solution.exp_scales, dtype=float),
             "rms": np.asarray(solution.rms_exp, dtype=float),
             "n_used": used.sum(axis=0).astype(np.int64),
             "flagged": np.asarray(solution.exp_flagged, dtype=bool),
@@ -202,15 +237,13 @@ def persist_version(
                 [None if i < 0 else int(i) for i in data.row_amp_index], dtype="Int64"
             ),
             "amp_name": data.row_amp_names,
-            "scale": row_scales,
+            "scale": np.asarray(solution.row_scales, dtype=float),
             "rms": np.asarray(solution.rms_row, dtype=float),
             "n_used": used.sum(axis=1).astype(np.int64),
             "flagged": np.asarray(solution.row_flagged, dtype=bool),
         }
     )
-    bulk_insert(conn, "version_exposure", exposures, list(exposures.columns))
-    bulk_insert(conn, "version_row", rows, list(rows.columns))
-    return PersistedVersion(version_id, seq, qid, chash)
+    return exposures, rows
 
 
 def _f(value: Any) -> float | None:
@@ -298,7 +331,7 @@ def get_version(conn: Connection, version_id: int) -> dict[str, Any]:
 
 
 def exposure_scales(conn: Connection, version_id: int) -> pd.DataFrame:
-    """A version's per-exposure scales (E), in exposure id order."""
+    """Return a version's per-exposure scales (E), in exposure id order."""
     get_version_exists(conn, version_id)
     t = VersionExposure
     stmt = (
@@ -312,7 +345,7 @@ def exposure_scales(conn: Connection, version_id: int) -> pd.DataFrame:
 
 
 def row_scales(conn: Connection, version_id: int) -> pd.DataFrame:
-    """A version's per-row scales (G), in camera order, with detector names."""
+    """Return a version's per-row scales (G), in camera order, with detector names."""
     get_version_exists(conn, version_id)
     t = VersionRow
     stmt = (

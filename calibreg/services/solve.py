@@ -37,12 +37,12 @@ class SolveRequest:
     selection: Selection = dataclasses.field(default_factory=Selection)
 
     def spec(self) -> QuantumSpec:
-        """The quantum this request solves."""
+        """Return the quantum this request solves."""
         return QuantumSpec(self.instrument, self.physical_filter, self.level, self.selection)
 
 
 def make_task(request: SolveRequest) -> FlatNormalizationTask:
-    """A configured FlatNormalizationTask for the request."""
+    """Return a configured FlatNormalizationTask for the request."""
     from calibreg.task import FlatNormalizationTask
 
     task = FlatNormalizationTask()

@@ -158,7 +158,7 @@ def _finite_non_negative(value: float) -> bool:
 
 
 def _choices(vocabulary: type[Vocabulary]) -> dict[str, str]:
-    """A config field's allowed values and their help, from the one vocabulary."""
+    """Return a config field's allowed values and their help, from the one vocabulary."""
     return {member.value: HELP[member] for member in vocabulary}
 
 
@@ -276,7 +276,7 @@ CpFlatNormalizationTaskConfig = FlatNormalizationTaskConfig
 
 
 def _amp_name(amp: Any) -> str:
-    """An amplifier's name: ``getName()`` (afw), ``.name`` (calibreg specs), or the string."""
+    """Return an amplifier's name: ``getName()`` (afw), ``.name`` (calibreg), or the string."""
     if isinstance(amp, str):
         return amp
     get_name = getattr(amp, "getName", None)
@@ -334,6 +334,112 @@ def _number(value: Any, key: str, exposure: int, detector: int) -> float:
         raise ValueError(
             f"{key} of exposure {exposure}, detector {detector} is not a number: {value!r}"
         ) from None
+
+
+def _input_keys(inputMDs: list[Any], inputDims: list[Mapping[str, Any]]) -> list[tuple[int, int]]:
+    """Return the (exposure, detector) of every input, checking that metadata and ids pair up."""
+    if len(inputMDs) != len(inputDims):
+        raise ValueError(
+            f"{len(inputMDs)} metadata objects but {len(inputDims)} data ids: "
+            "they must pair up one to one"
+        )
+    if not inputDims:
+        raise ValueError("no inputs: nothing to normalize")
+    return [
+        (_dimension(d, "exposure", i), _dimension(d, "detector", i))
+        for i, d in enumerate(inputDims)
+    ]
+
+
+def _camera_amp_names(camera: Any, detectors: list[int]) -> dict[int, list[str]]:
+    """Each detector's amplifier names in camera order (KeyError for one not in the camera)."""
+    camera = _camera_mapping(camera)
+    names: dict[int, list[str]] = {}
+    for det in detectors:
+        try:
+            amps = camera[det]
+        except (KeyError, IndexError) as exc:
+            raise KeyError(f"detector {det} is not in the camera") from exc
+        names[det] = [_amp_name(a) for a in amps]
+    return names
+
+
+def _row_layout(level: str, amp_names: dict[int, list[str]]) -> tuple[dict[int, int], list[Any]]:
+    """Each detector's first matrix row and the row labels (detector ids or (id, amp) pairs).
+
+    At AMP level a detector's rows are consecutive, so its amplifier ``i`` is row
+    ``first + i`` whatever the number of amplifiers of the detectors before it.
+    """
+    if level == Level.DETECTOR.value:
+        return {det: i for i, det in enumerate(amp_names)}, list(amp_names)
+    row_of: dict[int, int] = {}
+    labels: list[Any] = []
+    for det, names in amp_names.items():
+        row_of[det] = len(labels)
+        labels.extend((det, name) for name in names)
+    return row_of, labels
+
+
+def _fill_matrices(
+    inputMDs: Sequence[Any],
+    keys: list[tuple[int, int]],
+    *,
+    level: str,
+    row_of: dict[int, int],
+    exp_col: dict[int, int],
+    amp_names: dict[int, list[str]],
+    shape: tuple[int, int],
+    need_sigma: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Read every input's statistics into background, count, sigma and presence matrices.
+
+    A non-finite median leaves its entry NaN with zero weight (no usable pixels), unlike the
+    reference, which fits it.
+    """
+    background = np.full(shape, np.nan)
+    counts = np.zeros(shape)
+    sigma = np.full(shape, np.nan)
+    present = np.zeros(shape, dtype=bool)
+    for md, (exposure, det) in zip(inputMDs, keys, strict=True):
+        col = exp_col[exposure]
+        for row, k_med, k_n, k_sig, name in _entries(level, row_of[det], amp_names[det]):
+            if present[row, col]:
+                raise ValueError(f"exposure {exposure}, detector {det} is given twice")
+            present[row, col] = True
+            if name is not None:
+                _check_amp_name(md, k_med.replace("MEDIAN", "NAME"), name, exposure, det)
+            value = _number(_read(md, k_med, exposure, det), k_med, exposure, det)
+            count = _number(_read(md, k_n, exposure, det), k_n, exposure, det)
+            sig = _number(
+                _read(md, k_sig, exposure, det, required=need_sigma), k_sig, exposure, det
+            )
+            if math.isfinite(value):
+                background[row, col] = value
+                counts[row, col] = count
+                sigma[row, col] = sig
+    return background, counts, sigma, present
+
+
+def _entries(
+    level: str, first_row: int, names: list[str]
+) -> list[tuple[int, str, str, str, str | None]]:
+    """(row, median key, count key, sigma key, amplifier name) of one detector's statistics."""
+    if level == Level.DETECTOR.value:
+        return [(first_row, "DETECTOR_MEDIAN", "DETECTOR_N", "DETECTOR_SIGMA", None)]
+    return [
+        (first_row + i, f"AMP_MEDIAN_{i}", f"AMP_N_{i}", f"AMP_SIGMA_{i}", name)
+        for i, name in enumerate(names)
+    ]
+
+
+def _check_amp_name(md: Any, key: str, name: str, exposure: int, detector: int) -> None:
+    """Return an ``AMP_NAME_i`` that disagrees with the camera means another amplifier order."""
+    stated = _read(md, key, exposure, detector, required=False)
+    if stated is not None and str(stated) != name:
+        raise ValueError(
+            f"{key} of exposure {exposure}, detector {detector} is {stated!r} "
+            f"but the camera's amplifier {key.rsplit('_', 1)[1]} is {name!r}"
+        )
 
 
 # --------------------------------------------------------------------------- the task
@@ -405,77 +511,21 @@ class FlatNormalizationTask(Task):
                 "run() has no exposure records: down-selection is applied by "
                 "runQuantum only and is ignored here"
             )
-        inputMDs, inputDims = list(inputMDs), list(inputDims)
-        if len(inputMDs) != len(inputDims):
-            raise ValueError(
-                f"{len(inputMDs)} metadata objects but {len(inputDims)} data ids: "
-                "they must pair up one to one"
-            )
-        if not inputDims:
-            raise ValueError("no inputs: nothing to normalize")
-        keys = [
-            (_dimension(d, "exposure", i), _dimension(d, "detector", i))
-            for i, d in enumerate(inputDims)
-        ]
+        keys = _input_keys(list(inputMDs), list(inputDims))
         exp_set = sorted({e for e, _ in keys})
-        det_set = sorted({d for _, d in keys})
-        camera = _camera_mapping(camera)
-        amp_names: dict[int, list[str]] = {}
-        for det in det_set:
-            try:
-                amps = camera[det]
-            except (KeyError, IndexError) as exc:
-                raise KeyError(f"detector {det} is not in the camera") from exc
-            amp_names[det] = [_amp_name(a) for a in amps]
-
+        amp_names = _camera_amp_names(camera, sorted({d for _, d in keys}))
         level = self.config.level
-        need_sigma = self.config.weights == "inverse-variance"
-        exp_col = {e: j for j, e in enumerate(exp_set)}
-        if level == "DETECTOR":
-            row_of = {det: i for i, det in enumerate(det_set)}
-            labels: list[Any] = list(det_set)
-        else:
-            row_of, labels = {}, []
-            for det in det_set:
-                row_of[det] = len(labels)  # this detector's first row: per-detector offsets
-                labels.extend((det, name) for name in amp_names[det])
-        shape = (len(labels), len(exp_set))
-        background = np.full(shape, np.nan)
-        counts = np.zeros(shape)
-        sigma = np.full(shape, np.nan)
-        present = np.zeros(shape, dtype=bool)
-
-        for md, (exposure, det) in zip(inputMDs, keys, strict=True):
-            col = exp_col[exposure]
-            if level == "DETECTOR":
-                entries = [(row_of[det], "DETECTOR_MEDIAN", "DETECTOR_N", "DETECTOR_SIGMA", None)]
-            else:
-                entries = [
-                    (row_of[det] + i, f"AMP_MEDIAN_{i}", f"AMP_N_{i}", f"AMP_SIGMA_{i}", name)
-                    for i, name in enumerate(amp_names[det])
-                ]
-            for row, k_med, k_n, k_sig, name in entries:
-                if present[row, col]:
-                    raise ValueError(f"exposure {exposure}, detector {det} is given twice")
-                present[row, col] = True
-                if name is not None:
-                    k_name = k_med.replace("MEDIAN", "NAME")
-                    stated = _read(md, k_name, exposure, det, required=False)
-                    if stated is not None and str(stated) != name:
-                        raise ValueError(
-                            f"{k_name} of exposure {exposure}, detector {det} is {stated!r} "
-                            f"but the camera's amplifier {k_name.rsplit('_', 1)[1]} is {name!r}"
-                        )
-                value = _number(_read(md, k_med, exposure, det), k_med, exposure, det)
-                count = _number(_read(md, k_n, exposure, det), k_n, exposure, det)
-                sig = _number(
-                    _read(md, k_sig, exposure, det, required=need_sigma), k_sig, exposure, det
-                )
-                if math.isfinite(value):
-                    background[row, col] = value
-                    counts[row, col] = count
-                    sigma[row, col] = sig
-                # else: no usable pixels: NaN background, zero weight (reference defect 1/5)
+        row_of, labels = _row_layout(level, amp_names)
+        background, counts, sigma, present = _fill_matrices(
+            inputMDs,
+            keys,
+            level=level,
+            row_of=row_of,
+            exp_col={e: j for j, e in enumerate(exp_set)},
+            amp_names=amp_names,
+            shape=(len(labels), len(exp_set)),
+            need_sigma=self.config.weights == "inverse-variance",
+        )
 
         solution = self.solve.run(
             background,
@@ -519,7 +569,7 @@ class FlatNormalizationTask(Task):
 
     # ------------------------------------------------------------------ registry API
     def quantumSpec(self, quantum: Any) -> QuantumSpec:
-        """The quantum this task solves for ``quantum``, with the config applied.
+        """Return the quantum this task solves for ``quantum``, with the config applied.
 
         ``quantum`` is a `QuantumSpec`, a mapping with ``instrument``, ``physical_filter`` and
         optionally ``selection`` (a `Selection` or its fields as a mapping), or a tuple
