@@ -40,20 +40,27 @@ def test_a_database_without_schema_is_refused_with_the_way_out(db_url) -> None:
 
 
 def test_nested_transaction_rolls_back_only_the_inner_block(registry, tmp_path) -> None:
+    def inner() -> None:
+        with registry.transaction():
+            registry.ingest_exposures(_exposures([2], tmp_path), source="b", sha256="b")
+            raise ConflictError("inner failure")
+
     with registry.transaction():
         registry.ingest_exposures(_exposures([1], tmp_path), source="a", sha256="a")
-        with pytest.raises(ConflictError):  # noqa: PT012 - the savepoint is the point
-            with registry.transaction():
-                registry.ingest_exposures(_exposures([2], tmp_path), source="b", sha256="b")
-                raise ConflictError("inner failure")
+        with pytest.raises(ConflictError):
+            inner()
     assert sorted(registry.exposures("Cam")["id"]) == [1]
 
 
 def test_an_error_in_the_outer_transaction_undoes_everything(registry, tmp_path) -> None:
-    with pytest.raises(RuntimeError), registry.transaction():
-        registry.ingest_exposures(_exposures([1], tmp_path), source="a", sha256="a")
-        registry.ingest_exposures(_exposures([2], tmp_path), source="b", sha256="b")
-        raise RuntimeError("boom")
+    def both_then_fail() -> None:
+        with registry.transaction():
+            registry.ingest_exposures(_exposures([1], tmp_path), source="a", sha256="a")
+            registry.ingest_exposures(_exposures([2], tmp_path), source="b", sha256="b")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        both_then_fail()
     assert registry.exposures("Cam").empty
 
 
