@@ -14,9 +14,7 @@ def _exposures(ids: list[int], tmp_path) -> pd.DataFrame:
     from calibreg.formats import read_exposures
 
     path = tmp_path / f"exposures-{'-'.join(map(str, ids))}.csv"
-    pd.DataFrame({"instrument": "Cam", "id": ids, "physical_filter": "r"}).to_csv(
-        path, index=False
-    )
+    pd.DataFrame({"instrument": "Cam", "id": ids, "physical_filter": "r"}).to_csv(path, index=False)
     return read_exposures(path)
 
 
