@@ -159,8 +159,11 @@ class Registry:
             migrate.upgrade(self.engine, revision)
         return self.schema_revision()
 
-    def downgrade(self, revision: str) -> str | None:
+    def downgrade(self, revision: str, *, destroy_data: bool = False) -> str | None:
         """Migrate the schema down to ``revision`` (``base`` removes every calibreg table).
+
+        Refused (`ConflictError`, naming the tables and row counts) when it would drop data,
+        unless ``destroy_data`` is true.
 
         Returns
         -------
@@ -168,7 +171,7 @@ class Registry:
             The revision the database is at afterwards (``None``: empty).
         """
         with translate_errors():
-            migrate.downgrade(self.engine, revision)
+            migrate.downgrade(self.engine, revision, destroy_data=destroy_data)
         return self.schema_revision()
 
     # ----------------------------------------------------------------- inputs

@@ -89,3 +89,21 @@ class NothingCertifiedError(NotFoundError):
     def __init__(self, message: str, considered: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.considered = list(considered or [])
+
+
+class AmbiguousLookupError(ConflictError):
+    """A lookup by exposure matched more than one version: its timespan crosses a boundary.
+
+    The butler's rule: an exposure's whole timespan is matched against validity ranges, and a
+    match with two calibrations is reported, not resolved by picking one.
+
+    Attributes
+    ----------
+    candidates
+        The matching certifications (``certification_id``, ``version_id``, ``valid_begin``,
+        ``valid_end``...).
+    """
+
+    def __init__(self, message: str, candidates: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.candidates = list(candidates)

@@ -24,10 +24,13 @@ def upgrade(
 def downgrade(
     revision: str = typer.Argument(..., help="Target revision ('base' removes everything)."),
     db: DbOption = None,
+    destroy_data: bool = typer.Option(
+        False, "--destroy-data", help="Allow a downgrade that drops stored rows."
+    ),
 ) -> None:
-    """Migrate the database down to REVISION."""
+    """Migrate the database down to REVISION; refused if it would drop data (see --destroy-data)."""
     with errors(), open_registry(db, check_schema=False) as reg:
-        rev = reg.downgrade(revision) or "base (empty)"
+        rev = reg.downgrade(revision, destroy_data=destroy_data) or "base (empty)"
         typer.echo(f"{reg.database}: at revision {rev}")
 
 

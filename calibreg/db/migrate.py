@@ -9,9 +9,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, func, inspect, select, table
 
-from calibreg.errors import SchemaError
+from calibreg.errors import ConflictError, SchemaError
 
 
 def compare_filter(dialect_name: str) -> Callable[..., bool]:
@@ -97,6 +98,67 @@ def current_revision(engine_or_conn: Engine | Connection) -> str | None:
     return MigrationContext.configure(engine_or_conn).get_current_revision()
 
 
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def _known(revision: str) -> None:
+    """Refuse a revision the tree does not know, in one line (Alembic raises a long chain)."""
+    if revision in ("head", "base", "heads"):
+        return
+    try:
+        found = _script().get_revision(revision)
+    except CommandError:  # also ResolutionError: no such or an ambiguous revision
+        found = None
+    if found is None:
+        known = ", ".join(r.revision for r in reversed(list(_script().walk_revisions())))
+        raise SchemaError(f"unknown schema revision {revision!r}; known: {known}, head, base")
+
+
+def destroyed_by_downgrade(conn: Connection, revision: str) -> dict[str, int]:
+    """Count the rows a downgrade to ``revision`` would destroy, per table.
+
+    Each migration module names, in ``DESTROYED_BY_DOWNGRADE``, the tables whose rows its
+    downgrade drops; this walks the migrations between the database's revision and
+    ``revision`` and counts the rows those tables hold now.
+
+    Parameters
+    ----------
+    conn : sqlalchemy.Connection
+        The database.
+    revision : str
+        Target revision id or ``"base"``.
+
+    Returns
+    -------
+    dict of str to int
+        Table name to its row count, only tables that hold rows.
+
+    Raises
+    ------
+    calibreg.errors.SchemaError
+        For an unknown revision.
+    """
+    _known(revision)
+    current = MigrationContext.configure(conn).get_current_revision()
+    if current is None:
+        return {}
+    target = None if revision == "base" else revision
+    tables: list[str] = []
+    for script in _script().iterate_revisions(current, target):
+        if script.revision == target:
+            continue
+        tables.extend(getattr(script.module, "DESTROYED_BY_DOWNGRADE", ()))
+    present = set(inspect(conn).get_table_names())
+    counts = {}
+    for name in tables:
+        if name in present:
+            n = conn.execute(select(func.count()).select_from(table(name))).scalar_one()
+            if n:
+                counts[name] = int(n)
+    return counts
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database up to ``revision``, committing at the end.
 
@@ -109,16 +171,20 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     Raises
     ------
-    alembic.util.CommandError
+    calibreg.errors.SchemaError
         For a revision the tree does not know.
     """
+    _known(revision)
     with engine.connect() as conn:
         command.upgrade(alembic_config(conn), revision)
         conn.commit()
 
 
-def downgrade(engine: Engine, revision: str) -> None:
+def downgrade(engine: Engine, revision: str, *, destroy_data: bool = False) -> None:
     """Migrate the database down to ``revision``, committing at the end.
+
+    A downgrade that would drop rows (versions, certifications, statistics...) is refused
+    unless ``destroy_data`` is true; the check and the downgrade run in one transaction.
 
     Parameters
     ----------
@@ -126,13 +192,27 @@ def downgrade(engine: Engine, revision: str) -> None:
         The database.
     revision : str
         Target revision id; ``"base"`` drops every calibreg table (and its data).
+    destroy_data : bool
+        Allow the downgrade to drop data.
 
     Raises
     ------
-    alembic.util.CommandError
+    calibreg.errors.SchemaError
         For a revision the tree does not know.
+    calibreg.errors.ConflictError
+        When the downgrade would destroy data and ``destroy_data`` is false; the message names
+        every table and its row count.
     """
+    _known(revision)
     with engine.connect() as conn:
+        lost = destroyed_by_downgrade(conn, revision)
+        if lost and not destroy_data:
+            what = ", ".join(f"{n:,} {t} rows" for t, n in lost.items())
+            conn.rollback()
+            raise ConflictError(
+                f"downgrade to {revision} would destroy {what}; nothing changed "
+                "(give --destroy-data to do it anyway)"
+            )
         command.downgrade(alembic_config(conn), revision)
         conn.commit()
 

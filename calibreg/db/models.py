@@ -322,10 +322,16 @@ class VersionExposure(Base):
         ForeignKeyConstraint(
             ["instrument_id", "exposure_id"], ["exposure.instrument_id", "exposure.id"]
         ),
+        # Slots: exp_index in [0, n_exposures) of the version (migration 0005 checks the
+        # range), unique, all filled when the version is written: a version never gains rows.
+        Index("uq_version_exposure_exp_index", "version_id", "exp_index", unique=True),
+        # Which versions an exposure's statistics are inputs of (the protection triggers).
+        Index("ix_version_exposure_instrument_id_exposure_id", "instrument_id", "exposure_id"),
     )
 
     version_id: Mapped[int] = mapped_column(ForeignKey("calibration_version.id"), primary_key=True)
     exposure_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    exp_index: Mapped[int] = mapped_column(Integer)
     instrument_id: Mapped[int] = mapped_column(Integer)
     scale: Mapped[float] = mapped_column(Measurement, nullable=True)
     rms: Mapped[float] = mapped_column(Measurement, nullable=True)
@@ -375,7 +381,7 @@ class Tag(Base):
 
 
 class Certification(Base):
-    """Version V is valid in tag T for ``[valid_begin, valid_end)`` (TAI ns; NULL end = open).
+    """Version V is valid in tag T for ``[valid_begin, valid_end)`` (TAI ns; NULL = unbounded).
 
     Rows are never deleted: decertifying sets ``decertified_at``/``decertified_by`` once (a
     split inserts the remaining pieces as new rows pointing at the one they replace), so the
@@ -386,7 +392,10 @@ class Certification(Base):
 
     __tablename__ = "certification"
     __table_args__ = (
-        CheckConstraint("valid_end IS NULL OR valid_begin < valid_end", name="valid_range"),
+        CheckConstraint(
+            "valid_begin IS NULL OR valid_end IS NULL OR valid_begin < valid_end",
+            name="valid_range",
+        ),
         Index(
             "ix_certification_lookup",
             "tag_id",
@@ -401,7 +410,7 @@ class Certification(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("calibration_version.id"), index=True)
     instrument_id: Mapped[int] = mapped_column(ForeignKey("instrument.id"))
     physical_filter: Mapped[str] = mapped_column(String(64))
-    valid_begin: Mapped[int] = mapped_column(BigInteger)
+    valid_begin: Mapped[int | None] = mapped_column(BigInteger)
     valid_end: Mapped[int | None] = mapped_column(BigInteger)
     certified_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     certified_by: Mapped[str] = mapped_column(String(128))

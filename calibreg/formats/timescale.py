@@ -29,9 +29,14 @@ from functools import lru_cache
 import erfa
 
 __all__ = [
+    "format_instant",
+    "format_range",
+    "instant_fields",
+    "parse_bound",
     "parse_time",
     "parse_wallclock",
     "tai_iso_to_tai_ns",
+    "tai_ns_to_tai_iso",
     "tai_ns_to_utc",
     "tai_ns_to_utc_iso",
     "utc_to_tai_ns",
@@ -310,9 +315,51 @@ def parse_time(value: str | _dt.datetime, *, field: str, source: str = "input") 
     from calibreg.errors import InputError
 
     try:
+        if isinstance(value, str) and value.strip().upper().endswith(" TAI"):
+            return tai_iso_to_tai_ns(value.strip()[:-4])  # what `format_instant` writes pre-1972
+        if not isinstance(value, str | _dt.datetime):
+            raise TypeError(
+                f"expected an ISO-8601 string or an aware datetime, got {type(value).__name__}"
+            )
         return utc_to_tai_ns(value)
     except (ValueError, TypeError) as err:
         raise InputError(source, str(err), field=field) from None
+
+
+#: Words for an unbounded end of a validity range, accepted case-insensitively.
+UNBOUNDED_BEGIN = ("unbounded", "-inf", "min", "beginning")
+UNBOUNDED_END = ("open", "unbounded", "inf", "+inf", "max")
+
+
+def parse_bound(
+    value: str | _dt.datetime | None, *, side: str, field: str, source: str = "input"
+) -> int | None:
+    """Read one end of a validity range: an instant as `parse_time`, or unbounded.
+
+    Parameters
+    ----------
+    value
+        ISO-8601 text, an aware datetime, ``None`` or one of `UNBOUNDED_BEGIN` /
+        `UNBOUNDED_END` for an unbounded end (the butler's ``Timespan(None, ...)``).
+    side : {"begin", "end"}
+        Which end this is.
+
+    Returns
+    -------
+    int or None
+        TAI ns, or ``None`` for unbounded.
+
+    Raises
+    ------
+    InputError
+        As `parse_time`.
+    """
+    if value is None:
+        return None
+    words = UNBOUNDED_BEGIN if side == "begin" else UNBOUNDED_END
+    if isinstance(value, str) and value.strip().lower() in words:
+        return None
+    return parse_time(value, field=field, source=source)
 
 
 def parse_wallclock(
@@ -341,3 +388,77 @@ def parse_wallclock(
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=_dt.UTC)
     return parsed.astimezone(_dt.UTC)
+
+
+# --------------------------------------------------------------------------- for people to read
+
+
+def _is_missing(ns: object) -> bool:
+    if ns is None:
+        return True
+    try:
+        import pandas as pd
+
+        if ns is pd.NA or ns is pd.NaT:
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return isinstance(ns, float) and ns != ns
+
+
+def tai_ns_to_tai_iso(ns: int) -> str:
+    """Write TAI nanoseconds as a TAI clock reading, ``YYYY-MM-DDTHH:MM:SS.fffffffff TAI``.
+
+    Exact for every int64 (TAI has no leap seconds); used where UTC has no exact form.
+    """
+    ns = int(ns)
+    day, sod = divmod(ns, NS_PER_DAY)
+    date = _EPOCH + _dt.timedelta(days=day)
+    whole, frac = divmod(sod, NS_PER_SECOND)
+    hh, rem = divmod(whole, 3600)
+    mm, ss = divmod(rem, 60)
+    return f"{date.isoformat()}T{hh:02d}:{mm:02d}:{ss:02d}.{frac:09d} TAI"
+
+
+def format_instant(ns: object, *, missing: str | None = None) -> str | None:
+    """Write a stored instant for a person: the one formatter of CLI, client and HTTP output.
+
+    Parameters
+    ----------
+    ns : int or None
+        TAI nanoseconds since 1970-01-01 TAI; ``None``/NA/NaN for "no instant".
+    missing : str, optional
+        What to return for a missing instant (default ``None``, i.e. null / empty).
+
+    Returns
+    -------
+    str or None
+        UTC ISO-8601 with nanoseconds (``...Z``, exact); an instant before 1972 (when UTC had
+        no whole leap seconds) as a TAI reading ending in ``" TAI"``.
+    """
+    if _is_missing(ns):
+        return missing
+    value = int(ns)  # type: ignore[call-overload]
+    if value < _FIRST_UTC_DAY * NS_PER_DAY + 10 * NS_PER_SECOND:
+        return tai_ns_to_tai_iso(value)
+    return tai_ns_to_utc_iso(value)
+
+
+def format_range(begin: int | None, end: int | None) -> str:
+    """Write a validity range ``[begin, end)`` for a person (``None`` ends are unbounded)."""
+    return (
+        f"[{format_instant(begin, missing='-inf (unbounded)')}, "
+        f"{format_instant(end, missing='+inf (open)')})"
+    )
+
+
+def instant_fields(name: str, ns: object) -> dict[str, object]:
+    """JSON fields for one instant: the exact integer, its decimal string and UTC text.
+
+    ``{name: ns, name + "_str": "…", name + "_utc": "…Z"}`` (all ``None`` when missing): the
+    string form is there because TAI ns (~1.7e18) exceed JavaScript's exact integer range.
+    """
+    if _is_missing(ns):
+        return {name: None, f"{name}_str": None, f"{name}_utc": None}
+    value = int(ns)  # type: ignore[call-overload]
+    return {name: value, f"{name}_str": str(value), f"{name}_utc": format_instant(value)}

@@ -14,6 +14,7 @@ from calibreg.db.models import (
     Instrument,
 )
 from calibreg.registry.common import instrument_id
+from calibreg.registry.frames import query_frame
 
 
 def list_instruments(conn: Connection) -> pd.DataFrame:
@@ -27,8 +28,7 @@ def list_instruments(conn: Connection) -> pd.DataFrame:
         n_amp.label("amplifiers"),
         n_exp.label("exposures"),
     ).order_by(Instrument.name)
-    rows = conn.execute(stmt).all()
-    return pd.DataFrame(rows, columns=["instrument", "detectors", "amplifiers", "exposures"])
+    return query_frame(conn, stmt)
 
 
 def list_detectors(conn: Connection, instrument: str) -> pd.DataFrame:
@@ -50,7 +50,7 @@ def list_detectors(conn: Connection, instrument: str) -> pd.DataFrame:
         .where(Detector.instrument_id == inst)
         .order_by(Detector.id)
     )
-    return pd.DataFrame(conn.execute(stmt).all(), columns=cols)
+    return query_frame(conn, stmt, cols)
 
 
 def list_amplifiers(conn: Connection, instrument: str) -> pd.DataFrame:
@@ -62,7 +62,7 @@ def list_amplifiers(conn: Connection, instrument: str) -> pd.DataFrame:
         .where(Amplifier.instrument_id == inst)
         .order_by(Amplifier.detector_id, Amplifier.amp_index)
     )
-    return pd.DataFrame(conn.execute(stmt).all(), columns=cols)
+    return query_frame(conn, stmt, cols)
 
 
 EXPOSURE_COLUMNS = [
@@ -104,9 +104,7 @@ def list_exposures(
     if physical_filter is not None:
         stmt = stmt.where(Exposure.physical_filter == physical_filter)
     stmt = stmt.order_by(Exposure.id)
-    return pd.DataFrame(
-        conn.execute(stmt).all(), columns=[*EXPOSURE_COLUMNS, "detector_stats", "amp_stats"]
-    )
+    return query_frame(conn, stmt, [*EXPOSURE_COLUMNS, "detector_stats", "amp_stats"])
 
 
 def geometry(conn: Connection, instrument: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -126,19 +124,13 @@ def geometry(conn: Connection, instrument: str) -> tuple[pd.DataFrame, pd.DataFr
         "pixel_size_x",
         "pixel_size_y",
     ]
-    dets = pd.DataFrame(
-        conn.execute(
-            select(*(Detector.__table__.c[c] for c in dcols)).where(Detector.instrument_id == inst)
-        ).all(),
-        columns=dcols,
+    dets = query_frame(
+        conn,
+        select(*(Detector.__table__.c[c] for c in dcols)).where(Detector.instrument_id == inst),
     )
     acols = ["detector_id", "amp_index", "name", "bbox_x0", "bbox_y0", "bbox_width", "bbox_height"]
-    amps = pd.DataFrame(
-        conn.execute(
-            select(*(Amplifier.__table__.c[c] for c in acols)).where(
-                Amplifier.instrument_id == inst
-            )
-        ).all(),
-        columns=acols,
+    amps = query_frame(
+        conn,
+        select(*(Amplifier.__table__.c[c] for c in acols)).where(Amplifier.instrument_id == inst),
     )
     return dets, amps

@@ -40,11 +40,13 @@ from sqlalchemy import (
 from calibreg.db.models import (
     Amplifier,
     AmpStats,
+    CalibrationVersion,
     Detector,
     DetectorStats,
     Exposure,
     IngestBatch,
     Instrument,
+    VersionExposure,
 )
 from calibreg.db.types import utcnow
 from calibreg.domain.provenance import Who
@@ -118,6 +120,8 @@ def _write_plans(
         for plan in plans:
             if len(plan.changed):
                 raise _conflict(plan.kind, source, plan.changed, plan.describe)
+    for plan in plans:
+        _refuse_changing_version_inputs(conn, plan, source)
     unchanged = sum(p.n_same for p in plans)
     if unchanged == n_rows:
         return IngestReport(kind, source, instrument_label, n_rows, 0, 0, unchanged, None)
@@ -250,6 +254,45 @@ def _close_batch(
             finished_at=utcnow(),
         )
     )
+
+
+#: Statistics tables and the version level that reads them.
+_STATS_LEVEL = {"detector_stats": "DETECTOR", "amp_stats": "AMP"}
+
+
+def _refuse_changing_version_inputs(conn: Connection, plan: _Plan, source: str) -> None:
+    """Refuse to overwrite statistics a calibration version was solved from, naming it.
+
+    The database refuses it too (triggers of migration 0005); this check comes first so that
+    the message names the versions on both backends and the first row concerned.
+    """
+    level = _STATS_LEVEL.get(plan.table.name)
+    if level is None or plan.changed.empty:
+        return
+    inst = plan.fixed["instrument_id"]
+    exposures = sorted({int(x) for x in plan.changed["exposure_id"]})
+    found: set[int] = set()
+    for start in range(0, len(exposures), IN_CHUNK):
+        chunk = exposures[start : start + IN_CHUNK]
+        found.update(
+            conn.execute(
+                select(VersionExposure.version_id)
+                .join(CalibrationVersion, CalibrationVersion.id == VersionExposure.version_id)
+                .where(
+                    VersionExposure.instrument_id == inst,
+                    VersionExposure.exposure_id.in_(chunk),
+                    CalibrationVersion.level == level,
+                )
+                .distinct()
+            ).scalars()
+        )
+    if found:
+        ids = ", ".join(str(v) for v in sorted(found))
+        raise ConflictError(
+            f"{source}: {len(plan.changed)} {plan.kind} row(s) to overwrite are inputs of "
+            f"calibration version(s) {ids} (first: {plan.describe(plan.changed.iloc[0])}); "
+            "a version's inputs never change: nothing written"
+        )
 
 
 def _conflict(

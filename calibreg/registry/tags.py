@@ -1,7 +1,10 @@
 """Tags, certification of versions for validity ranges, and lookups.
 
-Validity ranges are half-open ``[begin, end)`` in TAI nanoseconds since 1970 (``end=None`` is
-open). Active ranges of one (tag, instrument, filter) never overlap: the database refuses it
+Validity ranges are half-open ``[begin, end)`` in TAI nanoseconds since 1970; either end may be
+``None`` (NULL): unbounded, as in the butler's ``Timespan`` (``begin=None`` is "valid from the
+beginning", its convention for curated calibrations; ``end=None`` is open).
+
+Active ranges of one (tag, instrument, filter) never overlap: the database refuses it
 (PostgreSQL exclusion constraint, SQLite trigger), so even racing certify calls cannot both
 win. Certification rows are never deleted; decertify closes them and inserts the remaining
 pieces, so every past state of a tag can be read back with ``as_of``.
@@ -13,17 +16,19 @@ import datetime as dt
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, func, insert, or_, select, update
 
 from calibreg.db.models import CalibrationVersion, Certification, Exposure, Instrument, Tag
 from calibreg.db.types import utcnow
 from calibreg.errors import (
+    AmbiguousLookupError,
     CertificationGateError,
     ConflictError,
     InputError,
     NotFoundError,
     NothingCertifiedError,
 )
+from calibreg.formats.timescale import format_instant, format_range
 from calibreg.registry.backend import backend_of
 from calibreg.registry.common import instrument_id
 from calibreg.registry.versions import compare_row_scales, get_version, row_scales
@@ -53,12 +58,42 @@ def _lock_tag(conn: Connection, tag_id: int) -> None:
     conn.execute(backend_of(conn).lock_rows(select(Tag.id).where(Tag.id == tag_id)))
 
 
-def _overlaps(begin: int, end: int | None) -> list[ColumnElement[bool]]:
-    """Return the SQL condition: an active certification's range overlaps [begin, end)."""
-    cond = [or_(Certification.valid_end.is_(None), Certification.valid_end > begin)]
+#: Sort key of a begin: NULL (unbounded) sorts first.
+_begin_key = func.coalesce(Certification.valid_begin, -(2**63))
+
+
+def _overlaps(begin: int | None, end: int | None) -> list[ColumnElement[bool]]:
+    """Return the SQL condition: a certification's range overlaps ``[begin, end)``.
+
+    ``None`` ends are unbounded on both sides of the comparison.
+    """
+    cond = []
+    if begin is not None:
+        cond.append(or_(Certification.valid_end.is_(None), Certification.valid_end > begin))
     if end is not None:
-        cond.append(Certification.valid_begin < end)
+        cond.append(or_(Certification.valid_begin.is_(None), Certification.valid_begin < end))
     return cond
+
+
+def _begins_before(a: int | None, b: int | None) -> bool:
+    """Whether begin ``a`` is earlier than begin ``b`` (``None`` is the earliest)."""
+    if b is None:
+        return False
+    return a is None or a < b
+
+
+def _ends_after(a: int | None, b: int | None) -> bool:
+    """Whether end ``a`` is later than end ``b`` (``None`` is the latest)."""
+    if a is None:
+        return b is not None
+    return b is not None and a > b
+
+
+def _check_range(begin: int | None, end: int | None, what: str) -> None:
+    if begin is not None and end is not None and end <= begin:
+        raise InputError(
+            what, f"empty range {format_range(begin, end)}: end is not after begin", field="end"
+        )
 
 
 def _active(as_of: dt.datetime | None = None) -> list[ColumnElement[bool]]:
@@ -85,7 +120,12 @@ def _cert_dict(row: Any) -> dict[str, Any]:
 
 
 def neighbour(
-    conn: Connection, tag: int, inst: int, physical_filter: str, begin: int, end: int | None
+    conn: Connection,
+    tag: int,
+    inst: int,
+    physical_filter: str,
+    begin: int | None,
+    end: int | None,
 ) -> Any | None:
     """Return the active certification the new range replaces or abuts (for the comparison gate).
 
@@ -98,23 +138,21 @@ def neighbour(
         Certification.physical_filter == physical_filter,
         *_active(),
     )
-    before = conn.execute(
-        base.where(Certification.valid_begin < begin)
-        .order_by(Certification.valid_begin.desc())
-        .limit(1)
-    ).one_or_none()
-    if before is not None:
-        return before
-    return conn.execute(
-        base.where(Certification.valid_begin >= begin).order_by(Certification.valid_begin).limit(1)
-    ).one_or_none()
+    if begin is not None:
+        before = conn.execute(
+            base.where(_begin_key < begin).order_by(_begin_key.desc()).limit(1)
+        ).one_or_none()
+        if before is not None:
+            return before
+        base = base.where(_begin_key >= begin)
+    return conn.execute(base.order_by(_begin_key).limit(1)).one_or_none()
 
 
 def certify(
     conn: Connection,
     version_id: int,
     tag: str,
-    begin: int,
+    begin: int | None,
     end: int | None = None,
     *,
     force: bool = False,
@@ -125,11 +163,24 @@ def certify(
 
     The new version is compared with the one it replaces or abuts (per-row scale ratios);
     if any row changes by more than ``max_change`` (relative) the call is refused unless
-    ``force``. The comparison is always returned, under ``"comparison"``.
+    ``force``. The comparison is always returned, under ``"comparison"``. ``begin=None`` is
+    "valid from the beginning", ``end=None`` open.
+
+    Raises
+    ------
+    InputError
+        For an empty range or a threshold that is not a finite number ≥ 0.
+    ConflictError
+        When the range overlaps an active one of the same tag, instrument and filter.
+    CertificationGateError
+        When the comparison exceeds ``max_change`` and ``force`` is false.
     """
-    if end is not None and end <= begin:
+    _check_range(begin, end, "certify")
+    if not isinstance(max_change, int | float) or not np.isfinite(max_change) or max_change < 0:
         raise InputError(
-            "certify", f"empty validity range: end {end} <= begin {begin}", field="end"
+            "certify",
+            f"max_change must be a finite number >= 0, got {max_change!r}",
+            field="max_change",
         )
     version = get_version(conn, version_id)
     inst = version["instrument_id"]
@@ -147,10 +198,9 @@ def certify(
     ).first()
     if clash is not None:
         raise ConflictError(
-            f"[{begin}, {end if end is not None else 'open'}) overlaps certification "
-            f"{clash.id} of version {clash.version_id} in tag {tag!r} "
-            f"([{clash.valid_begin}, {clash.valid_end if clash.valid_end is not None else 'open'}"
-            "); decertify that range first"
+            f"{format_range(begin, end)} overlaps certification {clash.id} of version "
+            f"{clash.version_id} in tag {tag!r} "
+            f"({format_range(clash.valid_begin, clash.valid_end)}); decertify that range first"
         )
     comparison = None
     other = neighbour(conn, tag_id, inst, physical_filter, begin, end)
@@ -235,37 +285,50 @@ def decertify(
     conn: Connection,
     tag: str,
     instrument: str,
-    physical_filter: str,
-    begin: int,
+    physical_filter: str | None,
+    begin: int | None,
     end: int | None = None,
     *,
     user: str,
 ) -> list[dict[str, Any]]:
     """Remove ``[begin, end)`` from the tag's active ranges, splitting ranges that straddle it.
 
-    Returns the certifications closed and the pieces that replaced them.
+    The butler's semantics: decertifying where nothing is certified is no error (it returns
+    an empty list), so a decertify can be repeated and applied across filters.
+
+    Parameters
+    ----------
+    physical_filter : str or None
+        The filter, or ``None`` for every filter of ``instrument`` in ``tag``.
+    begin, end : int or None
+        TAI ns; ``None`` is unbounded.
+
+    Returns
+    -------
+    list of dict
+        Per certification closed: ``closed`` (its id), ``version_id``, ``physical_filter``,
+        ``was`` ([begin, end]), ``pieces`` (the kept parts) and ``new_ids``.
+
+    Raises
+    ------
+    NotFoundError
+        For an unknown tag or instrument.
+    InputError
+        For an empty range.
     """
-    if end is not None and end <= begin:
-        raise InputError("decertify", f"empty range: end {end} <= begin {begin}", field="end")
+    _check_range(begin, end, "decertify")
     tag_id = _tag_id(conn, tag, create=False)
     _lock_tag(conn, tag_id)
     inst = instrument_id(conn, instrument)
-    hits = conn.execute(
-        select(*Certification.__table__.columns)
-        .where(
-            Certification.tag_id == tag_id,
-            Certification.instrument_id == inst,
-            Certification.physical_filter == physical_filter,
-            *_active(),
-            *_overlaps(begin, end),
-        )
-        .order_by(Certification.valid_begin)
-    ).all()
-    if not hits:
-        raise NotFoundError(
-            f"nothing certified in tag {tag!r} for {instrument} {physical_filter} in "
-            f"[{begin}, {end if end is not None else 'open'})"
-        )
+    stmt = select(*Certification.__table__.columns).where(
+        Certification.tag_id == tag_id,
+        Certification.instrument_id == inst,
+        *_active(),
+        *_overlaps(begin, end),
+    )
+    if physical_filter is not None:
+        stmt = stmt.where(Certification.physical_filter == physical_filter)
+    hits = conn.execute(stmt.order_by(Certification.physical_filter, _begin_key)).all()
     now = utcnow()
     changes = []
     for cert in hits:
@@ -274,10 +337,10 @@ def decertify(
             .where(Certification.id == cert.id)
             .values(decertified_at=now, decertified_by=user)
         )
-        pieces = []
-        if cert.valid_begin < begin:
+        pieces: list[tuple[int | None, int | None]] = []
+        if _begins_before(cert.valid_begin, begin):
             pieces.append((cert.valid_begin, begin))
-        if end is not None and (cert.valid_end is None or end < cert.valid_end):
+        if end is not None and _ends_after(cert.valid_end, end):
             pieces.append((end, cert.valid_end))
         new_ids = []
         for b, e in pieces:
@@ -288,7 +351,7 @@ def decertify(
                         "tag_id": tag_id,
                         "version_id": cert.version_id,
                         "instrument_id": inst,
-                        "physical_filter": physical_filter,
+                        "physical_filter": cert.physical_filter,
                         "valid_begin": b,
                         "valid_end": e,
                         "certified_at": now,
@@ -301,6 +364,7 @@ def decertify(
             {
                 "closed": cert.id,
                 "version_id": cert.version_id,
+                "physical_filter": cert.physical_filter,
                 "was": [cert.valid_begin, cert.valid_end],
                 "pieces": [list(p) for p in pieces],
                 "new_ids": new_ids,
@@ -320,30 +384,56 @@ def lookup(
     as_of: dt.datetime | None = None,
     explain: bool = False,
 ) -> dict[str, Any]:
-    """Return the version valid at an instant (or at an exposure's start) in ``tag``.
+    """Return the version valid at an instant, or over an exposure's timespan, in ``tag``.
 
-    ``as_of`` answers as the tag stood at that wall-clock instant (reproducible reads).
+    A lookup by exposure matches the exposure's whole timespan ``[begin, end)`` against the
+    validity ranges, as the butler does: a timespan that crosses a boundary between two
+    versions is ambiguous and reported as such. ``as_of`` answers as the tag stood at that
+    wall-clock instant (reproducible reads).
 
     Raises
     ------
     NothingCertifiedError
         When nothing is certified there (carrying what was considered, with ``explain``).
+    AmbiguousLookupError
+        When the exposure's timespan overlaps ranges of more than one version.
     NotFoundError
         For an unknown instrument, exposure or tag.
     InputError
-        For a missing time or filter, or an exposure of another filter.
+        For a missing time or filter, both a time and an exposure, or an exposure of another
+        filter.
     """
     inst: int | None = None
+    span_end: int | None = None
+    if exposure is not None and time_tai_ns is not None:
+        raise InputError("lookup", "give a time or an exposure, not both", field="time")
     if exposure is not None:
         inst = instrument_id(conn, instrument)
-        physical_filter, time_tai_ns = _exposure_instant(
+        physical_filter, time_tai_ns, span_end = _exposure_span(
             conn, inst, instrument, exposure, physical_filter
         )
     if time_tai_ns is None:
         raise InputError("lookup", "give a time or an exposure", field="time")
     if physical_filter is None:
         raise InputError("lookup", "give a filter (or an exposure)", field="filter")
-    hit = _certified_at(conn, inst, instrument, physical_filter, tag, time_tai_ns, as_of)
+    if span_end is None or span_end <= time_tai_ns:
+        span_end = time_tai_ns + 1  # an instant is the 1 ns span starting there
+    hits = _certified_over(
+        conn, inst, instrument, physical_filter, tag, time_tai_ns, span_end, as_of
+    )
+    what = (
+        f"exposure {exposure} ({format_range(time_tai_ns, span_end)})"
+        if exposure is not None
+        else format_instant(time_tai_ns)
+    )
+    if len({h.version_id for h in hits}) > 1:
+        raise AmbiguousLookupError(
+            f"{what} overlaps the validity ranges of versions "
+            + ", ".join(f"{h.version_id} {format_range(h.valid_begin, h.valid_end)}" for h in hits)
+            + f" in tag {tag!r}: ambiguous",
+            [_cert_dict(h) for h in hits],
+        )
+    hit = hits[0] if hits else None
 
     considered: list[dict[str, Any]] = []
     if hit is None or explain:
@@ -352,11 +442,12 @@ def lookup(
             inst = instrument_id(conn, instrument)
         tag_id = _tag_id(conn, tag, create=False, what="nothing certified: ")
         if explain:
-            considered = _considered(conn, tag_id, inst, physical_filter, hit, time_tai_ns, as_of)
+            considered = _considered(
+                conn, tag_id, inst, physical_filter, hit, (time_tai_ns, span_end), as_of
+            )
     if hit is None:
-        msg = (
-            f"nothing certified in tag {tag!r} for {instrument} {physical_filter} at "
-            f"TAI ns {time_tai_ns}" + (f" as of {as_of.isoformat()}" if as_of else "")
+        msg = f"nothing certified in tag {tag!r} for {instrument} {physical_filter} at {what}" + (
+            f" as of {as_of.isoformat()}" if as_of else ""
         )
         raise NothingCertifiedError(msg, considered)
     result = {
@@ -374,17 +465,19 @@ def lookup(
         "created_at": hit.v_created_at,
         "certification": _cert_dict(hit),
     }
+    if exposure is not None:
+        result["exposure_timespan"] = [time_tai_ns, span_end]
     if explain:
         result["explain"] = considered
     return result
 
 
-def _exposure_instant(
+def _exposure_span(
     conn: Connection, inst: int, instrument: str, exposure: int, physical_filter: str | None
-) -> tuple[str, int]:
-    """Return an exposure's filter and the instant a lookup by exposure asks about (its start)."""
+) -> tuple[str, int, int | None]:
+    """Return an exposure's filter and timespan (begin, end) for a lookup by exposure."""
     row = conn.execute(
-        select(Exposure.timespan_begin, Exposure.physical_filter).where(
+        select(Exposure.timespan_begin, Exposure.timespan_end, Exposure.physical_filter).where(
             Exposure.instrument_id == inst, Exposure.id == exposure
         )
     ).one_or_none()
@@ -398,19 +491,21 @@ def _exposure_instant(
             f"exposure {exposure} was taken in {row.physical_filter}, not {physical_filter}",
             field="filter",
         )
-    return row.physical_filter, int(row.timespan_begin)
+    end = None if row.timespan_end is None else int(row.timespan_end)
+    return row.physical_filter, int(row.timespan_begin), end
 
 
-def _certified_at(
+def _certified_over(
     conn: Connection,
     inst: int | None,
     instrument: str,
     physical_filter: str,
     tag: str,
-    time_tai_ns: int,
+    begin: int,
+    end: int,
     as_of: dt.datetime | None,
-) -> Any | None:
-    """Return the certification valid at ``time_tai_ns``: one indexed query (⋈ tag ⋈ version)."""
+) -> list[Any]:
+    """Return the certifications overlapping ``[begin, end)``: one indexed query."""
     v = CalibrationVersion
     stmt = (
         select(
@@ -427,9 +522,9 @@ def _certified_at(
             Tag.name == tag,
             Certification.physical_filter == physical_filter,
             *_active(as_of),
-            Certification.valid_begin <= time_tai_ns,
-            or_(Certification.valid_end.is_(None), Certification.valid_end > time_tai_ns),
+            *_overlaps(begin, end),
         )
+        .order_by(_begin_key)
     )
     if inst is not None:
         stmt = stmt.where(Certification.instrument_id == inst)
@@ -437,10 +532,7 @@ def _certified_at(
         stmt = stmt.join(Instrument, Instrument.id == Certification.instrument_id).where(
             Instrument.name == instrument
         )
-    hits = conn.execute(stmt).all()
-    if len(hits) > 1:  # cannot happen for the present (the database forbids it)
-        raise ConflictError(f"{len(hits)} certifications match; the tag history is inconsistent")
-    return hits[0] if hits else None
+    return list(conn.execute(stmt).all())
 
 
 def _considered(
@@ -449,7 +541,7 @@ def _considered(
     inst: int,
     physical_filter: str,
     hit: Any | None,
-    time_tai_ns: int,
+    span: tuple[int, int],
     as_of: dt.datetime | None,
 ) -> list[dict[str, Any]]:
     """Every certification of the quantum's tag, with whether and why it matched."""
@@ -460,26 +552,27 @@ def _considered(
             Certification.instrument_id == inst,
             Certification.physical_filter == physical_filter,
         )
-        .order_by(Certification.valid_begin, Certification.id)
+        .order_by(_begin_key, Certification.id)
     ).all()
     return [
         {
             **_cert_dict(c),
             "matched": hit is not None and c.id == hit.id,
-            "why": _why(c, time_tai_ns, as_of),
+            "why": _why(c, span, as_of),
         }
         for c in rows
     ]
 
 
-def _why(c: Any, t: int, as_of: dt.datetime | None) -> str:
+def _why(c: Any, span: tuple[int, int], as_of: dt.datetime | None) -> str:
+    begin, end = span
     if as_of is not None and c.certified_at > as_of:
         return "certified after the as-of instant"
     if c.decertified_at is not None and (as_of is None or c.decertified_at <= as_of):
         return f"decertified at {c.decertified_at.isoformat()}"
-    if t < c.valid_begin:
+    if c.valid_begin is not None and end <= c.valid_begin:
         return "range begins after the time (begin is inclusive)"
-    if c.valid_end is not None and t >= c.valid_end:
+    if c.valid_end is not None and begin >= c.valid_end:
         return "range ends at or before the time (end is exclusive)"
     return "valid range contains the time"
 

@@ -33,6 +33,7 @@ from calibreg.errors import NotFoundError
 from calibreg.registry.backend import backend_of
 from calibreg.registry.bulk import bulk_insert
 from calibreg.registry.common import instrument_id
+from calibreg.registry.frames import query_frame
 
 
 def _quantum_id(conn: Connection, inst: int, spec: QuantumSpec, *, lock: bool) -> int:
@@ -220,6 +221,7 @@ def _scale_frames(
         {
             "version_id": version_id,
             "exposure_id": data.exposure_ids,
+            "exp_index": np.arange(len(data.exposure_ids), dtype=np.int64),
             "instrument_id": inst,
             "scale": np.asarray(solution.exp_scales, dtype=float),
             "rms": np.asarray(solution.rms_exp, dtype=float),
@@ -309,7 +311,7 @@ def list_versions(
     stmt = stmt.order_by(CalibrationVersion.id).offset(offset)
     if limit is not None:
         stmt = stmt.limit(limit)
-    return pd.DataFrame(conn.execute(stmt).all(), columns=VERSION_COLUMNS)
+    return query_frame(conn, stmt, VERSION_COLUMNS)
 
 
 def get_version(conn: Connection, version_id: int) -> dict[str, Any]:
@@ -339,9 +341,7 @@ def exposure_scales(conn: Connection, version_id: int) -> pd.DataFrame:
         .where(t.version_id == version_id)
         .order_by(t.exposure_id)
     )
-    return pd.DataFrame(
-        conn.execute(stmt).all(), columns=["exposure", "scale", "rms", "n_used", "flagged"]
-    )
+    return query_frame(conn, stmt, ["exposure", "scale", "rms", "n_used", "flagged"])
 
 
 def row_scales(conn: Connection, version_id: int) -> pd.DataFrame:
@@ -367,9 +367,10 @@ def row_scales(conn: Connection, version_id: int) -> pd.DataFrame:
         .where(t.version_id == version_id)
         .order_by(t.row_index)
     )
-    return pd.DataFrame(
-        conn.execute(stmt).all(),
-        columns=[
+    return query_frame(
+        conn,
+        stmt,
+        [
             "row",
             "detector",
             "detector_name",
@@ -431,9 +432,10 @@ def history(
         stmt = stmt.where(v.level == "DETECTOR")
     else:
         stmt = stmt.where(v.level == "AMP", r.amp_name == amp)
-    return pd.DataFrame(
-        conn.execute(stmt).all(),
-        columns=[
+    return query_frame(
+        conn,
+        stmt,
+        [
             "version",
             "seq",
             "level",

@@ -16,6 +16,18 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+#: The tables whose rows a downgrade from this revision destroys: calibreg.db.migrate refuses
+#: such a downgrade while they hold data, unless told to destroy it.
+DESTROYED_BY_DOWNGRADE: tuple[str, ...] = (
+    "instrument",
+    "detector",
+    "amplifier",
+    "exposure",
+    "detector_stats",
+    "amp_stats",
+    "ingest_batch",
+)
+
 
 def _postgres() -> bool:
     return op.get_bind().dialect.name == "postgresql"

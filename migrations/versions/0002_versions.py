@@ -16,6 +16,15 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
+#: The tables whose rows a downgrade from this revision destroys: calibreg.db.migrate refuses
+#: such a downgrade while they hold data, unless told to destroy it.
+DESTROYED_BY_DOWNGRADE: tuple[str, ...] = (
+    "quantum",
+    "calibration_version",
+    "version_exposure",
+    "version_row",
+)
+
 
 def upgrade() -> None:
 

@@ -16,6 +16,10 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+#: The tables whose rows a downgrade from this revision destroys: calibreg.db.migrate refuses
+#: such a downgrade while they hold data, unless told to destroy it.
+DESTROYED_BY_DOWNGRADE: tuple[str, ...] = ("tag", "certification")
+
 
 def upgrade() -> None:
 

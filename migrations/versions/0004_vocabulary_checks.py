@@ -21,6 +21,10 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
+#: The tables whose rows a downgrade from this revision destroys: calibreg.db.migrate refuses
+#: such a downgrade while they hold data, unless told to destroy it.
+DESTROYED_BY_DOWNGRADE: tuple[str, ...] = ()
+
 CHECKS = {
     "level": "level IN ('DETECTOR', 'AMP')",
     "method": "method IN ('exact', 'alternating', 'robust')",

@@ -103,12 +103,33 @@ def test_downgrade_upgrade_round_trip_with_data(db_url: str) -> None:
     engine = make_engine(db_url)
     upgrade(engine)
     _seed(engine)
-    downgrade(engine, "base")
+    with pytest.raises(ConflictError, match=r"would destroy .*instrument rows.*--destroy-data"):
+        downgrade(engine, "base")
+    assert current_revision(engine) == head_revision()  # refused: nothing changed
+    downgrade(engine, "base", destroy_data=True)
     assert current_revision(engine) is None
     upgrade(engine)
     assert current_revision(engine) == head_revision()
     assert _diff(engine) == []
     _seed(engine)  # the tables are back, empty and usable
+    engine.dispose()
+
+
+def test_downgrade_of_an_empty_database_needs_no_flag(db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    downgrade(engine, "0002")  # nothing stored: nothing to destroy
+    assert current_revision(engine) == "0002"
+    upgrade(engine)
+    engine.dispose()
+
+
+def test_unknown_revision_is_one_line(db_url: str) -> None:
+    engine = make_engine(db_url)
+    with pytest.raises(SchemaError, match=r"unknown schema revision 'nope'; known: 0001"):
+        upgrade(engine, "nope")
+    with pytest.raises(SchemaError, match="unknown schema revision"):
+        downgrade(engine, "0099")
     engine.dispose()
 
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from calibreg.db.models import Certification
-from calibreg.errors import ConflictError, InputError, NotFoundError
+from calibreg.errors import AmbiguousLookupError, ConflictError, InputError, NotFoundError
 from tests.publish.pubdata import FILTER, INSTRUMENT, T_BASE
 
 S = 1_000_000_000  # one second in ns
@@ -141,8 +141,11 @@ def test_decertify_across_several_ranges_and_nothing_certified(pub) -> None:
     assert all(ch["pieces"] == [] for ch in changes)
     assert _active(reg) == []
     assert len(reg.certifications(TAG, include_closed=True)) == 4  # 2 closed + 2 pieces
-    with pytest.raises(NotFoundError, match="nothing certified"):
-        reg.decertify(TAG, INSTRUMENT, FILTER, a, c)
+    # The butler's semantics: decertifying where nothing is certified is a no-op, repeatable.
+    before = pub.rows("certification")
+    assert reg.decertify(TAG, INSTRUMENT, FILTER, a, c) == []
+    assert reg.decertify(TAG, INSTRUMENT, None, None, None) == []  # every filter, all time
+    assert pub.rows("certification") == before
     with pytest.raises(NotFoundError):
         reg.decertify("no-such-tag", INSTRUMENT, FILTER, a, c)
     with pytest.raises(InputError):
@@ -183,12 +186,14 @@ def test_lookup_range_edges_are_exact_to_the_nanosecond(pub) -> None:
 
 
 # --------------------------------------------------------------------------- 4. by exposure
-def test_lookup_by_exposure_uses_its_start_and_checks_the_filter(pub) -> None:
+def test_lookup_by_exposure_matches_its_whole_timespan_and_checks_the_filter(pub) -> None:
     reg = pub.registry
     v1, v2 = pub.solve(), pub.solve()
     exps = pub.sim.exposures.sort_values("timespan_begin")
     ids = [int(x) for x in exps["id"]]
     starts = [int(x) for x in exps["timespan_begin"]]
+    ends = [int(x) for x in exps["timespan_end"]]
+    assert all(b < e for b, e in zip(starts, ends, strict=True))
     # v1 up to (excluding) the third exposure's start, v2 from exactly that instant.
     reg.certify(v1, TAG, starts[0], starts[2])
     reg.certify(v2, TAG, starts[2], None)
@@ -198,16 +203,43 @@ def test_lookup_by_exposure_uses_its_start_and_checks_the_filter(pub) -> None:
     assert hit["version_id"] == v1
     assert hit["physical_filter"] == FILTER
     assert hit["time_tai_ns"] == starts[1]
+    assert hit["exposure_timespan"] == [starts[1], ends[1]]
     assert hit["exposure"] == ids[1]
     with pytest.raises(InputError, match=f"taken in {FILTER}"):
         reg.lookup(INSTRUMENT, "g_6", TAG, exposure=ids[0])
     with pytest.raises(NotFoundError, match="unknown exposure"):
         reg.lookup(INSTRUMENT, FILTER, TAG, exposure=1)
-    # Cutting out the single ns at the second exposure's start leaves it uncovered.
+    with pytest.raises(InputError, match="not both"):
+        reg.lookup(INSTRUMENT, FILTER, TAG, exposure=ids[0], time_tai_ns=starts[0])
+    # Cutting out the single ns at the second exposure's start: the rest of its timespan is
+    # still covered by v1, so the exposure still finds v1 (the butler's overlap rule).
     reg.decertify(TAG, INSTRUMENT, FILTER, starts[1], starts[1] + 1)
-    with pytest.raises(NotFoundError):
+    assert reg.lookup(INSTRUMENT, FILTER, TAG, exposure=ids[1])["version_id"] == v1
+    # Cutting out its whole timespan leaves it uncovered.
+    reg.decertify(TAG, INSTRUMENT, FILTER, starts[1], ends[1])
+    with pytest.raises(NotFoundError, match=f"exposure {ids[1]}"):
         reg.lookup(INSTRUMENT, FILTER, TAG, exposure=ids[1])
     assert reg.lookup(INSTRUMENT, FILTER, TAG, exposure=ids[0])["version_id"] == v1
+
+
+def test_lookup_by_exposure_straddling_a_boundary_is_ambiguous(pub) -> None:
+    reg = pub.registry
+    v1, v2 = pub.solve(), pub.solve()
+    exps = pub.sim.exposures.sort_values("timespan_begin")
+    x = int(exps["id"].iloc[1])
+    begin, end = int(exps["timespan_begin"].iloc[1]), int(exps["timespan_end"].iloc[1])
+    mid = (begin + end) // 2
+    reg.certify(v1, TAG, None, mid)  # unbounded begin: valid from the beginning
+    reg.certify(v2, TAG, mid, None)
+    with pytest.raises(AmbiguousLookupError, match=rf"versions {v1} .*, {v2} .*ambiguous") as info:
+        reg.lookup(INSTRUMENT, FILTER, TAG, exposure=x)
+    assert [c["version_id"] for c in info.value.candidates] == [v1, v2]
+    # An instant is never ambiguous: just before mid is v1, mid itself v2.
+    assert reg.lookup(INSTRUMENT, FILTER, TAG, time_tai_ns=mid - 1)["version_id"] == v1
+    assert reg.lookup(INSTRUMENT, FILTER, TAG, time_tai_ns=mid)["version_id"] == v2
+    # An exposure starting just before a range begins still matches it.
+    reg.certify(v1, "late", begin + 1, None)
+    assert reg.lookup(INSTRUMENT, FILTER, "late", exposure=x)["version_id"] == v1
 
 
 # --------------------------------------------------------------------------- 5. as_of, explain

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import yaml
 from calibreg_cli.main import app
+from sqlalchemy import text
 from typer.testing import CliRunner
 
+from calibreg.errors import ConflictError
 from calibreg.services.solve import verify_version
+from tests.publish.pubdata import unprotected_inputs
 
 
 def _cli(*args: str) -> tuple[int, str]:
@@ -31,11 +35,15 @@ def test_verify_fresh_version_then_detects_a_replaced_statistic(pub) -> None:
     assert code == 0, out
     assert json.loads(out)["inputs_changed"] is False
 
-    # Replace one detector-level statistic (one exposure, one detector) by 0.1 % more.
+    # Replacing one detector-level statistic (one exposure, one detector) by 0.1 % more is
+    # refused: it is an input of det_version. Should it slip past (an owner disabling the
+    # triggers), verify is the detector.
     stats = pub.sim.stats
     one = stats[stats["amp"].isna()].iloc[[7]].copy()
     one["median"] *= 1.001
-    pub.replace_stats(one, "one-statistic")
+    with pytest.raises(ConflictError, match=rf"inputs of calibration version\(s\) {det_version}\b"):
+        pub.replace_stats(one, "one-statistic")
+    pub.scale_detector(int(one["detector"].iloc[0]), 1.001, exposure=int(one["exposure"].iloc[0]))
 
     res = verify_version(pub.registry, det_version)
     assert res["inputs_changed"] is True
@@ -52,7 +60,21 @@ def test_verify_fresh_version_then_detects_a_replaced_statistic(pub) -> None:
     # Replacing an amplifier statistic changes the AMP version's inputs.
     amp_row = stats[stats["amp"].notna() & np.isfinite(stats["median"])].iloc[[3]].copy()
     amp_row["median"] *= 0.999
-    pub.replace_stats(amp_row, "one-amp-statistic")
+    with pytest.raises(ConflictError, match=rf"inputs of calibration version\(s\) {amp_version}\b"):
+        pub.replace_stats(amp_row, "one-amp-statistic")
+    with unprotected_inputs(pub.engine) as conn:
+        conn.execute(
+            text(
+                "UPDATE amp_stats SET median = median * 0.999 WHERE exposure_id = :x "
+                "AND detector_id = :d AND amp_index = (SELECT amp_index FROM amplifier "
+                "WHERE detector_id = :d AND name = :a)"
+            ),
+            {
+                "x": int(amp_row["exposure"].iloc[0]),
+                "d": int(amp_row["detector"].iloc[0]),
+                "a": str(amp_row["amp"].iloc[0]),
+            },
+        )
     assert verify_version(pub.registry, amp_version)["inputs_changed"] is True
     # The stored versions themselves never changed.
     assert pub.registry.version(det_version)["seq"] == 1
