@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import numbers
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -18,15 +19,37 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from calibreg.db import migrate
-from calibreg.db.session import make_engine, masked_url, resolve_url, translate_errors
+from calibreg.db.session import (
+    make_engine,
+    masked_url,
+    resolve_url,
+    sqlite_file,
+    translate_errors,
+)
 from calibreg.domain.provenance import Who
 from calibreg.domain.quantum import QuantumData, QuantumSpec
 from calibreg.domain.reports import IngestReport, PersistedVersion
+from calibreg.errors import NotFoundError, SchemaError
+from calibreg.formats.timescale import as_tai_ns, parse_wallclock
 from calibreg.registry import catalog, ingest, quantum, tags, versions
 
 if TYPE_CHECKING:
     from calibreg.db.session import Connection, Engine
     from calibreg.formats.camera import CameraSpec
+
+
+def _version_id(value: object) -> int:
+    """Check a version id a caller gave: an ``int``; out of the id column's range → not found."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"version id: expected an int, got {type(value).__name__}")
+    value = int(value)
+    if not 1 <= value <= MAX_ID:
+        raise NotFoundError(f"no calibration version {value}")
+    return value
+
+
+#: Largest id of an id column (32-bit INTEGER on PostgreSQL).
+MAX_ID = 2**31 - 1
 
 #: Default refusal threshold of the certification gate (max |relative change| of a row scale).
 DEFAULT_MAX_CHANGE = tags.DEFAULT_MAX_CHANGE
@@ -58,11 +81,18 @@ class Registry:
         self, url: str | None = None, *, check_schema: bool = True, engine: Engine | None = None
     ) -> None:
         self.url = resolve_url(url) if engine is None else engine.url.render_as_string(False)
+        if engine is None and check_schema:
+            path = sqlite_file(self.url)
+            if path is not None and not path.exists():  # do not create an empty file
+                raise SchemaError(
+                    f"no registry at {path}: check the path, or create one with "
+                    "`calibreg db upgrade`"
+                )
         self._owns_engine = engine is None
         self.engine = engine if engine is not None else make_engine(self.url)
         self._local = threading.local()
         if check_schema:
-            with translate_errors():
+            with translate_errors(self.database):
                 migrate.require_current(self.engine)
 
     def __repr__(self) -> str:
@@ -108,10 +138,10 @@ class Registry:
         """
         outer: Connection | None = getattr(self._local, "conn", None)
         if outer is not None:
-            with translate_errors(), outer.begin_nested():
+            with translate_errors(self.database), outer.begin_nested():
                 yield outer
             return
-        with translate_errors(), self.engine.connect() as conn:
+        with translate_errors(self.database), self.engine.connect() as conn:
             conn.execution_options(calibreg_write=True)
             with conn.begin():
                 self._local.conn = conn
@@ -133,13 +163,13 @@ class Registry:
         if outer is not None:
             yield outer
             return
-        with translate_errors(), self.engine.connect() as conn:
+        with translate_errors(self.database), self.engine.connect() as conn:
             yield conn
 
     # ----------------------------------------------------------------- schema
     def schema_revision(self) -> str | None:
         """Return the Alembic revision the database is at (``None`` for an empty database)."""
-        with translate_errors():
+        with translate_errors(self.database):
             return migrate.current_revision(self.engine)
 
     @staticmethod
@@ -155,7 +185,7 @@ class Registry:
         str or None
             The revision the database is at afterwards.
         """
-        with translate_errors():
+        with translate_errors(self.database):
             migrate.upgrade(self.engine, revision)
         return self.schema_revision()
 
@@ -170,7 +200,7 @@ class Registry:
         str or None
             The revision the database is at afterwards (``None``: empty).
         """
-        with translate_errors():
+        with translate_errors(self.database):
             migrate.downgrade(self.engine, revision, destroy_data=destroy_data)
         return self.schema_revision()
 
@@ -329,7 +359,7 @@ class Registry:
             If there is no such version.
         """
         with self.read() as conn:
-            return versions.get_version(conn, version_id)
+            return versions.get_version(conn, _version_id(version_id))
 
     def scales(self, version_id: int, kind: str = "row") -> pd.DataFrame:
         """Return a version's scales: ``"row"`` (G per detector/amplifier) or ``"exposure"`` (E).
@@ -345,7 +375,7 @@ class Registry:
         if kind not in readers:
             raise ValueError(f"kind must be 'row' or 'exposure', not {kind!r}")
         with self.read() as conn:
-            return readers[kind](conn, version_id)
+            return readers[kind](conn, _version_id(version_id))
 
     def history(
         self, *, instrument: str, physical_filter: str, detector: int | str, amp: str | None = None
@@ -363,7 +393,7 @@ class Registry:
     def compare(self, old_version: int, new_version: int) -> dict[str, Any]:
         """Compare row scales new/old: max and rms relative change, worst rows, full table."""
         with self.read() as conn:
-            return tags.compare_versions(conn, old_version, new_version)
+            return tags.compare_versions(conn, _version_id(old_version), _version_id(new_version))
 
     def cp_pipe(self, version_id: int) -> dict[str, Any]:
         """Return the version in cp_pipe's ``cpFlatNormScales`` structure (SPEC §5).
@@ -373,9 +403,9 @@ class Registry:
         from calibreg.engine import cp_pipe_scales
 
         with self.read() as conn:
-            version = versions.get_version(conn, version_id)
-            rows = versions.row_scales(conn, version_id)
-            exps = versions.exposure_scales(conn, version_id)
+            version = versions.get_version(conn, _version_id(version_id))
+            rows = versions.row_scales(conn, _version_id(version_id))
+            exps = versions.exposure_scales(conn, _version_id(version_id))
             detectors = sorted({int(d) for d in rows["detector"]})
             amp_names = versions.amplifier_names(conn, version["instrument_id"], detectors)
         if version["level"] == "DETECTOR":
@@ -396,31 +426,39 @@ class Registry:
         self,
         version_id: int,
         tag: str,
-        begin_tai_ns: int,
-        end_tai_ns: int | None = None,
+        begin_tai_ns: int | str | dt.datetime | None,
+        end_tai_ns: int | str | dt.datetime | None = None,
         *,
         force: bool = False,
         max_change: float = DEFAULT_MAX_CHANGE,
     ) -> dict[str, Any]:
-        """Certify a version in a tag for ``[begin, end)`` (TAI ns).
+        """Certify a version in a tag for ``[begin, end)``.
 
-        See :func:`calibreg.registry.tags.certify`.
+        Each end is TAI ns (``int``), ISO-8601 text (UTC unless it has an offset), an aware
+        ``datetime``, or ``None``/``"unbounded"``/``"open"`` for an unbounded end. See
+        :func:`calibreg.registry.tags.certify`.
 
         Raises
         ------
+        TypeError
+            For a time of another type (a float, a naive date...).
+        InputError
+            For an unreadable time, an empty range or a bad ``max_change``.
         CertificationGateError
             If the version changes a row scale by more than ``max_change`` relative to the
             version it replaces and ``force`` is false; carries the comparison.
         ConflictError
             If the range overlaps an active certification of the tag.
         """
+        begin = as_tai_ns(begin_tai_ns, field="begin", side="begin")
+        end = as_tai_ns(end_tai_ns, field="end", side="end")
         with self.transaction() as conn:
             return tags.certify(
                 conn,
-                version_id,
+                _version_id(version_id),
                 tag,
-                begin_tai_ns,
-                end_tai_ns,
+                begin,
+                end,
                 force=force,
                 max_change=max_change,
                 user=Who.current().user,
@@ -430,19 +468,25 @@ class Registry:
         self,
         tag: str,
         instrument: str,
-        physical_filter: str,
-        begin_tai_ns: int,
-        end_tai_ns: int | None = None,
+        physical_filter: str | None,
+        begin_tai_ns: int | str | dt.datetime | None,
+        end_tai_ns: int | str | dt.datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """Remove ``[begin, end)`` from a tag (splitting ranges); history is kept."""
+        """Remove ``[begin, end)`` from a tag (splitting ranges); history is kept.
+
+        Times as in :meth:`certify`; ``physical_filter=None`` is every filter. Where nothing
+        is certified it returns an empty list (the butler's rule: repeatable).
+        """
+        begin = as_tai_ns(begin_tai_ns, field="begin", side="begin")
+        end = as_tai_ns(end_tai_ns, field="end", side="end")
         with self.transaction() as conn:
             return tags.decertify(
                 conn,
                 tag,
                 instrument,
                 physical_filter,
-                begin_tai_ns,
-                end_tai_ns,
+                begin,
+                end,
                 user=Who.current().user,
             )
 
@@ -452,27 +496,40 @@ class Registry:
         physical_filter: str | None,
         tag: str,
         *,
-        time_tai_ns: int | None = None,
+        time_tai_ns: int | str | dt.datetime | None = None,
         exposure: int | None = None,
-        as_of: dt.datetime | None = None,
+        as_of: dt.datetime | str | None = None,
         explain: bool = False,
     ) -> dict[str, Any]:
-        """Return the version valid at a TAI instant (or an exposure's start) in a tag.
+        """Return the version valid at an instant, or over an exposure's timespan, in a tag.
+
+        ``time_tai_ns`` is TAI ns (``int``), ISO-8601 text or an aware ``datetime``;
+        ``as_of`` a wall-clock instant (aware ``datetime`` or ISO text).
 
         Raises
         ------
+        TypeError
+            For a time or exposure of another type.
+        InputError
+            For an unreadable time, or both a time and an exposure.
         NothingCertifiedError
             If nothing is certified there (with ``explain``, it carries what was considered).
+        AmbiguousLookupError
+            If the exposure's timespan crosses a boundary between two versions.
         """
+        time = as_tai_ns(time_tai_ns, field="time")
+        when = None if as_of is None else parse_wallclock(as_of, field="as_of", source="Registry")
+        if exposure is not None and (isinstance(exposure, bool) or not isinstance(exposure, int)):
+            raise TypeError(f"exposure: expected an int id, got {type(exposure).__name__}")
         with self.read() as conn:
             return tags.lookup(
                 conn,
                 instrument,
                 physical_filter,
                 tag,
-                time_tai_ns=time_tai_ns,
+                time_tai_ns=time,
                 exposure=exposure,
-                as_of=as_of,
+                as_of=when,
                 explain=explain,
             )
 

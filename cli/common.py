@@ -45,8 +45,22 @@ def errors() -> Iterator[None]:
         if debug_enabled():
             raise
         fail(f"{err.filename}: no such file")
+    except OSError as err:  # permissions, a directory given for a file, a full disk...
+        if debug_enabled():
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        fail(f"{where}{err.strerror or err}")
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except Exception as err:  # a bug: still one line, the traceback on request
+        if debug_enabled():
+            raise
+        first = (str(err).splitlines() or [""])[0][:300]
+        fail(
+            f"internal error ({type(err).__name__}: {first}); please report it, "
+            "CALIBREG_DEBUG=1 shows the traceback",
+            70,
+        )
 
 
 @contextlib.contextmanager

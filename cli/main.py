@@ -41,15 +41,26 @@ app.command("tags")(publish.tags_list)
 FormatOpt = typer.Option(Format.table, "--format", help="table, json or csv.")
 
 
-def _with_utc(frame: pd.DataFrame) -> pd.DataFrame:
-    """Show TAI-nanosecond timespans as UTC ISO strings."""
-    from calibreg.formats.timescale import tai_ns_to_utc_iso
+def _with_utc(frame: pd.DataFrame, fmt: Format) -> pd.DataFrame:
+    """Show TAI-ns timespans as UTC ISO text; JSON keeps the exact integers beside it."""
+    import pandas as pd
 
+    from calibreg.formats.timescale import format_instant
+
+    frame = frame.copy()
     for col in ("timespan_begin", "timespan_end"):
         if col in frame.columns:
-            frame[col] = [
-                None if v is None or v != v else tai_ns_to_utc_iso(int(v)) for v in frame[col]
-            ]
+            text = pd.Series(
+                [format_instant(v) for v in frame[col]], dtype=object, index=frame.index
+            )
+            if fmt == Format.json:
+                position = frame.columns.get_loc(col) + 1
+                frame.insert(position, f"{col}_utc", text)
+                frame.insert(
+                    position, f"{col}_str", [None if pd.isna(v) else str(v) for v in frame[col]]
+                )
+            else:
+                frame[col] = text
     return frame
 
 
@@ -80,7 +91,7 @@ def exposures(
 ) -> None:
     """List an instrument's exposures (timespans shown in UTC)."""
     with errors(), open_registry(db) as reg:
-        frame = _with_utc(reg.exposures(instrument, physical_filter))
+        frame = _with_utc(reg.exposures(instrument, physical_filter), fmt)
         if fmt == Format.table:  # the terminal view; json/csv carry every column
             frame = frame[
                 [

@@ -16,10 +16,29 @@ def _tai(value: str | None, option: str) -> int | None:
     return parse_time(value, field=option, source=f"--{option}")
 
 
-def _utc(ns: int | None) -> str | None:
-    from calibreg.formats.timescale import tai_ns_to_utc_iso
+def _bound(value: str | None, side: str) -> int | None:
+    """One end of a validity range: ISO-8601, or ``unbounded`` / ``open``."""
+    from calibreg.formats.timescale import parse_bound
 
-    return None if ns is None else tai_ns_to_utc_iso(int(ns))
+    return parse_bound(value, side=side, field=side, source=f"--{side}")
+
+
+def _utc(ns: int | None, missing: str | None = None) -> str | None:
+    from calibreg.formats.timescale import format_instant
+
+    return format_instant(ns, missing=missing)
+
+
+def _range(begin: int | None, end: int | None) -> str:
+    from calibreg.formats.timescale import format_range
+
+    return format_range(begin, end)
+
+
+def _with_instants(obj: dict, *names: str) -> dict:
+    from calibreg.formats.timescale import with_instant_fields
+
+    return with_instant_fields(obj, *names)
 
 
 def _show_comparison(cmp: dict | None) -> None:
@@ -47,8 +66,15 @@ def _show_comparison(cmp: dict | None) -> None:
 def certify(
     version: int = typer.Argument(...),
     tag: str = typer.Option(..., "--tag", "-t"),
-    begin: str = typer.Option(..., "--begin", help="Start of validity, ISO-8601 (UTC)."),
-    end: str | None = typer.Option(None, "--end", help="End of validity (exclusive); open."),
+    begin: str = typer.Option(
+        ...,
+        "--begin",
+        help="Start of validity, ISO-8601 (UTC unless an offset is given), or 'unbounded' "
+        "(valid from the beginning).",
+    ),
+    end: str | None = typer.Option(
+        None, "--end", help="End of validity (exclusive), ISO-8601; default: open."
+    ),
     force: bool = typer.Option(False, "--force", help="Certify despite a large change."),
     max_change: float = typer.Option(
         0.05, "--max-change", help="Refuse if any row scale changes by more than this."
@@ -60,7 +86,7 @@ def certify(
     from calibreg.errors import CertificationGateError
 
     with errors(), open_registry(db) as reg:
-        b, e = _tai(begin, "begin"), _tai(end, "end")
+        b, e = _bound(begin, "begin"), _bound(end, "end")
         try:
             res = reg.certify(version, tag, b, e, force=force, max_change=max_change)
         except CertificationGateError as err:
@@ -68,38 +94,50 @@ def certify(
             raise
         cmp = res.pop("comparison")
         _show_comparison(cmp)
-        res["valid_begin_utc"], res["valid_end_utc"] = _utc(b), _utc(e)
         if fmt == ObjFormat.json:
             if cmp:
                 cmp.pop("table", None)
-            print_json({**res, "comparison": cmp})
+            print_json({**_with_instants(res, "valid_begin", "valid_end"), "comparison": cmp})
         else:
+            res["valid_begin"] = _utc(b, "unbounded")
+            res["valid_end"] = _utc(e, "open")
             print_mapping(res, fmt, title="certified")
 
 
 def decertify(
     tag: str = typer.Option(..., "--tag", "-t"),
     instrument: str = typer.Option(..., "--instrument", "-i"),
-    physical_filter: str = typer.Option(..., "--filter", "-f"),
-    begin: str = typer.Option(..., "--begin"),
-    end: str | None = typer.Option(None, "--end"),
+    physical_filter: str | None = typer.Option(
+        None, "--filter", "-f", help="Only this filter (default: every filter)."
+    ),
+    begin: str = typer.Option(
+        ..., "--begin", help="Start, ISO-8601 (UTC), or 'unbounded' (from the beginning)."
+    ),
+    end: str | None = typer.Option(None, "--end", help="End (exclusive); default: open."),
     db: DbOption = None,
     fmt: ObjFormat = typer.Option(ObjFormat.table, "--format"),
 ) -> None:
-    """Remove [BEGIN, END) from TAG, splitting ranges that straddle it (history is kept)."""
+    """Remove [BEGIN, END) from TAG, splitting ranges that straddle it (history is kept).
+
+    Where nothing is certified it says so and succeeds (the butler's rule), so a decertify
+    can be repeated.
+    """
     with errors(), open_registry(db) as reg:
-        changes = reg.decertify(
-            tag, instrument, physical_filter, _tai(begin, "begin"), _tai(end, "end")
-        )
+        b, e = _bound(begin, "begin"), _bound(end, "end")
+        changes = reg.decertify(tag, instrument, physical_filter, b, e)
         if fmt == ObjFormat.json:
             print_json(changes)
             return
+        if not changes:
+            where = physical_filter or "any filter"
+            typer.echo(
+                f"nothing to decertify in tag {tag!r} for {instrument} {where} in {_range(b, e)}"
+            )
         for ch in changes:
-            was = ", ".join(_utc(x) or "open" for x in ch["was"])
-            pieces = "; ".join(f"[{_utc(p[0])}, {_utc(p[1]) or 'open'})" for p in ch["pieces"])
+            pieces = "; ".join(_range(p[0], p[1]) for p in ch["pieces"])
             typer.echo(
                 f"closed certification {ch['closed']} (version {ch['version_id']}, "
-                f"[{was})); kept: {pieces or 'nothing'}"
+                f"{ch['physical_filter']}, {_range(*ch['was'])}); kept: {pieces or 'nothing'}"
             )
 
 
@@ -108,7 +146,9 @@ def lookup(
     tag: str = typer.Option(..., "--tag", "-t"),
     physical_filter: str | None = typer.Option(None, "--filter", "-f"),
     time: str | None = typer.Option(None, "--time", help="Instant, ISO-8601 (UTC)."),
-    exposure: int | None = typer.Option(None, "--exposure", help="Use this exposure's start."),
+    exposure: int | None = typer.Option(
+        None, "--exposure", help="Match this exposure's whole timespan (not with --time)."
+    ),
     as_of: str | None = typer.Option(None, "--as-of", help="Answer as the tag stood then."),
     explain: bool = typer.Option(False, "--explain", help="List the ranges considered."),
     db: DbOption = None,
@@ -134,11 +174,19 @@ def lookup(
             if explain:
                 _print_explain(err.considered)
             raise
-        res["time_utc"] = _utc(res["time_tai_ns"])
         considered = res.pop("explain", None)
+        cert = res.pop("certification")
         if fmt == ObjFormat.json:
+            res = _with_instants(res, "time_tai_ns")
+            res["certification"] = _with_instants(cert, "valid_begin", "valid_end")
             print_json({**res, **({"explain": considered} if considered is not None else {})})
             return
+        res["time"] = _utc(res.pop("time_tai_ns"))
+        span = res.pop("exposure_timespan", None)
+        if span is not None:
+            res["exposure_timespan"] = _range(*span)
+        res["valid"] = _range(cert["valid_begin"], cert["valid_end"])
+        res["certification"] = cert["certification_id"]
         print_mapping(res, fmt, title="lookup")
         if considered is not None:
             _print_explain(considered)
@@ -152,8 +200,8 @@ def _print_explain(considered: list[dict]) -> None:
             {
                 "certification": c["certification_id"],
                 "version": c["version_id"],
-                "begin": _utc(c["valid_begin"]),
-                "end": _utc(c["valid_end"]) or "open",
+                "begin": _utc(c["valid_begin"], "unbounded"),
+                "end": _utc(c["valid_end"], "open"),
                 "decertified_at": c["decertified_at"],
                 "matched": c["matched"],
                 "why": c["why"],
@@ -175,10 +223,11 @@ def tags_list(
 
     with errors(), open_registry(db) as reg:
         rows = reg.certifications(tag, include_closed=history)
-        frame = pd.DataFrame(rows)
+        if fmt == Format.json:
+            print_json([_with_instants(r, "valid_begin", "valid_end") for r in rows])
+            return
+        frame = pd.DataFrame(rows, dtype=object)
         if not frame.empty:
-            frame["valid_begin"] = [_utc(v) for v in frame["valid_begin"]]
-            frame["valid_end"] = [
-                _utc(v) if v == v and v is not None else None for v in frame["valid_end"]
-            ]
+            frame["valid_begin"] = [_utc(v, "unbounded") for v in frame["valid_begin"]]
+            frame["valid_end"] = [_utc(v, "open") for v in frame["valid_end"]]
         print_frame(frame, fmt, title="certifications")

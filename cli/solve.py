@@ -102,8 +102,15 @@ def solve(
                 results = solve_all_filters(reg, request, jobs=jobs)
             else:
                 results = [solve_quantum(reg, request)]
+        failed = [r for r in results if "error" in r]
         if fmt == ObjFormat.json:
             print_json(results if all_filters else results[0])
-            return
-        for res in results:
-            print_mapping(res, fmt, title=f"version {res['version_id']}")
+        else:
+            for res in results:
+                if "error" not in res:
+                    print_mapping(res, fmt, title=f"version {res['version_id']}")
+        if failed:
+            # The versions of the other filters are stored (each solve is its own version).
+            done = len(results) - len(failed)
+            reasons = "; ".join(f"{r['physical_filter']}: {r['error']}" for r in failed)
+            fail(f"solved {done} of {len(results)} filters; failed: {reasons}")

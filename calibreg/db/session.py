@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
-from calibreg.errors import CalibregError, ConflictError, SchemaError
+from calibreg.errors import CalibregError, ConflictError, InputError, SchemaError
 
 __all__ = [
     "DEFAULT_SQLITE_FILE",
@@ -25,6 +25,7 @@ __all__ = [
     "make_engine",
     "masked_url",
     "resolve_url",
+    "sqlite_file",
     "transaction",
     "translate_errors",
 ]
@@ -41,7 +42,13 @@ def resolve_url(url: str | None = None) -> str:
     A bare ``postgresql://`` URL is pointed at psycopg 3, the driver calibreg ships with.
     """
     url = url or os.environ.get(ENV_URL) or f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (exc.ArgumentError, ValueError) as err:
+        raise CalibregError(
+            f"not a database URL: {url[:200]!r} (expected sqlite:///FILE or "
+            "postgresql://USER@HOST:PORT/DB)"
+        ) from err
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
@@ -77,6 +84,17 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def sqlite_file(url: str) -> Path | None:
+    """Return the file of a SQLite URL (``None`` for other backends and in-memory databases)."""
+    parsed = make_url(resolve_url(url))
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
 def make_engine(url: str | None = None, **kwargs: object) -> Engine:
     """Create an engine for ``url`` (see :func:`resolve_url`) with calibreg's settings."""
     url = resolve_url(url)
@@ -104,24 +122,34 @@ def _first_line(err: exc.DBAPIError) -> str:
 
 
 @contextlib.contextmanager
-def translate_errors() -> Iterator[None]:
+def translate_errors(database: str | None = None) -> Iterator[None]:
     """Turn driver errors raised inside the block into calibreg errors a user can act on.
+
+    Parameters
+    ----------
+    database : str, optional
+        The database (masked URL) named in the messages.
 
     Raises
     ------
     ConflictError
         For a constraint or trigger the database refused the change with.
+    InputError
+        For a value the database cannot hold (out of range, too long...).
     SchemaError
         When the calibreg tables are missing (run ``calibreg db upgrade``).
     CalibregError
-        For any other database error, with the driver's first line.
+        For any other database error (locked, unreachable, not a database...), in one line.
     """
+    where = database or "the database"
     try:
         yield
     except CalibregError:
         raise
     except exc.IntegrityError as err:
         raise ConflictError(f"refused by the database: {_first_line(err)}") from err
+    except exc.DataError as err:
+        raise InputError(where, f"value refused by the database: {_first_line(err)}") from err
     except (exc.OperationalError, exc.ProgrammingError) as err:
         msg = _first_line(err)
         relation = "relation" in msg or isinstance(err, exc.ProgrammingError)
@@ -129,7 +157,20 @@ def translate_errors() -> Iterator[None]:
             raise SchemaError(
                 f"the database has no calibreg schema ({msg}); run `calibreg db upgrade`"
             ) from err
-        raise CalibregError(f"database error: {msg}") from err
+        if "database is locked" in msg:
+            raise CalibregError(
+                f"{where} is locked: another process held its write lock for the whole "
+                "30 s wait; retry when that process has finished (or use PostgreSQL for "
+                "many concurrent writers)"
+            ) from err
+        if "file is not a database" in msg:
+            raise CalibregError(f"{where} is not a SQLite database ({msg})") from err
+        if "connection" in msg.lower() or "could not" in msg.lower():
+            raise CalibregError(f"cannot reach {where}: {msg}") from err
+        raise CalibregError(f"database error on {where}: {msg}") from err
+    except exc.SQLAlchemyError as err:
+        msg = _first_line(err) if isinstance(err, exc.DBAPIError) else str(err).splitlines()[0]
+        raise CalibregError(f"database error on {where}: {msg}") from err
 
 
 @contextlib.contextmanager
@@ -139,7 +180,7 @@ def transaction(engine: Engine) -> Iterator[Connection]:
     Driver errors become calibreg errors (:func:`translate_errors`). On SQLite the transaction
     takes the write lock up front (``BEGIN IMMEDIATE``).
     """
-    with translate_errors(), engine.connect() as conn:
+    with translate_errors(masked_url(engine.url.render_as_string(False))), engine.connect() as conn:
         conn.execution_options(calibreg_write=True)
         with conn.begin():
             yield conn

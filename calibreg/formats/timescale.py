@@ -29,6 +29,7 @@ from functools import lru_cache
 import erfa
 
 __all__ = [
+    "as_tai_ns",
     "format_instant",
     "format_range",
     "instant_fields",
@@ -40,6 +41,7 @@ __all__ = [
     "tai_ns_to_utc",
     "tai_ns_to_utc_iso",
     "utc_to_tai_ns",
+    "with_instant_fields",
 ]
 
 NS_PER_SECOND = 1_000_000_000
@@ -462,3 +464,63 @@ def instant_fields(name: str, ns: object) -> dict[str, object]:
         return {name: None, f"{name}_str": None, f"{name}_utc": None}
     value = int(ns)  # type: ignore[call-overload]
     return {name: value, f"{name}_str": str(value), f"{name}_utc": format_instant(value)}
+
+
+def as_tai_ns(
+    value: object, *, field: str, source: str = "Registry", side: str | None = None
+) -> int | None:
+    """Read an instant a program gave (the Python client): TAI ns, ISO text or a datetime.
+
+    Parameters
+    ----------
+    value
+        An ``int`` (TAI ns, exact; numpy integers too), ISO-8601 text or an aware
+        `datetime.datetime`; ``None`` (or, with ``side``, an unbounded word) for none.
+    field, source
+        Named in errors.
+    side : {"begin", "end"}, optional
+        For one end of a validity range: accept the unbounded words of `parse_bound`.
+
+    Returns
+    -------
+    int or None
+
+    Raises
+    ------
+    TypeError
+        For a value of another type (a float, a bool, a date...): an instant in a float
+        would be rounded by up to a few hundred nanoseconds.
+    InputError
+        For text that is not an instant, a naive datetime, or an int outside int64.
+    """
+    import numbers
+
+    from calibreg.errors import InputError
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral | str | _dt.datetime):
+        raise TypeError(
+            f"{field}: expected TAI ns (int), ISO-8601 text or an aware datetime, got "
+            f"{type(value).__name__}"
+        )
+    if isinstance(value, numbers.Integral):
+        ns = int(value)
+        if not _INT64_MIN <= ns <= _INT64_MAX:
+            raise InputError(source, f"TAI ns {ns} is outside int64", field=field)
+        return ns
+    if side is not None:
+        return parse_bound(value, side=side, field=field, source=source)
+    return parse_time(value, field=field, source=source)
+
+
+def with_instant_fields(obj: dict, *names: str) -> dict:
+    """Return ``obj`` with each TAI-ns field ``name`` expanded by `instant_fields`.
+
+    The JSON form of stored instants on every interface (CLI ``--format json``, HTTP).
+    """
+    out = dict(obj)
+    for name in names:
+        if name in out:
+            out.update(instant_fields(name, out[name]))
+    return out

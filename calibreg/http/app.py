@@ -24,7 +24,7 @@ import calibreg
 from calibreg.client import Registry
 from calibreg.domain.vocabulary import Level
 from calibreg.errors import InputError
-from calibreg.formats.timescale import parse_time, parse_wallclock
+from calibreg.formats.timescale import parse_time, parse_wallclock, with_instant_fields
 from calibreg.http.encoding import (
     IMMUTABLE,
     JSON_TYPE,
@@ -184,7 +184,37 @@ def _scales_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- routes
 
-router = APIRouter()
+
+def strict_query(request: Request) -> None:
+    """Refuse query parameters the route does not know, or gives twice (422, one line).
+
+    Without it ``/versions?physical_filter=nope`` would silently list everything and a
+    repeated ``exposure=`` would use the last value.
+    """
+    from fastapi.dependencies.utils import get_flat_dependant
+
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {p.alias for p in get_flat_dependant(dependant).query_params}
+    keys = [k for k, _ in request.query_params.multi_items()]
+    unknown = sorted({k for k in keys if k not in known})
+    if unknown:
+        raise InputError(
+            "query",
+            f"unknown parameter(s) {', '.join(unknown)}; this endpoint takes "
+            f"{', '.join(sorted(known)) or 'none'}",
+            field=unknown[0],
+        )
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise InputError(
+            "query", f"parameter(s) given more than once: {', '.join(repeated)}", field=repeated[0]
+        )
+
+
+router = APIRouter(dependencies=[Depends(strict_query)])
 
 
 @router.get(
@@ -386,7 +416,12 @@ def lookup(
     ] = None,
     exposure: Annotated[
         int | None,
-        Query(ge=0, le=INT64_MAX, description="Exposure id whose start time is used."),
+        Query(
+            ge=-INT64_MAX - 1,
+            le=INT64_MAX,
+            description="Exposure id whose whole timespan is matched (409 if it crosses a "
+            "boundary between versions).",
+        ),
     ] = None,
     as_of: Annotated[
         str | None,
@@ -415,6 +450,17 @@ def lookup(
         as_of=as_of_dt,
         explain=explain,
     )
+    result = with_instant_fields(result, "time_tai_ns")
+    result["certification"] = with_instant_fields(
+        result["certification"], "valid_begin", "valid_end"
+    )
+    if "exposure_timespan" in result:
+        begin, end = result.pop("exposure_timespan")
+        result.update(
+            with_instant_fields(
+                {"exposure_begin": begin, "exposure_end": end}, "exposure_begin", "exposure_end"
+            )
+        )
     return _mutable(result)
 
 

@@ -17,6 +17,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from calibreg.errors import (
+    AmbiguousLookupError,
     CalibregError,
     ConflictError,
     InputError,
@@ -75,6 +76,8 @@ async def _calibreg_error(request: Request, exc: Exception) -> Response:
     details = None
     if isinstance(exc, InputError):
         details = [{"loc": [exc.source, *([exc.field] if exc.field else [])], "msg": exc.reason}]
+    elif isinstance(exc, AmbiguousLookupError):
+        details = jsonable(exc.candidates)
     elif isinstance(exc, NothingCertifiedError) and exc.considered:
         # A lookup asked to explain itself: say which certifications were considered and why
         # none matched, rather than only that nothing did.

@@ -88,6 +88,10 @@ def _exposure_subquery_sql(spec: QuantumSpec) -> tuple[str, dict[str, Any]]:
     return " AND ".join(where), params
 
 
+#: Integers of smaller magnitude are exact in float64.
+_FLOAT_EXACT = float(2**53)
+
+
 def assemble(conn: Connection, spec: QuantumSpec) -> QuantumData:
     """Read the quantum's statistics into matrices in one query.
 
@@ -114,13 +118,18 @@ def assemble(conn: Connection, spec: QuantumSpec) -> QuantumData:
             f"no {spec.level.lower()}-level statistics for the {len(exposure_ids)} exposure(s) "
             f"of {spec.describe()}: ingest statistics first"
         )
-    # One C-level conversion of the fetched tuples (None → NaN); ids are exact in float64
-    # (< 2**53), so they round-trip to int64 unchanged.
+    # One C-level conversion of the fetched tuples (None → NaN). Ids below 2**53 are exact in
+    # float64; rounding is monotonic, so a converted id of magnitude >= 2**53 means some id
+    # may have been rounded, and the id columns are then read again exactly from the tuples.
     table = np.array(rows, dtype=float)
+    ids = table[:, :3]
+    if len(ids) and np.abs(ids).max() >= _FLOAT_EXACT:
+        exp_col, det_col, amp_idx = (
+            np.fromiter((r[k] for r in rows), dtype=np.int64, count=len(rows)) for k in range(3)
+        )
+    else:
+        exp_col, det_col, amp_idx = (ids[:, k].astype(np.int64) for k in range(3))
     del rows
-    exp_col = table[:, 0].astype(np.int64)
-    det_col = table[:, 1].astype(np.int64)
-    amp_idx = table[:, 2].astype(np.int64)
     med, sig, npx = table[:, 3], table[:, 4], table[:, 5]
 
     detectors = np.unique(det_col)

@@ -407,6 +407,19 @@ def history(
     """
     inst = instrument_id(conn, instrument)
     det_id = _detector_id(conn, inst, instrument, detector)
+    if amp is not None:
+        names = list(
+            conn.execute(
+                select(Amplifier.name)
+                .where(Amplifier.instrument_id == inst, Amplifier.detector_id == det_id)
+                .order_by(Amplifier.amp_index)
+            ).scalars()
+        )
+        if amp not in names:
+            raise NotFoundError(
+                f"detector {detector} of {instrument} has no amplifier {amp!r} "
+                f"(it has {', '.join(names) or 'none'})"
+            )
     v, r = CalibrationVersion, VersionRow
     stmt = (
         select(

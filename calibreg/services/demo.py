@@ -36,10 +36,39 @@ def _camera_path() -> Path:
     return Path(str(resources.files("calibreg") / "data" / "cameras" / "lsstCamSim.yaml"))
 
 
+#: The demo's own database file, inside its working folder.
+DEMO_DB = "demo.sqlite3"
+
+
+def _require_empty(registry: Registry) -> None:
+    """Refuse a database that holds calibreg data: the demo would mix simulated flats in."""
+    from calibreg.errors import ConflictError
+
+    if registry.schema_revision() is None:
+        return
+    found = registry.instruments()
+    if len(found):
+        raise ConflictError(
+            f"{registry.database} already holds calibreg data "
+            f"({', '.join(found['instrument'])}): the demo writes simulated flats and "
+            "certifies them, so it runs only on an empty database (omit --db to use its own)"
+        )
+
+
 def run_demo(
     url: str | None, *, n_exposures: int = 40, seed: int = 20261123, workdir: Path | None = None
 ) -> dict[str, Any]:
-    """Run the demo on the registry at ``url`` and print what it did.
+    """Run the demo and print what it did.
+
+    The demo writes simulated flats and certifies them, so it never touches the configured
+    registry (``$CALIBREG_DATABASE_URL`` is ignored): by default it uses its own SQLite file
+    ``calibreg-demo/demo.sqlite3``, made afresh on every run. An explicit ``url`` must name an
+    empty database.
+
+    Raises
+    ------
+    ConflictError
+        If ``url`` names a database that already holds calibreg data.
 
     Returns
     -------
@@ -55,8 +84,15 @@ def run_demo(
     t_start = time.perf_counter()
     workdir = Path(workdir) if workdir is not None else Path.cwd() / "calibreg-demo"
     workdir.mkdir(parents=True, exist_ok=True)
+    if url is None:
+        own = workdir / DEMO_DB
+        own.unlink(missing_ok=True)  # the demo's own file: each run starts afresh
+        for extra in ("-wal", "-shm"):
+            Path(f"{own}{extra}").unlink(missing_ok=True)
+        url = f"sqlite:///{own}"
     console.rule("[bold]calibreg demo")
     with Registry(url, check_schema=False) as registry:
+        _require_empty(registry)
         console.print(f"registry: {registry.database}   files: {workdir}")
         registry.upgrade()
         console.print("[green]✓[/] schema at head")

@@ -118,6 +118,13 @@ def history_plot(
     frame = registry.history(
         instrument=instrument, physical_filter=physical_filter, detector=detector, amp=amp
     )
+    if frame.empty:
+        from calibreg.errors import NotFoundError
+
+        level = "AMP" if amp else "DETECTOR"
+        raise NotFoundError(
+            f"no {level}-level versions of {instrument} {physical_filter}: nothing to plot"
+        )
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(frame["created_at"], frame["scale"], marker="o")
     for rec in frame.itertuples(index=False):

@@ -584,6 +584,23 @@ class FlatNormalizationTask(Task):
                 instrument, physical_filter = quantum["instrument"], quantum["physical_filter"]
             except KeyError as exc:
                 raise InputError("quantum", f"needs {exc.args[0]!r}", field=exc.args[0]) from None
+            unknown = sorted(set(quantum) - {"instrument", "physical_filter", "selection", "level"})
+            if unknown:
+                raise InputError(
+                    "quantum",
+                    f"unknown key(s) {', '.join(map(str, unknown))}; a quantum has instrument, "
+                    "physical_filter, selection and (matching config.level) level",
+                    field=str(unknown[0]),
+                )
+            if "level" in quantum:
+                asked = Level.parse(quantum["level"], source="quantum", field="level")
+                if asked.value != self.config.level:
+                    raise InputError(
+                        "quantum",
+                        f"level {asked.value} conflicts with config.level {self.config.level} "
+                        "(the level is configuration, as in cp_pipe: set config.level)",
+                        field="level",
+                    )
             selection = quantum.get("selection") or Selection()
             if isinstance(selection, Mapping):
                 selection = Selection(**selection)
