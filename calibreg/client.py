@@ -204,6 +204,16 @@ class Registry:
             migrate.downgrade(self.engine, revision, destroy_data=destroy_data)
         return self.schema_revision()
 
+    def grant_runtime(self, role: str) -> list[str]:
+        """Grant a PostgreSQL runtime role what it needs, and nothing that bypasses a guard.
+
+        See :func:`calibreg.db.roles.grant_runtime`.
+        """
+        from calibreg.db.roles import grant_runtime
+
+        with translate_errors(self.database):
+            return grant_runtime(self.engine, role)
+
     # ----------------------------------------------------------------- inputs
     def ingest_camera(
         self,

@@ -34,6 +34,21 @@ def downgrade(
         typer.echo(f"{reg.database}: at revision {rev}")
 
 
+@app.command("grant-runtime")
+def grant_runtime(
+    role: str = typer.Argument(..., help="An existing PostgreSQL role."),
+    db: DbOption = None,
+) -> None:
+    """PostgreSQL: let ROLE use the registry without being able to bypass its guards.
+
+    Run as the schema's owner. ROLE gets SELECT/INSERT/UPDATE/DELETE (every change still goes
+    through the immutability triggers) and no TRUNCATE, TRIGGER or ownership.
+    """
+    with errors(), open_registry(db) as reg:
+        for sql in reg.grant_runtime(role):
+            typer.echo(sql)
+
+
 @app.command()
 def current(
     db: DbOption = None,
