@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
+
+try:  # recent Typer vendors Click as typer._click; its exceptions are those classes
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older Typer on Click itself
+    from click import exceptions as click_errors  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
     from calibreg.client import Registry
-from calibreg_cli.output import fail
+from calibreg_cli.output import fail, one_line
 
 DbOption = Annotated[
     str | None,
@@ -21,6 +28,36 @@ DbOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+class OneLineErrors(TyperGroup):
+    """The top-level command group: a usage error is one line too, like every other error.
+
+    Click prints a usage error as a multi-line panel (usage, hint, boxed message); scripts and
+    people alike get ``error: <what> (see --help)`` on stderr and exit status 2 instead.
+    """
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Run the command line, reporting usage errors in one line."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click_errors.NoArgsIsHelpError as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except click_errors.ClickException as err:
+            message = " ".join(err.format_message().split())
+            hint = ""
+            ctx = getattr(err, "ctx", None)
+            if isinstance(err, click_errors.UsageError) and ctx is not None:
+                hint = f" (see {ctx.command_path} --help)"
+            typer.echo(f"error: {one_line(message)}{hint}", err=True)
+            sys.exit(err.exit_code)
+        except click_errors.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def debug_enabled() -> bool:

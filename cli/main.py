@@ -15,11 +15,12 @@ if TYPE_CHECKING:
 from calibreg_cli import db as db_cmds
 from calibreg_cli import ingest as ingest_cmds
 from calibreg_cli import plot, publish, solve, versions
-from calibreg_cli.common import DbOption, errors, open_registry
+from calibreg_cli.common import DbOption, OneLineErrors, errors, open_registry
 from calibreg_cli.output import Format, print_frame
 
 app = typer.Typer(
     name="calibreg",
+    cls=OneLineErrors,
     help="A database-backed calibration registry for flat-field normalization scales.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -29,9 +29,18 @@ class ObjFormat(enum.StrEnum):
     json = "json"
 
 
+def one_line(text: str) -> str:
+    """Return ``text`` as one printable line: control and line-breaking characters escaped.
+
+    Error messages echo what a user gave; a value holding ``\r``, ``\n`` or other
+    non-printing characters must not break the message into several lines.
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print a one-line error to stderr and exit non-zero (no traceback)."""
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(code)
 
 

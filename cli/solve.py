@@ -28,18 +28,26 @@ def parse_selection(
         if "=" not in item:
             raise InputError("--select", f"expected FIELD=VALUE, got {item!r}", field="select")
         field, value = item.split("=", 1)
+        if not field.strip() or not value.strip():
+            raise InputError("--select", f"expected FIELD=VALUE, got {item!r}", field="select")
         if "field" in kwargs:
             raise InputError("--select", "only one FIELD=VALUE down-selection", field="select")
         kwargs["field"], kwargs["value"] = field.strip(), value.strip()
-    if exposures:
+    if exposures is not None:
         try:
             kwargs["exposures"] = tuple(int(x) for x in exposures.replace(",", " ").split())
         except ValueError as err:
             raise InputError(
-                "--exposures", f"not a list of ids: {exposures!r}", field="exposures"
+                "--exposures", f"not a list of ids: {exposures[:200]!r}", field="exposures"
             ) from err
-    if day_obs:
+        if not kwargs["exposures"]:
+            raise InputError("--exposures", "no exposure id given", field="exposures")
+    if day_obs is not None:
         lo, _, hi = day_obs.partition(":")
+        if not lo.strip() and not hi.strip():
+            raise InputError(
+                "--day-obs", f"expected YYYYMMDD[:YYYYMMDD], got {day_obs!r}", field="day_obs"
+            )
         try:
             kwargs["day_obs_min"] = int(lo) if lo else None
             kwargs["day_obs_max"] = int(hi) if hi else (int(lo) if not _ else None)
@@ -47,8 +55,14 @@ def parse_selection(
             raise InputError(
                 "--day-obs", f"expected YYYYMMDD[:YYYYMMDD], got {day_obs!r}", field="day_obs"
             ) from err
-    if time_range:
+    if time_range is not None:
         lo, _, hi = time_range.partition("/")
+        if not lo.strip() and not hi.strip():
+            raise InputError(
+                "--time",
+                f"expected BEGIN/END (either may be empty), got {time_range!r}",
+                field="time",
+            )
         kwargs["time_begin"] = parse_time(lo, field="time", source="--time") if lo else None
         kwargs["time_end"] = parse_time(hi, field="time", source="--time") if hi else None
     return Selection(**kwargs)

@@ -30,14 +30,13 @@ from sqlalchemy import (
     Index,
     Integer,
     SmallInteger,
-    String,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from calibreg.db.base import Base
-from calibreg.db.types import Float64, JSONDoc, Measurement, UTCDateTime, utcnow
+from calibreg.db.types import BoundedText, Float64, JSONDoc, Measurement, UTCDateTime, utcnow
 from calibreg.domain.vocabulary import Level, Method
 
 
@@ -47,8 +46,8 @@ class Instrument(Base):
     __tablename__ = "instrument"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    source_format: Mapped[str | None] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(BoundedText(64), unique=True)
+    source_format: Mapped[str | None] = mapped_column(BoundedText(32))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -62,19 +61,19 @@ class IngestBatch(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(BoundedText(16))
     instrument_id: Mapped[int | None] = mapped_column(ForeignKey("instrument.id"))
     source: Mapped[str] = mapped_column(Text)
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    sha256: Mapped[str] = mapped_column(BoundedText(64), index=True)
     n_rows: Mapped[int] = mapped_column(BigInteger)
     n_inserted: Mapped[int] = mapped_column(BigInteger, default=0)
     n_replaced: Mapped[int] = mapped_column(BigInteger, default=0)
     n_unchanged: Mapped[int] = mapped_column(BigInteger, default=0)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    user_name: Mapped[str] = mapped_column(String(128))
-    host: Mapped[str] = mapped_column(String(255))
-    software_version: Mapped[str] = mapped_column(String(64))
+    user_name: Mapped[str] = mapped_column(BoundedText(128))
+    host: Mapped[str] = mapped_column(BoundedText(255))
+    software_version: Mapped[str] = mapped_column(BoundedText(64))
     options: Mapped[dict | None] = mapped_column(JSONDoc)
 
 
@@ -91,10 +90,10 @@ class Detector(Base):
 
     instrument_id: Mapped[int] = mapped_column(ForeignKey("instrument.id"), primary_key=True)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    name: Mapped[str] = mapped_column(String(64))
-    serial: Mapped[str | None] = mapped_column(String(64))
-    physical_type: Mapped[str | None] = mapped_column(String(32))
-    purpose: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(BoundedText(64))
+    serial: Mapped[str | None] = mapped_column(BoundedText(64))
+    physical_type: Mapped[str | None] = mapped_column(BoundedText(32))
+    purpose: Mapped[str] = mapped_column(BoundedText(16))
     bbox_x0: Mapped[int] = mapped_column(Integer)
     bbox_y0: Mapped[int] = mapped_column(Integer)
     bbox_x1: Mapped[int] = mapped_column(Integer)
@@ -126,7 +125,7 @@ class Amplifier(Base):
     instrument_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     detector_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     amp_index: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
-    name: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(BoundedText(32))
     bbox_x0: Mapped[int] = mapped_column(Integer)
     bbox_y0: Mapped[int] = mapped_column(Integer)
     bbox_width: Mapped[int] = mapped_column(Integer)
@@ -156,13 +155,13 @@ class Exposure(Base):
 
     instrument_id: Mapped[int] = mapped_column(ForeignKey("instrument.id"), primary_key=True)
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    physical_filter: Mapped[str] = mapped_column(String(64))
-    obs_id: Mapped[str | None] = mapped_column(String(64))
-    observation_type: Mapped[str | None] = mapped_column(String(64))
-    observation_reason: Mapped[str | None] = mapped_column(String(128))
-    science_program: Mapped[str | None] = mapped_column(String(128))
-    group_name: Mapped[str | None] = mapped_column(String(128))
-    target_name: Mapped[str | None] = mapped_column(String(128))
+    physical_filter: Mapped[str] = mapped_column(BoundedText(64))
+    obs_id: Mapped[str | None] = mapped_column(BoundedText(64))
+    observation_type: Mapped[str | None] = mapped_column(BoundedText(64))
+    observation_reason: Mapped[str | None] = mapped_column(BoundedText(128))
+    science_program: Mapped[str | None] = mapped_column(BoundedText(128))
+    group_name: Mapped[str | None] = mapped_column(BoundedText(128))
+    target_name: Mapped[str | None] = mapped_column(BoundedText(128))
     day_obs: Mapped[int | None] = mapped_column(Integer)
     seq_num: Mapped[int | None] = mapped_column(Integer)
     exposure_time: Mapped[float | None] = mapped_column(Float64)
@@ -257,9 +256,9 @@ class Quantum(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     instrument_id: Mapped[int] = mapped_column(ForeignKey("instrument.id"))
-    physical_filter: Mapped[str] = mapped_column(String(64))
-    level: Mapped[str] = mapped_column(String(8))
-    selection_key: Mapped[str] = mapped_column(String(64))
+    physical_filter: Mapped[str] = mapped_column(BoundedText(64))
+    level: Mapped[str] = mapped_column(BoundedText(8))
+    selection_key: Mapped[str] = mapped_column(BoundedText(64))
     selection: Mapped[dict] = mapped_column(JSONDoc)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -290,9 +289,9 @@ class CalibrationVersion(Base):
     quantum_id: Mapped[int] = mapped_column(ForeignKey("quantum.id"))
     seq: Mapped[int] = mapped_column(Integer)
     instrument_id: Mapped[int] = mapped_column(ForeignKey("instrument.id"))
-    physical_filter: Mapped[str] = mapped_column(String(64))
-    level: Mapped[str] = mapped_column(String(8))
-    method: Mapped[str] = mapped_column(String(32))
+    physical_filter: Mapped[str] = mapped_column(BoundedText(64))
+    level: Mapped[str] = mapped_column(BoundedText(8))
+    method: Mapped[str] = mapped_column(BoundedText(32))
     n_exposures: Mapped[int] = mapped_column(Integer)
     n_rows: Mapped[int] = mapped_column(Integer)
     n_missing: Mapped[int] = mapped_column(Integer)
@@ -300,15 +299,15 @@ class CalibrationVersion(Base):
     iterations: Mapped[int] = mapped_column(Integer)
     converged: Mapped[bool] = mapped_column()
     rms: Mapped[float] = mapped_column(Measurement, nullable=True)
-    content_hash: Mapped[str] = mapped_column(String(64))
-    input_fingerprint: Mapped[str] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(BoundedText(64))
+    input_fingerprint: Mapped[str] = mapped_column(BoundedText(64))
     config: Mapped[dict] = mapped_column(JSONDoc)
     provenance: Mapped[dict] = mapped_column(JSONDoc)
     task_metadata: Mapped[dict] = mapped_column(JSONDoc)
-    software_version: Mapped[str] = mapped_column(String(64))
-    schema_revision: Mapped[str] = mapped_column(String(32))
-    user_name: Mapped[str] = mapped_column(String(128))
-    host: Mapped[str] = mapped_column(String(255))
+    software_version: Mapped[str] = mapped_column(BoundedText(64))
+    schema_revision: Mapped[str] = mapped_column(BoundedText(32))
+    user_name: Mapped[str] = mapped_column(BoundedText(128))
+    host: Mapped[str] = mapped_column(BoundedText(255))
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -359,7 +358,7 @@ class VersionRow(Base):
     instrument_id: Mapped[int] = mapped_column(Integer)
     detector_id: Mapped[int] = mapped_column(Integer)
     amp_index: Mapped[int | None] = mapped_column(SmallInteger)
-    amp_name: Mapped[str | None] = mapped_column(String(32))
+    amp_name: Mapped[str | None] = mapped_column(BoundedText(32))
     scale: Mapped[float] = mapped_column(Measurement, nullable=True)
     rms: Mapped[float] = mapped_column(Measurement, nullable=True)
     n_used: Mapped[int] = mapped_column(Integer)
@@ -375,7 +374,7 @@ class Tag(Base):
     __tablename__ = "tag"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(BoundedText(128), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -409,12 +408,12 @@ class Certification(Base):
     tag_id: Mapped[int] = mapped_column(ForeignKey("tag.id"))
     version_id: Mapped[int] = mapped_column(ForeignKey("calibration_version.id"), index=True)
     instrument_id: Mapped[int] = mapped_column(ForeignKey("instrument.id"))
-    physical_filter: Mapped[str] = mapped_column(String(64))
+    physical_filter: Mapped[str] = mapped_column(BoundedText(64))
     valid_begin: Mapped[int | None] = mapped_column(BigInteger)
     valid_end: Mapped[int | None] = mapped_column(BigInteger)
     certified_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    certified_by: Mapped[str] = mapped_column(String(128))
+    certified_by: Mapped[str] = mapped_column(BoundedText(128))
     decertified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    decertified_by: Mapped[str | None] = mapped_column(String(128))
+    decertified_by: Mapped[str | None] = mapped_column(BoundedText(128))
     replaces_id: Mapped[int | None] = mapped_column(ForeignKey("certification.id"))
     comparison: Mapped[dict | None] = mapped_column(JSONDoc)

@@ -146,31 +146,39 @@ def translate_errors(database: str | None = None) -> Iterator[None]:
         yield
     except CalibregError:
         raise
-    except exc.IntegrityError as err:
-        raise ConflictError(f"refused by the database: {_first_line(err)}") from err
-    except exc.DataError as err:
-        raise InputError(where, f"value refused by the database: {_first_line(err)}") from err
-    except (exc.OperationalError, exc.ProgrammingError) as err:
-        msg = _first_line(err)
-        relation = "relation" in msg or isinstance(err, exc.ProgrammingError)
-        if "no such table" in msg or ("does not exist" in msg and relation):
-            raise SchemaError(
-                f"the database has no calibreg schema ({msg}); run `calibreg db upgrade`"
-            ) from err
-        if "database is locked" in msg:
-            raise CalibregError(
-                f"{where} is locked: another process held its write lock for the whole "
-                "30 s wait; retry when that process has finished (or use PostgreSQL for "
-                "many concurrent writers)"
-            ) from err
-        if "file is not a database" in msg:
-            raise CalibregError(f"{where} is not a SQLite database ({msg})") from err
-        if "connection" in msg.lower() or "could not" in msg.lower():
-            raise CalibregError(f"cannot reach {where}: {msg}") from err
-        raise CalibregError(f"database error on {where}: {msg}") from err
+    except exc.StatementError as err:
+        if isinstance(err.orig, CalibregError):  # raised while binding (e.g. BoundedText)
+            raise err.orig from None
+        if isinstance(err, exc.IntegrityError):
+            raise ConflictError(f"refused by the database: {_first_line(err)}") from err
+        if isinstance(err, exc.DataError):
+            raise InputError(where, f"value refused by the database: {_first_line(err)}") from err
+        _operational(err, where)
     except exc.SQLAlchemyError as err:
         msg = _first_line(err) if isinstance(err, exc.DBAPIError) else str(err).splitlines()[0]
         raise CalibregError(f"database error on {where}: {msg}") from err
+
+
+def _operational(err: exc.StatementError, where: str) -> None:
+    """Raise the calibreg error for an operational or programming driver error."""
+    msg = _first_line(err)
+    relation = "relation" in msg or isinstance(err, exc.ProgrammingError)
+    lower = msg.lower()
+    if "no such table" in msg or ("does not exist" in msg and relation):
+        raise SchemaError(
+            f"the database has no calibreg schema ({msg}); run `calibreg db upgrade`"
+        ) from err
+    if "database is locked" in msg:
+        raise CalibregError(
+            f"{where} is locked: another process held its write lock for the whole "
+            "30 s wait; retry when that process has finished (or use PostgreSQL for "
+            "many concurrent writers)"
+        ) from err
+    if "file is not a database" in msg:
+        raise CalibregError(f"{where} is not a SQLite database ({msg})") from err
+    if isinstance(err, exc.OperationalError) and ("connection" in lower or "could not" in lower):
+        raise CalibregError(f"cannot reach {where}: {msg}") from err
+    raise CalibregError(f"database error on {where}: {msg}") from err
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import datetime as dt
 import math
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Double
+from sqlalchemy import JSON, DateTime, Double, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -26,6 +26,40 @@ Float64 = Double(asdecimal=False)
 
 #: JSON documents: JSONB on PostgreSQL (indexable), JSON text on SQLite.
 JSONDoc = JSON().with_variant(JSONB(), "postgresql")
+
+
+class BoundedText(TypeDecorator[str]):
+    """``VARCHAR(n)`` whose length is enforced on both backends, with a one-line error.
+
+    PostgreSQL refuses an over-long value with a driver error, SQLite stores any length
+    (a 64 MB tag name included); this refuses it on both, before the database sees it, naming
+    the column, the length and the first characters of the value.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.max_length = length
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        """Refuse text longer than the column holds.
+
+        Raises
+        ------
+        calibreg.errors.InputError
+            For a value over ``max_length`` characters.
+        """
+        if value is not None and len(value) > self.max_length:
+            from calibreg.errors import InputError
+
+            raise InputError(
+                "database",
+                f"text of {len(value):,} characters is longer than the column's "
+                f"{self.max_length}: {value[:40]!r}...",
+            )
+        return value
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Select, Table, insert, literal, select
+from sqlalchemy import Connection, Select, Table, insert, literal, select, text
 
 #: Rows per driver call: keeps memory flat for 10^7-row files without costing speed.
 CHUNK_ROWS = 200_000
@@ -45,6 +45,14 @@ class Backend:
         """Return ``stmt`` locking the rows it selects until the transaction ends."""
         return stmt
 
+    def serialize_ingests(self, conn: Connection) -> None:
+        """Make concurrent ingests take turns until this transaction ends.
+
+        Two identical ingests racing would otherwise both see "absent" and the loser fail on
+        a unique key; in turn, the second sees the first's rows and reports "nothing
+        changed". SQLite's write transaction (``BEGIN IMMEDIATE``) already serializes them.
+        """
+
     def bulk_insert(
         self, conn: Connection, table: str, frame: pd.DataFrame, columns: Sequence[str]
     ) -> int:
@@ -60,6 +68,10 @@ class Backend:
     def fetch_raw(self, conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple]:
         """Run ``sql`` (with ``:name`` parameters) on the driver cursor and fetch every row."""
         raise NotImplementedError
+
+
+#: The advisory-lock key of ingests (an arbitrary constant: "calibreg" in ASCII, as int64).
+INGEST_LOCK_KEY = int.from_bytes(b"calibreg", "big") & (2**63 - 1)
 
 
 class SQLiteBackend(Backend):
@@ -117,6 +129,10 @@ class PostgreSQLBackend(Backend):
     def lock_rows(self, stmt: Select) -> Select:
         """``SELECT ... FOR UPDATE``."""
         return stmt.with_for_update()
+
+    def serialize_ingests(self, conn: Connection) -> None:
+        """Take a transaction-scoped advisory lock (``pg_advisory_xact_lock``) on calibreg's key."""
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": INGEST_LOCK_KEY})
 
     def bulk_insert(
         self, conn: Connection, table: str, frame: pd.DataFrame, columns: Sequence[str]

@@ -53,6 +53,7 @@ from calibreg.domain.provenance import Who
 from calibreg.domain.reports import IngestReport
 from calibreg.errors import ConflictError, InputError, NotFoundError
 from calibreg.formats.camera import CameraSpec
+from calibreg.registry.backend import backend_of
 from calibreg.registry.bulk import bulk_insert
 from calibreg.registry.common import instrument_id, instrument_names
 
@@ -443,6 +444,7 @@ def ingest_camera(
     name = instrument or camera.name
     dets, amps = _camera_frames(camera)
     started = utcnow()
+    backend_of(conn).serialize_ingests(conn)
     inst = _ensure_instrument(conn, name, getattr(camera, "source_format", None))
     det_cols = ["id", *DETECTOR_VALUES]
     amp_cols = ["detector_id", "amp_index", *AMP_VALUES]
@@ -545,6 +547,7 @@ def ingest_exposures(
             raise InputError(source, f"no exposure records for instrument {instrument!r}")
     names = sorted(frame["instrument"].unique())
     started = utcnow()
+    backend_of(conn).serialize_ingests(conn)
     inst_ids = {n: _ensure_instrument(conn, n, None) for n in names}
     plans = []
     for name in names:
@@ -631,6 +634,7 @@ def ingest_stats(
         If stored statistics differ and ``replace`` is false.
     """
     started = utcnow()
+    backend_of(conn).serialize_ingests(conn)
     frame = frame.reset_index(drop=True)
     if "source" not in frame.columns:
         frame["source"] = source
