@@ -768,7 +768,8 @@ class Integer:
                         & (np.abs(floats) < EXACT_FLOAT_INTEGERS)
                     )
                 bad |= is_num & ~exact
-                values = np.where(is_num & exact, floats, values).astype(np.int64)
+                take = is_num & exact
+                values = np.where(take, np.where(take, floats, 0.0).astype(np.int64), values)
         elif pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
             missing = _mask(arr.is_null())
             if pa.types.is_floating(arr.type):
@@ -872,25 +873,25 @@ class Real:
         if _text_types(arr.type):
             text = _clean_text(arr)
             missing = _missing_mask(text)
-            ok = missing | _mask(pc.match_substring_regex(text, _NUMBER_ARROW))
-            if not ok.all():
-                self._refuse(arr, _first(~ok), source, field)
+            number = _mask(pc.match_substring_regex(text, _NUMBER_ARROW))
             cleaned = pc.if_else(
-                pa.array(missing), "nan", pc.replace_substring_regex(text, r"^\+", "")
+                pa.array(number & ~missing), pc.replace_substring_regex(text, r"^\+", ""), "nan"
             )
             values = np.asarray(pc.cast(cleaned, pa.float64()).to_numpy(), dtype=np.float64)
+            not_number = ~(missing | number)
         elif pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type):
             values = np.asarray(
                 pc.fill_null(pc.cast(arr, pa.float64(), safe=False), math.nan).to_numpy(),
                 dtype=np.float64,
             )
+            not_number = np.zeros(len(values), dtype=bool)
         else:
             values = arr.to_pylist()
             return np.array(
                 [self.parse(v, source, row=i, field=field) for i, v in enumerate(values, 1)],
                 dtype=np.float64,
             )
-        bad = np.zeros(len(values), dtype=bool)
+        bad = not_number.copy()
         if self.required:
             bad |= np.isnan(values)
         if self.finite:
