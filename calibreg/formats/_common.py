@@ -553,7 +553,7 @@ def _integer_value(value: Any) -> int | None:
 def _range_reason(number: int, minimum: int, maximum: int) -> str | None:
     if minimum <= number <= maximum:
         return None
-    if (minimum, maximum) == (limits.INT64_MIN, limits.INT64_MAX):
+    if not limits.INT64_MIN <= number <= limits.INT64_MAX:
         return f"integer {shown(number)} does not fit in 64 bits"
     if minimum == 0 and number < 0:
         return f"must be >= 0, got {shown(number)}"
