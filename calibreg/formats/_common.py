@@ -168,7 +168,7 @@ _BOOL_TAG = "tag:yaml.org,2002:bool"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 
-class _DocumentError(Exception):
+class _DocumentError(yaml.YAMLError):
     """A problem found in the composed node graph, before construction."""
 
     def __init__(self, reason: str, field: str | None = None) -> None:

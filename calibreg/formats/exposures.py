@@ -180,7 +180,9 @@ def _butler_records(data: Any, source: str) -> list[Any]:
                 records.append(rec)
                 if not isinstance(rec, Mapping):
                     continue  # refused by _convert, with its row
-                if not any(k in rec for keys in _TIMESPAN_KEYS for k in keys):
+                if "timespan" not in rec and not any(
+                    k in rec for keys in _TIMESPAN_KEYS for k in keys
+                ):
                     raise InputError(
                         source,
                         "butler exposure record has no timespan (datetime_begin/datetime_end): "
@@ -256,6 +258,12 @@ def _timespan_value(
         ns = _TIME.parse(rec.get(key), source, row=row, field=key, time_scale=time_scale)
         if ns is not None:
             return ns
+    span = rec.get("timespan")  # a butler Timespan written as {begin: ..., end: ...}
+    if isinstance(span, Mapping):
+        end = keys[0].removeprefix("timespan_")
+        return _TIME.parse(
+            span.get(end), source, row=row, field=f"timespan.{end}", time_scale=time_scale
+        )
     return None
 
 

@@ -151,3 +151,22 @@ def test_shown_is_bounded_for_any_value() -> None:
     assert len(shown("y" * 10**6)) <= 2 * MAX_ECHO_CHARS
     assert len(shown(10**5000)) <= 2 * MAX_ECHO_CHARS
     assert len(shown({str(i): i for i in range(10**5)})) <= 2 * MAX_ECHO_CHARS
+
+
+def test_cp_pipe_scales_loader_is_bounded_too() -> None:
+    import math
+
+    import yaml
+
+    from calibreg.formats.cp_pipe import dump_cp_pipe, load_cp_pipe
+
+    structure = {
+        "expScale": {94: {"C10": {2025120200439: 1.25e-05, 2025120200440: math.nan}}},
+        "detScale": {94: {"C10": 0.9999999999999999}},
+    }
+    for fmt in ("yaml", "json"):
+        back = load_cp_pipe(dump_cp_pipe(structure, fmt))
+        assert back["detScale"] == structure["detScale"]
+        assert back["expScale"][94]["C10"][2025120200439] == 1.25e-05
+    with pytest.raises(yaml.YAMLError, match="aliases would expand"):
+        load_cp_pipe(_bomb() + "expScale: *a8\n")

@@ -664,3 +664,15 @@ def test_time_rule_forms() -> None:
         rule.parse(str(2**63), "f", row=1, field="t")
     with pytest.raises(InputError, match=r"before 1972|ISO-8601"):
         rule.parse("1960-01-01T00:00:00Z", "f", row=1, field="t")
+
+
+def test_butler_timespan_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "export.yaml"
+    path.write_text(
+        "data:\n- type: dimension\n  element: exposure\n  records:\n"
+        "  - {instrument: T, id: 1, physical_filter: r, timespan: {begin: !butler_time/tai/iso "
+        "'2025-12-03 07:59:07.425363958', end: !butler_time/tai/nsec '1764748778355000000'}}\n"
+    )
+    row = read_exposures(path).iloc[0]
+    assert row["timespan_begin"] == 1_764_748_747_425_363_958
+    assert row["timespan_end"] == 1_764_748_778_355_000_000
