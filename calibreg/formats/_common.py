@@ -663,6 +663,20 @@ def _first(mask: np.ndarray) -> int:
     return int(np.argmax(mask))
 
 
+def _plain_digits(arr: pa.ChunkedArray) -> np.ndarray | None:
+    """Return int64 values if every cell is ASCII digits only and fits int64, else None."""
+    if arr.null_count or not len(arr):
+        return None
+    if not pa.types.is_string(arr.type):
+        arr = _clean_text(arr)
+    if not pc.all(pc.ascii_is_decimal(arr)).as_py():
+        return None
+    try:
+        return np.ascontiguousarray(pc.cast(arr, pa.int64()).to_numpy(), dtype=np.int64)
+    except pa.ArrowInvalid:  # beyond int64
+        return None
+
+
 def _missing_mask(text: pa.ChunkedArray) -> np.ndarray:
     return _mask(pc.is_in(pc.utf8_lower(text), value_set=pa.array(sorted(MISSING_TOKENS))))
 
@@ -742,9 +756,15 @@ class Integer:
         arr = _as_chunked(arr)
         n = len(arr)
         if _text_types(arr.type):
+            values = _plain_digits(arr)
+            if values is not None:  # the usual case: ASCII digits only, one cast
+                out_of_range = (values < self.minimum) | (values > self.maximum)
+                if out_of_range.any():
+                    self._refuse(arr, _first(out_of_range), source, field)
+                return values, np.zeros(n, dtype=bool)
             text = _clean_text(arr)
-            missing = _missing_mask(text)
             is_int = _mask(pc.match_substring_regex(text, _INT_ARROW))
+            missing = _missing_mask(text)
             is_num = _mask(pc.match_substring_regex(text, _NUMBER_ARROW)) & ~is_int
             unsigned = pc.replace_substring_regex(text, r"^\+", "")
             values = np.zeros(n, dtype=np.int64)

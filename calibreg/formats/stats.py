@@ -186,6 +186,11 @@ def _detector_column(
     if not is_text:
         ids, _ = _DET_ID.column(arr, source, field="detector")
         return ids, np.ones(n, dtype=bool), np.full(n, None, dtype=object)
+    if not pa.types.is_string(arr.type):
+        arr = arr.cast(pa.large_string()).cast(pa.string())
+    if not arr.null_count and pc.all(pc.ascii_is_decimal(arr)).as_py() is not False:
+        ids, _ = _DET_ID.column(arr, source, field="detector")  # every cell an id
+        return ids, np.ones(n, dtype=bool), np.full(n, None, dtype=object)
     text = pc.utf8_trim(pc.fill_null(arr.cast(pa.string()), ""), characters=" \t\r\n\f\v")
     numeric = pc.match_substring_regex(
         text, r"^[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)$"
