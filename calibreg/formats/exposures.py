@@ -181,12 +181,12 @@ def _butler_records(data: Any, source: str) -> list[Any]:
                 if not isinstance(rec, Mapping):
                     continue  # refused by _convert, with its row
                 if "timespan" not in rec and not any(
-                    k in rec for keys in _TIMESPAN_KEYS for k in keys
+                    all(k in rec for k in pair) for pair in zip(*_TIMESPAN_KEYS, strict=True)
                 ):
                     raise InputError(
                         source,
-                        "butler exposure record has no timespan (datetime_begin/datetime_end): "
-                        "the file looks cut mid-record",
+                        "butler exposure record lacks its timespan (datetime_begin and "
+                        "datetime_end): the file looks cut mid-record",
                         row=row,
                         field="datetime_begin",
                     )

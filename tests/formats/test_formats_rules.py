@@ -310,11 +310,14 @@ def test_butler_export_cut_mid_record_is_refused(tmp_path: Path, cut_after: str)
     _one_line(info.value, path)
 
 
-def test_butler_export_single_record_cut_before_timespan(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cut_before", ["    datetime_begin", "    datetime_end"])
+def test_butler_export_single_record_cut_in_timespan(tmp_path: Path, cut_before: str) -> None:
     path = tmp_path / "export.yaml"
     one = BUTLER_TWO[: BUTLER_TWO.index("  - instrument: T\n    id: 2")]
-    path.write_text(one[: one.index("    datetime_begin")])
-    with pytest.raises(InputError, match="no timespan") as info:
+    path.write_text(one)
+    assert len(read_exposures(path)) == 1
+    path.write_text(one[: one.index(cut_before)])
+    with pytest.raises(InputError, match="lacks its timespan") as info:
         read_exposures(path)
     assert info.value.row == 1
 
