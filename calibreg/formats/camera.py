@@ -68,14 +68,17 @@ from typing import Any
 
 import yaml
 
+from calibreg.domain import limits
 from calibreg.errors import InputError
 from calibreg.formats._common import (
+    Integer,
     PathLike,
+    Real,
+    Text,
     check_readable,
+    field_name,
     load_yaml,
-    to_float,
-    to_int,
-    to_str,
+    shown,
 )
 
 __all__ = [
@@ -93,6 +96,29 @@ CALIBREG_CAMERA_FORMAT = "calibreg-camera/1"
 # afw cameraGeom DetectorType values as obs_lsst writes them in ``detectorType``.
 _DETECTOR_TYPES = {0: "SCIENCE", 1: "FOCUS", 2: "GUIDER", 3: "WAVEFRONT"}
 DETECTOR_PURPOSES = ("SCIENCE", "FOCUS", "GUIDER", "WAVEFRONT", "OTHER")
+
+# The field rules (calibreg.formats._common), the same in both camera formats.
+_INSTRUMENT = Text(limits.INSTRUMENT_NAME, required=True)
+_DETECTOR_ID = Integer(0, limits.INT32_MAX)
+_DETECTOR_NAME = Text(limits.DETECTOR_NAME, required=True)
+_SERIAL = Text(limits.DETECTOR_SERIAL)
+_PHYSICAL_TYPE = Text(limits.PHYSICAL_TYPE)
+_AMP_NAME = Text(limits.AMP_NAME, required=True)
+_PIXEL = Integer(limits.INT32_MIN, limits.INT32_MAX)  # a pixel coordinate
+_PIXEL_COUNT = Integer(1, limits.INT32_MAX)  # a data region's width or height
+_HDU = Integer(limits.INT32_MIN, limits.INT32_MAX, required=False)
+_POSITION = Real()  # mm, or degrees for yaw/pitch/roll: finite, NaN for unknown
+_NONNEGATIVE = Real(minimum=0.0)  # pixel size, gain, read noise, saturation
+_FLOAT_RULES = {
+    "offset_x": _POSITION,
+    "offset_y": _POSITION,
+    "offset_z": _POSITION,
+    "yaw": _POSITION,
+    "pitch": _POSITION,
+    "roll": _POSITION,
+    "pixel_size_x": _NONNEGATIVE,
+    "pixel_size_y": _NONNEGATIVE,
+}
 
 
 @dataclass
@@ -236,7 +262,8 @@ def read_camera(path: PathLike, *, instrument: str | None = None) -> CameraSpec:
         if data["format"] != CALIBREG_CAMERA_FORMAT:
             raise InputError(
                 source,
-                f"unknown camera format {data['format']!r}; expected {CALIBREG_CAMERA_FORMAT!r}",
+                f"unknown camera format {shown(data['format'])}; "
+                f"expected {CALIBREG_CAMERA_FORMAT!r}",
                 field="format",
             )
         camera = _read_calibreg(data, source)
@@ -251,7 +278,7 @@ def read_camera(path: PathLike, *, instrument: str | None = None) -> CameraSpec:
     if instrument is not None:
         if not instrument.strip():
             raise InputError(source, "instrument override is empty", field="instrument")
-        camera.name = instrument.strip()
+        camera.name = _INSTRUMENT.parse(instrument, source, row=None, field="instrument")  # type: ignore[assignment]
     _check_unique(camera, source)
     camera.detectors.sort(key=lambda d: d.id)
     return camera
@@ -328,7 +355,9 @@ _DETECTOR_FLOATS = (
 def _pair(value: Any, source: str, field: str, *, length: tuple[int, ...] = (2,)) -> list[Any]:
     if not isinstance(value, list | tuple) or len(value) not in length:
         want = " or ".join(str(n) for n in length)
-        raise InputError(source, f"expected a list of {want} values, got {value!r}", field=field)
+        raise InputError(
+            source, f"expected a list of {want} values, got {shown(value)}", field=field
+        )
     return list(value)
 
 
@@ -338,7 +367,7 @@ def _box(value: Any, source: str, field: str) -> tuple[int, int, int, int]:
     a, b = _pair(first, source, field)
     c, d = _pair(second, source, field)
     return tuple(  # type: ignore[return-value]
-        to_int(v, source, row=None, field=field) for v in (a, b, c, d)
+        _PIXEL.parse(v, source, row=None, field=field) for v in (a, b, c, d)
     )
 
 
@@ -349,26 +378,27 @@ def _purpose(value: Any, source: str, *, row: int | None, field: str) -> str:
         return _DETECTOR_TYPES[value]
     raise InputError(
         source,
-        f"unknown detector type {value!r}; expected 0-3 or one of {', '.join(DETECTOR_PURPOSES)}",
+        f"unknown detector type {shown(value)}; "
+        f"expected 0-3 or one of {', '.join(DETECTOR_PURPOSES)}",
         row=row,
         field=field,
     )
 
 
 def _read_obs_lsst(data: Mapping[str, Any], source: str) -> CameraSpec:
-    name = to_str(data.get("name"), source, row=None, field="name", required=True)
+    name = _INSTRUMENT.parse(data.get("name"), source, row=None, field="name")
     ccds = data["CCDs"]
     if not isinstance(ccds, Mapping) or not ccds:
         raise InputError(source, "expected a non-empty mapping of detectors", field="CCDs")
     detectors = []
     for ccd_name, ccd in ccds.items():
-        where = f"CCDs.{ccd_name}"
+        where = f"CCDs.{field_name(ccd_name)}"
         if not isinstance(ccd, Mapping):
             raise InputError(source, "expected a mapping", field=where)
-        det_name = to_str(ccd_name, source, row=None, field=where, required=True)
+        det_name = _DETECTOR_NAME.parse(ccd_name, source, row=None, field=where)
         if "id" not in ccd:
             raise InputError(source, "detector has no id", field=f"{where}.id")
-        det_id = to_int(ccd["id"], source, row=None, field=f"{where}.id")
+        det_id = _DETECTOR_ID.parse(ccd["id"], source, row=None, field=f"{where}.id")
         if "detectorType" not in ccd:
             raise InputError(source, "detector has no detectorType", field=f"{where}.detectorType")
         x0, y0, x1, y1 = _box(ccd.get("bbox"), source, f"{where}.bbox")
@@ -389,8 +419,8 @@ def _read_obs_lsst(data: Mapping[str, Any], source: str) -> CameraSpec:
         det = DetectorSpec(
             id=det_id,  # type: ignore[arg-type]
             name=det_name,  # type: ignore[arg-type]
-            serial=to_str(ccd.get("serial"), source, row=None, field=f"{where}.serial"),
-            physical_type=to_str(
+            serial=_SERIAL.parse(ccd.get("serial"), source, row=None, field=f"{where}.serial"),
+            physical_type=_PHYSICAL_TYPE.parse(
                 ccd.get("physicalType"), source, row=None, field=f"{where}.physicalType"
             ),
             purpose=_purpose(ccd["detectorType"], source, row=None, field=f"{where}.detectorType"),
@@ -399,7 +429,7 @@ def _read_obs_lsst(data: Mapping[str, Any], source: str) -> CameraSpec:
             bbox_x1=x1,
             bbox_y1=y1,
             **{
-                key: to_float(
+                key: _FLOAT_RULES[key].parse(
                     value,
                     source,
                     row=None,
@@ -420,11 +450,11 @@ def _read_obs_lsst_amps(amps: Any, source: str, where: str) -> list[AmplifierSpe
         )
     parsed = []
     for position, (amp_name, amp) in enumerate(amps.items()):
-        at = f"{where}.amplifiers.{amp_name}"
+        at = f"{where}.amplifiers.{field_name(amp_name)}"
         if not isinstance(amp, Mapping):
             raise InputError(source, "expected a mapping", field=at)
         ix, iy = (
-            to_int(v, source, row=None, field=f"{at}.ixy")
+            _PIXEL.parse(v, source, row=None, field=f"{at}.ixy")
             for v in _pair(amp.get("ixy"), source, f"{at}.ixy")
         )
         _, _, width, height = _box(amp.get("rawDataBBox"), source, f"{at}.rawDataBBox")
@@ -432,29 +462,33 @@ def _read_obs_lsst_amps(amps: Any, source: str, where: str) -> list[AmplifierSpe
             raise InputError(
                 source, "data region must have a positive size", field=f"{at}.rawDataBBox"
             )
-        hdu = amp.get("hdu")
-        order = to_int(hdu, source, row=None, field=f"{at}.hdu") if hdu is not None else None
+        order = _HDU.parse(amp.get("hdu"), source, row=None, field=f"{at}.hdu")
+        x0, y0 = (
+            _PIXEL.parse(i * n, source, row=None, field=f"{at}.ixy")  # type: ignore[operator]
+            for i, n in ((ix, width), (iy, height))
+        )
         parsed.append(
             (
                 order if order is not None else math.inf,
                 position,
                 AmplifierSpec(
-                    name=to_str(amp_name, source, row=None, field=at, required=True),  # type: ignore[arg-type]
+                    name=_AMP_NAME.parse(amp_name, source, row=None, field=at),  # type: ignore[arg-type]
                     index=-1,
-                    bbox_x0=ix * width,  # type: ignore[operator]
-                    bbox_y0=iy * height,  # type: ignore[operator]
+                    bbox_x0=x0,  # type: ignore[arg-type]
+                    bbox_y0=y0,  # type: ignore[arg-type]
                     bbox_width=width,
                     bbox_height=height,
-                    gain=to_float(amp.get("gain"), source, row=None, field=f"{at}.gain"),
-                    read_noise=to_float(
+                    gain=_NONNEGATIVE.parse(amp.get("gain"), source, row=None, field=f"{at}.gain"),
+                    read_noise=_NONNEGATIVE.parse(
                         amp.get("readNoise"), source, row=None, field=f"{at}.readNoise"
                     ),
-                    saturation=to_float(
+                    saturation=_NONNEGATIVE.parse(
                         amp.get("saturation"), source, row=None, field=f"{at}.saturation"
                     ),
                 ),
             )
         )
+    _check_amplifier_count(len(parsed), source, f"{where}.amplifiers", row=None)
     parsed.sort(key=lambda item: (item[0], item[1]))
     result = []
     for index, (_, _, amp_spec) in enumerate(parsed):
@@ -465,7 +499,7 @@ def _read_obs_lsst_amps(amps: Any, source: str, where: str) -> list[AmplifierSpe
 
 # --------------------------------------------------------------------------- calibreg format
 def _read_calibreg(data: Mapping[str, Any], source: str) -> CameraSpec:
-    name = to_str(data.get("instrument"), source, row=None, field="instrument", required=True)
+    name = _INSTRUMENT.parse(data.get("instrument"), source, row=None, field="instrument")
     records = data.get("detectors")
     if not isinstance(records, list) or not records:
         raise InputError(source, "expected a non-empty list of detectors", field="detectors")
@@ -477,20 +511,26 @@ def _read_calibreg(data: Mapping[str, Any], source: str) -> CameraSpec:
             if key not in rec:
                 raise InputError(source, "required field is missing", row=row, field=key)
         det = DetectorSpec(
-            id=to_int(rec["id"], source, row=row, field="id"),  # type: ignore[arg-type]
-            name=to_str(rec["name"], source, row=row, field="name", required=True),  # type: ignore[arg-type]
-            serial=to_str(rec.get("serial"), source, row=row, field="serial"),
-            physical_type=to_str(rec.get("physical_type"), source, row=row, field="physical_type"),
+            id=_DETECTOR_ID.parse(rec["id"], source, row=row, field="id"),  # type: ignore[arg-type]
+            name=_DETECTOR_NAME.parse(rec["name"], source, row=row, field="name"),  # type: ignore[arg-type]
+            serial=_SERIAL.parse(rec.get("serial"), source, row=row, field="serial"),
+            physical_type=_PHYSICAL_TYPE.parse(
+                rec.get("physical_type"), source, row=row, field="physical_type"
+            ),
             purpose=_purpose(rec.get("purpose", "SCIENCE"), source, row=row, field="purpose"),
             **{
-                key: to_int(rec[key], source, row=row, field=key)  # type: ignore[misc]
+                key: _PIXEL.parse(rec[key], source, row=row, field=key)  # type: ignore[misc]
                 for key in ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")
             },
-            **{key: to_float(rec.get(key), source, row=row, field=key) for key in _DETECTOR_FLOATS},
+            **{
+                key: _FLOAT_RULES[key].parse(rec.get(key), source, row=row, field=key)
+                for key in _DETECTOR_FLOATS
+            },
         )
         amps = rec.get("amplifiers", [])
         if not isinstance(amps, list):
             raise InputError(source, "expected a list of amplifiers", row=row, field="amplifiers")
+        _check_amplifier_count(len(amps), source, "amplifiers", row=row)
         for index, amp in enumerate(amps):
             at = f"amplifiers[{index}]"
             if not isinstance(amp, Mapping):
@@ -502,20 +542,36 @@ def _read_calibreg(data: Mapping[str, Any], source: str) -> CameraSpec:
                     )
             det.amplifiers.append(
                 AmplifierSpec(
-                    name=to_str(amp["name"], source, row=row, field=f"{at}.name", required=True),  # type: ignore[arg-type]
+                    name=_AMP_NAME.parse(amp["name"], source, row=row, field=f"{at}.name"),  # type: ignore[arg-type]
                     index=index,
                     **{
-                        key: to_int(amp[key], source, row=row, field=f"{at}.{key}")  # type: ignore[misc]
-                        for key in ("bbox_x0", "bbox_y0", "bbox_width", "bbox_height")
+                        key: rule.parse(amp[key], source, row=row, field=f"{at}.{key}")  # type: ignore[misc]
+                        for key, rule in (
+                            ("bbox_x0", _PIXEL),
+                            ("bbox_y0", _PIXEL),
+                            ("bbox_width", _PIXEL_COUNT),
+                            ("bbox_height", _PIXEL_COUNT),
+                        )
                     },
                     **{
-                        key: to_float(amp.get(key), source, row=row, field=f"{at}.{key}")
+                        key: _NONNEGATIVE.parse(amp.get(key), source, row=row, field=f"{at}.{key}")
                         for key in ("gain", "read_noise", "saturation")
                     },
                 )
             )
         detectors.append(det)
     return CameraSpec(name=name, detectors=detectors, source_format=CALIBREG_CAMERA_FORMAT)  # type: ignore[arg-type]
+
+
+def _check_amplifier_count(n: int, source: str, field: str, *, row: int | None) -> None:
+    if n > limits.MAX_AMPLIFIERS_PER_DETECTOR:
+        raise InputError(
+            source,
+            f"{n} amplifiers, more than the {limits.MAX_AMPLIFIERS_PER_DETECTOR} a detector "
+            "may have",
+            row=row,
+            field=field,
+        )
 
 
 def _check_unique(camera: CameraSpec, source: str) -> None:

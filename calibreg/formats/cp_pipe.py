@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from calibreg.domain.jsonable import dumps
+from calibreg.formats._common import SafeYAMLLoader
 
 
 def dump_cp_pipe(structure: dict[str, Any], fmt: str = "yaml") -> str:
@@ -74,7 +75,8 @@ def load_cp_pipe(text: str) -> dict[str, Any]:
     Raises
     ------
     yaml.YAMLError
-        If ``text`` is neither valid YAML nor JSON.
+        If ``text`` is neither valid YAML nor JSON, or its aliases would expand past
+        `~calibreg.formats._common.MAX_ALIAS_EXPANSION` nodes.
     """
-    data = yaml.safe_load(text)
+    data = yaml.load(text, Loader=SafeYAMLLoader)
     return _int_keys(data)

@@ -8,9 +8,10 @@ fields and the timespan, converted to calibreg's one time scale: TAI nanoseconds
 Formats (chosen by suffix)
 --------------------------
 ``.csv``
-    Header line + rows. Data row 1 is the first line after the header (error messages count
-    rows that way; a quoted field spanning lines still counts as one row). Every cell is read
-    as text and converted here, so 19-digit nanosecond counts keep every digit.
+    Header line + rows. Data row 1 is the first record after the header (error messages count
+    rows that way; a quoted field spanning lines still counts as one row, blank lines are
+    skipped). Every cell is read as text and converted by the field rules, so 19-digit
+    nanosecond counts keep every digit; a row with too few cells (a truncated file) is refused.
 ``.parquet`` / ``.pq``
     Row 1 is the first row.
 ``.json``
@@ -18,7 +19,9 @@ Formats (chosen by suffix)
 ``.yaml`` / ``.yml``
     A real ``butler export`` file: ``{description, version, universe_version, data: [...]}``
     whose ``type: dimension, element: exposure`` blocks hold the records (row N = the N-th
-    exposure record over all such blocks). Butler tags are understood:
+    exposure record over all such blocks). Every record must carry the fields its block's
+    first record carries, and a timespan, as the butler writes them: a file cut mid-record is
+    refused, not read as NULLs. Butler tags are understood:
     ``!butler_time/tai/iso`` (a TAI clock reading) and ``!butler_time/tai/nsec`` become TAI ns;
     ``!uuid`` becomes its text; any other tag (``!<lsst.sphgeom.ConvexPolygon>`` regions...)
     loads as ``None`` because exposures do not need it.
@@ -29,34 +32,42 @@ Field names are the butler's exposure fields. Required: ``instrument``, ``id``,
 ``physical_filter``. Optional: ``obs_id``, ``observation_type``, ``observation_reason``,
 ``science_program``, ``group`` (older registries: ``group_name``, used when ``group`` is
 empty), ``target_name``, ``day_obs``, ``seq_num``, ``exposure_time``, ``dark_time`` and the
-timespan, either ``timespan_begin``/``timespan_end`` (integer TAI ns) or
-``datetime_begin``/``datetime_end`` (ISO strings in ``time_scale``; TAI ns integers are also
-accepted there). Other columns are ignored.
+timespan, either ``timespan_begin``/``timespan_end`` or ``datetime_begin``/``datetime_end``
+(the ``timespan_*`` value wins when both are given). Other columns are ignored.
+
+Every field follows one rule whatever the format (`calibreg.formats._common`): ``id`` an
+integer >= 0 within int64; ``day_obs``/``seq_num`` integers within int32 (``12.0`` counts as
+12); ``exposure_time``/``dark_time`` finite numbers >= 0 (blank/NaN = unknown); text fields
+at most their column's length (`calibreg.domain.limits`); the four time fields TAI ns
+(integers, never floats: a float cannot hold 19 digits) or ISO-8601 text in ``time_scale``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
+from calibreg.domain import limits
 from calibreg.errors import InputError
 from calibreg.formats._common import (
-    DuplicateKeyLoader,
+    Integer,
     PathLike,
+    Real,
+    SafeYAMLLoader,
+    Text,
+    Time,
     check_readable,
+    field_name,
     load_json,
     load_yaml,
-    to_float,
-    to_int,
-    to_str,
-    wrap_value_error,
+    read_csv_columns,
+    shown,
 )
-from calibreg.formats.timescale import tai_iso_to_tai_ns, utc_to_tai_ns
+from calibreg.formats.timescale import tai_iso_to_tai_ns
 
 __all__ = ["EXPOSURE_COLUMNS", "ButlerExportLoader", "read_exposures"]
 
@@ -79,38 +90,46 @@ EXPOSURE_COLUMNS: dict[str, str] = {
     "timespan_end": "Int64",
 }
 _REQUIRED = ("instrument", "id", "physical_filter")
-_OPTIONAL_TEXT = (
-    "obs_id",
-    "observation_type",
-    "observation_reason",
-    "science_program",
-    "group",
-    "target_name",
-)
+
+#: The rule of every field (calibreg.formats._common), whatever the file format.
+_RULES: dict[str, Any] = {
+    "instrument": Text(limits.INSTRUMENT_NAME, required=True),
+    "id": Integer(0, limits.INT64_MAX),
+    "physical_filter": Text(limits.PHYSICAL_FILTER, required=True),
+    "obs_id": Text(limits.OBS_ID),
+    "observation_type": Text(limits.OBSERVATION_TYPE),
+    "observation_reason": Text(limits.OBSERVATION_REASON),
+    "science_program": Text(limits.SCIENCE_PROGRAM),
+    "group": Text(limits.GROUP_NAME),
+    "target_name": Text(limits.TARGET_NAME),
+    "day_obs": Integer(limits.INT32_MIN, limits.INT32_MAX, required=False),
+    "seq_num": Integer(limits.INT32_MIN, limits.INT32_MAX, required=False),
+    "exposure_time": Real(minimum=0.0),
+    "dark_time": Real(minimum=0.0),
+}
+_TIME = Time()
+_TIMESPAN_KEYS = (("timespan_begin", "datetime_begin"), ("timespan_end", "datetime_end"))
 
 
 # --------------------------------------------------------------------------- butler YAML
-class _TaiNs(int):
-    """An int that remembers it is already TAI ns (from a butler time tag)."""
-
-
 def _construct_tai_iso(loader: yaml.BaseLoader, node: yaml.Node) -> Any:
     text = loader.construct_scalar(node)  # type: ignore[arg-type]
     try:
-        return _TaiNs(tai_iso_to_tai_ns(str(text)))
-    except ValueError as exc:
+        return tai_iso_to_tai_ns(str(text))
+    except ValueError:
         raise yaml.constructor.ConstructorError(
-            None, None, f"bad !butler_time/tai/iso value: {exc}", node.start_mark
+            None, None, f"bad !butler_time/tai/iso value {shown(text)}", node.start_mark
         ) from None
 
 
 def _construct_tai_nsec(loader: yaml.BaseLoader, node: yaml.Node) -> Any:
-    text = loader.construct_scalar(node)  # type: ignore[arg-type]
+    text = str(loader.construct_scalar(node)).strip()  # type: ignore[arg-type]
+    value = Integer(required=False)
     try:
-        return _TaiNs(int(str(text).strip()))
-    except ValueError:
+        return value.parse(text, "", row=None, field="")
+    except InputError:
         raise yaml.constructor.ConstructorError(
-            None, None, f"bad !butler_time/tai/nsec value {text!r}", node.start_mark
+            None, None, f"bad !butler_time/tai/nsec value {shown(text)}", node.start_mark
         ) from None
 
 
@@ -122,7 +141,7 @@ def _construct_ignored(loader: yaml.BaseLoader, node: yaml.Node) -> None:
     return None
 
 
-class ButlerExportLoader(DuplicateKeyLoader):
+class ButlerExportLoader(SafeYAMLLoader):
     """Safe loader for ``butler export`` YAML: butler time tags to TAI ns, other tags to None.
 
     Dropping unknown tags (``!<lsst.sphgeom.ConvexPolygon>`` regions...) lets an export load
@@ -137,6 +156,12 @@ ButlerExportLoader.add_constructor(None, _construct_ignored)
 
 
 def _butler_records(data: Any, source: str) -> list[Any]:
+    """Return the exposure records of a butler export, checked to be whole.
+
+    The butler writes every field of an element in every record (null included), timespan
+    ends last. A record that lacks a field its block's first record has, or lacks the
+    timespan, is a file cut mid-record (or hand-edited): refused rather than read as NULLs.
+    """
     if not isinstance(data, Mapping) or not isinstance(data.get("data"), list):
         raise InputError(source, "not a butler export: expected a mapping with a 'data' list")
     records: list[Any] = []
@@ -149,21 +174,49 @@ def _butler_records(data: Any, source: str) -> list[Any]:
             block_records = block.get("records") or []
             if not isinstance(block_records, list):
                 raise InputError(source, "exposure 'records' is not a list", field="records")
-            records.extend(block_records)
+            first_keys: list[str] | None = None
+            for rec in block_records:
+                row = len(records) + 1
+                records.append(rec)
+                if not isinstance(rec, Mapping):
+                    continue  # refused by _convert, with its row
+                if "timespan" not in rec and not any(
+                    all(k in rec for k in pair) for pair in zip(*_TIMESPAN_KEYS, strict=True)
+                ):
+                    raise InputError(
+                        source,
+                        "butler exposure record lacks its timespan (datetime_begin and "
+                        "datetime_end): the file looks cut mid-record",
+                        row=row,
+                        field="datetime_begin",
+                    )
+                if first_keys is None:
+                    first_keys = list(rec)
+                    continue
+                missing = [k for k in first_keys if k not in rec]
+                if missing:
+                    raise InputError(
+                        source,
+                        "butler exposure record lacks fields the block's first record has "
+                        f"({', '.join(shown(k) for k in missing[:3])}): the file looks cut "
+                        "mid-record",
+                        row=row,
+                        field=field_name(missing[0]),
+                    )
     return records
 
 
 # --------------------------------------------------------------------------- tables
 def _read_csv(path: PathLike, source: str) -> list[dict[str, Any]]:
-    try:
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True
-        )
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(source, f"not a readable CSV table: {str(exc).splitlines()[0]}") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(source, f"cannot read CSV: {exc}") from None
-    return frame.to_dict("records")
+    def select(names: list[str]) -> list[str]:
+        missing = [name for name in _REQUIRED if name not in names]
+        if missing:
+            raise InputError(source, "required column is missing", field=missing[0])
+        return names
+
+    columns, n_rows = read_csv_columns(path, source, select=select, newlines_in_values=True)
+    values = {name: column.to_pylist() for name, column in columns.items()}
+    return [{name: values[name][i] for name in values} for i in range(n_rows)]
 
 
 def _read_parquet(path: PathLike, source: str) -> list[dict[str, Any]]:
@@ -171,9 +224,9 @@ def _read_parquet(path: PathLike, source: str) -> list[dict[str, Any]]:
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)
+        return table.to_pylist()
     except Exception as exc:  # pyarrow raises many types (ArrowInvalid, OSError...)
-        raise InputError(source, f"not a readable Parquet file: {exc}") from None
-    return table.to_pylist()
+        raise InputError(source, f"not a readable Parquet file: {str(exc)[:200]}") from None
 
 
 def _records_from_file(path: PathLike, source: str) -> list[Any]:
@@ -197,81 +250,55 @@ def _records_from_file(path: PathLike, source: str) -> list[Any]:
 
 
 # --------------------------------------------------------------------------- conversion
-def _timestamp_converter(time_scale: str) -> Callable[[Any], int]:
-    def convert(value: Any) -> int:
-        if isinstance(value, _TaiNs):
-            return int(value)
-        if isinstance(value, int | np.integer) and not isinstance(value, bool):
-            return int(value)  # already TAI ns
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value.strip())
-        if time_scale == "tai":
-            if not isinstance(value, str):
-                raise ValueError(f"expected a TAI date-time string, got {value!r}")
-            return tai_iso_to_tai_ns(value)
-        return utc_to_tai_ns(value)
-
-    return convert
-
-
 def _timespan_value(
-    rec: Mapping[str, Any], which: str, convert: Callable[[Any], int], source: str, row: int
+    rec: Mapping[str, Any], keys: tuple[str, str], time_scale: str, source: str, row: int
 ) -> int | None:
-    ns_field, iso_field = f"timespan_{which}", f"datetime_{which}"
-    if not _is_blank(rec.get(ns_field)):
-        return to_int(rec[ns_field], source, row=row, field=ns_field)
-    if not _is_blank(rec.get(iso_field)):
-        return wrap_value_error(convert, rec[iso_field], source, row=row, field=iso_field)
+    """Read a timespan end from ``timespan_*`` if given, else ``datetime_*`` (same rule)."""
+    for key in keys:
+        ns = _TIME.parse(rec.get(key), source, row=row, field=key, time_scale=time_scale)
+        if ns is not None:
+            return ns
+    span = rec.get("timespan")  # a butler Timespan written as {begin: ..., end: ...}
+    if isinstance(span, Mapping):
+        end = keys[0].removeprefix("timespan_")
+        return _TIME.parse(
+            span.get(end), source, row=row, field=f"timespan.{end}", time_scale=time_scale
+        )
     return None
 
 
-def _is_blank(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    return isinstance(value, float) and np.isnan(value)
-
-
 def _convert(records: list[Any], source: str, time_scale: str) -> pd.DataFrame:
-    convert_time = _timestamp_converter(time_scale)
     columns: dict[str, list[Any]] = {name: [] for name in EXPOSURE_COLUMNS}
     first_row_of_id: dict[tuple[str | None, int], int] = {}
     for row, rec in enumerate(records, start=1):
         if not isinstance(rec, Mapping):
-            raise InputError(source, f"expected a record (mapping), got {rec!r}", row=row)
+            raise InputError(source, f"expected a record (mapping), got {shown(rec)}", row=row)
         for name in _REQUIRED:
             if name not in rec:
                 raise InputError(source, "required field is missing", row=row, field=name)
-        exp_id = to_int(rec["id"], source, row=row, field="id")
-        assert exp_id is not None
-        if exp_id < 0:
-            raise InputError(source, f"exposure id must be >= 0, got {exp_id}", row=row, field="id")
-        for name in ("instrument", "physical_filter"):
-            columns[name].append(to_str(rec[name], source, row=row, field=name, required=True))
+        values = {
+            name: rule.parse(rec.get(name), source, row=row, field=name)
+            for name, rule in _RULES.items()
+        }
+        if values["group"] is None and "group_name" in rec:
+            values["group"] = _RULES["group"].parse(
+                rec["group_name"], source, row=row, field="group_name"
+            )
         # Exposure ids are unique per instrument only (LSSTCamSim and LSSTComCamSim share
         # 7024032100720 in obs_lsst's test registries).
-        key = (columns["instrument"][-1], exp_id)
+        key = (values["instrument"], values["id"])
         if key in first_row_of_id:
             raise InputError(
                 source,
-                f"duplicate exposure id {exp_id} for instrument {key[0]} "
+                f"duplicate exposure id {key[1]} for instrument {key[0]} "
                 f"(first at row {first_row_of_id[key]})",
                 row=row,
                 field="id",
             )
         first_row_of_id[key] = row
-        columns["id"].append(exp_id)
-        for name in _OPTIONAL_TEXT:
-            columns[name].append(to_str(rec.get(name), source, row=row, field=name))
-        if columns["group"][-1] is None and "group_name" in rec:
-            columns["group"][-1] = to_str(rec["group_name"], source, row=row, field="group_name")
-        for name in ("day_obs", "seq_num"):
-            columns[name].append(to_int(rec.get(name), source, row=row, field=name, required=False))
-        for name in ("exposure_time", "dark_time"):
-            columns[name].append(to_float(rec.get(name), source, row=row, field=name))
-        begin = _timespan_value(rec, "begin", convert_time, source, row)
-        end = _timespan_value(rec, "end", convert_time, source, row)
+        begin, end = (
+            _timespan_value(rec, keys, time_scale, source, row) for keys in _TIMESPAN_KEYS
+        )
         if begin is not None and end is not None and begin > end:
             raise InputError(
                 source,
@@ -279,17 +306,12 @@ def _convert(records: list[Any], source: str, time_scale: str) -> pd.DataFrame:
                 row=row,
                 field="timespan_end",
             )
-        columns["timespan_begin"].append(begin)
-        columns["timespan_end"].append(end)
-    for name in ("id", "day_obs", "seq_num", "timespan_begin", "timespan_end"):
-        for row, value in enumerate(columns[name], start=1):
-            if value is not None and not -(2**63) <= value < 2**63:
-                raise InputError(source, "integer does not fit in 64 bits", row=row, field=name)
+        values["timespan_begin"], values["timespan_end"] = begin, end
+        for name in EXPOSURE_COLUMNS:
+            columns[name].append(values[name])
     return pd.DataFrame(
         {
-            name: pd.Series(columns[name], dtype=dtype)
-            if dtype != "object"
-            else pd.Series(columns[name], dtype=object)
+            name: pd.Series(columns[name], dtype=object if dtype == "object" else dtype)
             for name, dtype in EXPOSURE_COLUMNS.items()
         }
     )
@@ -325,7 +347,7 @@ def read_exposures(path: PathLike, *, time_scale: str = "utc") -> pd.DataFrame:
     """
     source = str(path)
     if time_scale not in ("utc", "tai"):
-        raise InputError(source, f"unknown time scale {time_scale!r}; use 'utc' or 'tai'")
+        raise InputError(source, f"unknown time scale {shown(time_scale)}; use 'utc' or 'tai'")
     check_readable(path)
     records = _records_from_file(path, source)
     if records and isinstance(records[0], Mapping):

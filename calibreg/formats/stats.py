@@ -27,7 +27,6 @@ exposure id is known (the registry resolves it), else None.
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections.abc import Mapping
@@ -40,17 +39,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from calibreg.domain import limits
 from calibreg.errors import InputError
 from calibreg.formats._common import (
     MISSING_TOKENS,
-    DuplicateKeyLoader,
+    Integer,
     PathLike,
+    Real,
+    SafeYAMLLoader,
+    Text,
     check_readable,
+    field_name,
     load_json,
     load_yaml,
-    to_float,
-    to_int,
-    to_str,
+    read_csv_columns,
+    shown,
 )
 
 __all__ = [
@@ -76,8 +79,15 @@ STATS_COLUMNS: dict[str, str] = {
 _TABLE_REQUIRED = ("exposure", "detector", "median", "n_pixels")
 _TABLE_OPTIONAL = ("amp", "sigma")
 
-_INT_RE = r"^[+-]?[0-9]+$"
-_FLOAT_RE = r"^[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:inf|infinity))$"
+#: The rule of every field (calibreg.formats._common), for tables and PropertyLists alike.
+_EXPOSURE = Integer(0, limits.INT64_MAX)
+_DET_ID = Integer(0, limits.INT32_MAX)
+_DET_NAME = Text(limits.DETECTOR_NAME, required=True)
+_AMP = Text(limits.AMP_NAME)
+_AMP_NAME = Text(limits.AMP_NAME, required=True)
+_MEDIAN = Real()
+_SIGMA = Real(minimum=0.0)
+_N_PIXELS = Integer(0, limits.INT64_MAX)
 
 
 # =========================================================================== long tables
@@ -123,60 +133,13 @@ def read_stats_table(path: PathLike) -> pd.DataFrame:
 
 
 def _read_csv_columns(path: PathLike, source: str) -> tuple[dict[str, pa.ChunkedArray], int]:
-    import pyarrow.csv as pacsv
+    def select(names: list[str]) -> list[str]:
+        _check_header(names, source)
+        return [n for n in (*_TABLE_REQUIRED, *_TABLE_OPTIONAL) if n in names]
 
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as stream:
-            header_line = stream.readline()
-    except UnicodeDecodeError:
-        raise InputError(source, "not a UTF-8 text file", row=None) from None
-    except OSError as exc:
-        raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
-    if not header_line.strip():
-        raise InputError(source, "empty file: expected a header line")
-    names = [name.strip() for name in next(csv.reader([header_line]))]
-    _check_header(names, source)
-    wanted = [n for n in (*_TABLE_REQUIRED, *_TABLE_OPTIONAL) if n in names]
-    read_options = pacsv.ReadOptions(column_names=names, skip_rows=1)
-    # Fast path: let pyarrow's (multi-threaded) parser convert the numbers. Any conversion
-    # failure falls back to reading text, which the column checks then locate and explain.
-    typed = pacsv.ConvertOptions(
-        column_types={n: _CSV_TYPES[n] for n in wanted},
-        include_columns=wanted,
-        strings_can_be_null=False,
-        quoted_strings_can_be_null=False,
-        null_values=_CSV_NULLS,
+    return read_csv_columns(
+        path, source, select=select, float_columns=frozenset({"median", "sigma"})
     )
-    try:
-        table = pacsv.read_csv(path, read_options=read_options, convert_options=typed)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError):
-        text = pacsv.ConvertOptions(
-            column_types={n: pa.string() for n in wanted},
-            include_columns=wanted,
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-            null_values=[],
-        )
-        try:
-            table = pacsv.read_csv(path, read_options=read_options, convert_options=text)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError) as exc:
-            raise _locate_csv_error(path, source, len(names), exc) from None
-    return {name: table.column(name) for name in wanted}, table.num_rows
-
-
-_CSV_TYPES = {
-    "exposure": pa.int64(),
-    "detector": pa.string(),
-    "amp": pa.string(),
-    "median": pa.float64(),
-    "sigma": pa.float64(),
-    "n_pixels": pa.int64(),
-}
-# Cells that mean "no value" in the fast path (the text path compares case-insensitively).
-_CSV_NULLS = sorted(
-    {v for token in MISSING_TOKENS for v in (token, token.upper(), token.capitalize())}
-    | {"NaN", "-NaN", "+NaN", ".NaN", "N/A", "None"}
-)
 
 
 def _check_header(names: list[str], source: str) -> None:
@@ -188,24 +151,6 @@ def _check_header(names: list[str], source: str) -> None:
     for name in _TABLE_REQUIRED:
         if name not in seen:
             raise InputError(source, "required column is missing", field=name)
-
-
-def _locate_csv_error(path: PathLike, source: str, n_columns: int, exc: Exception) -> InputError:
-    """Find the first ragged or undecodable row, as pyarrow's parse errors carry no row number."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as stream:
-            reader = csv.reader(stream)
-            next(reader, None)
-            for row, record in enumerate(reader, start=1):
-                if record and len(record) != n_columns:
-                    return InputError(
-                        source, f"expected {n_columns} cells, found {len(record)}", row=row
-                    )
-    except UnicodeDecodeError:
-        return InputError(source, "not valid UTF-8 text")
-    except (csv.Error, OSError) as err:
-        return InputError(source, f"not a readable CSV table: {err}")
-    return InputError(source, f"not a readable CSV table: {str(exc).splitlines()[0]}")
 
 
 def _read_parquet_columns(path: PathLike, source: str) -> tuple[dict[str, pa.ChunkedArray], int]:
@@ -224,181 +169,62 @@ def _read_parquet_columns(path: PathLike, source: str) -> tuple[dict[str, pa.Chu
     return {name: table.column(name) for name in wanted}, table.num_rows
 
 
-def _is_text(arr: pa.ChunkedArray) -> bool:
-    t = arr.type
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    return pa.types.is_string(t) or pa.types.is_large_string(t)
-
-
-def _as_text(arr: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Text column, stripped, nulls as empty strings (a missing cell)."""
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.cast(arr.type.value_type)
-    arr = pc.fill_null(arr, "")
-    return pc.utf8_trim_whitespace(arr)
-
-
-def _first(mask: np.ndarray) -> int:
-    return int(np.argmax(mask))
-
-
-def _bad_value(text: pa.ChunkedArray, i: int) -> str:
-    value = text[i].as_py()
-    return "value is missing" if value == "" else f"not a number: {value!r}"
-
-
-def _int_column(
-    arr: pa.ChunkedArray, name: str, source: str, *, minimum: int | None = 0
-) -> np.ndarray:
-    """Convert a required integer column to int64, refusing blanks and fractions.
-
-    Values below ``minimum`` (None: no bound) are refused too, with their row.
-    """
-    if _is_text(arr):
-        text = _as_text(arr)
-        ok = pc.match_substring_regex(text, _INT_RE).to_numpy(zero_copy_only=False)
-        if not ok.all():
-            i = _first(~ok)
-            value = text[i].as_py()
-            reason = "value is missing" if value == "" else f"expected an integer, got {value!r}"
-            raise InputError(source, reason, row=i + 1, field=name)
-        try:
-            values = pc.cast(pc.replace_substring_regex(text, r"^\+", ""), pa.int64())
-        except pa.ArrowInvalid:
-            values = None
-        if values is None:
-            for i, value in enumerate(text.to_pylist()):
-                if not -(2**63) <= int(value) < 2**63:
-                    raise InputError(
-                        source, f"integer does not fit in 64 bits: {value}", row=i + 1, field=name
-                    ) from None
-            raise InputError(source, "bad integer column", field=name)  # pragma: no cover
-        result = values.to_numpy()
-    elif pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
-        nulls = arr.is_null().to_numpy(zero_copy_only=False)
-        if nulls.any():
-            raise InputError(source, "value is missing", row=_first(nulls) + 1, field=name)
-        raw = arr.to_numpy()
-        if raw.dtype.kind == "f":
-            bad = ~np.isfinite(raw) | (raw != np.round(raw)) | (np.abs(raw) >= 2.0**63)
-            if bad.any():
-                i = _first(bad)
-                raise InputError(
-                    source, f"expected an integer, got {raw[i]!r}", row=i + 1, field=name
-                )
-        elif raw.dtype == np.uint64 and (raw >= 2**63).any():
-            i = _first(raw >= 2**63)
-            raise InputError(source, "integer does not fit in 64 bits", row=i + 1, field=name)
-        result = raw.astype(np.int64)
-    else:
-        raise InputError(source, f"expected an integer column, found {arr.type}", field=name)
-    if minimum is not None and len(result) and (result < minimum).any():
-        i = _first(result < minimum)
-        raise InputError(
-            source, f"must be >= {minimum}, got {int(result[i])}", row=i + 1, field=name
-        )
-    return np.ascontiguousarray(result, dtype=np.int64)
-
-
-def _float_column(arr: pa.ChunkedArray, name: str, source: str, *, nonnegative: bool) -> np.ndarray:
-    """Convert a float column to float64: blanks and NaN spellings are NaN, infinities refused."""
-    if _is_text(arr):
-        text = _as_text(arr)
-        missing = pc.is_in(pc.utf8_lower(text), value_set=pa.array(sorted(MISSING_TOKENS)))
-        ok = pc.or_(missing, pc.match_substring_regex(text, _FLOAT_RE))
-        ok_np = ok.to_numpy(zero_copy_only=False)
-        if not ok_np.all():
-            i = _first(~ok_np)
-            raise InputError(source, _bad_value(text, i), row=i + 1, field=name)
-        cleaned = pc.if_else(missing, "nan", pc.replace_substring_regex(text, r"^\+", ""))
-        values = pc.cast(cleaned, pa.float64()).to_numpy()
-    elif pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type):
-        values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
-        values = np.where(np.isnan(values), np.nan, values) if values.dtype == object else values
-        values = np.asarray(values, dtype=np.float64)
-    else:
-        raise InputError(source, f"expected a numeric column, found {arr.type}", field=name)
-    values = np.ascontiguousarray(values, dtype=np.float64)
-    infinite = np.isinf(values)
-    if infinite.any():
-        i = _first(infinite)
-        raise InputError(source, "must be finite (or NaN for no value)", row=i + 1, field=name)
-    if nonnegative:
-        negative = values < 0
-        if negative.any():
-            i = _first(negative)
-            raise InputError(source, f"must be >= 0, got {values[i]!r}", row=i + 1, field=name)
-    return values
-
-
 def _detector_column(
     arr: pa.ChunkedArray, source: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids int64, id-present mask, names object-or-None) from ids and/or full names."""
+    """(ids int64, id-present mask, names object-or-None) from ids and/or full names.
+
+    A cell the integer rule reads as an integer (``12``, ``12.0``, a numeric column) is a
+    detector id; any other text is a full name. Both follow their rules (ids >= 0 within
+    int32, names at most `~calibreg.domain.limits.DETECTOR_NAME` characters).
+    """
     n = len(arr)
-    if not _is_text(arr):
-        ids = _int_column(arr, "detector", source)
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    is_text = pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+    is_text = is_text or getattr(pa.types, "is_string_view", lambda t: False)(arr.type)
+    if not is_text:
+        ids, _ = _DET_ID.column(arr, source, field="detector")
         return ids, np.ones(n, dtype=bool), np.full(n, None, dtype=object)
-    text = _as_text(arr)
-    try:  # fast path: every cell is an id
-        ids = pc.cast(text, pa.int64()).to_numpy()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        ids = None
-    if ids is not None and (len(ids) == 0 or ids.min() >= 0):
-        return np.ascontiguousarray(ids), np.ones(n, dtype=bool), np.full(n, None, dtype=object)
-    is_id = pc.match_substring_regex(text, r"^[0-9]+$").to_numpy(zero_copy_only=False)
-    blank = pc.equal(text, "").to_numpy(zero_copy_only=False)
-    if blank.any():
-        raise InputError(source, "value is missing", row=_first(blank) + 1, field="detector")
-    signed = pc.match_substring_regex(text, r"^[+-][0-9]+$").to_numpy(zero_copy_only=False)
-    if signed.any():
-        i = _first(signed)
-        raise InputError(
-            source,
-            f"detector id must be a non-negative integer, got {text[i].as_py()!r}",
-            row=i + 1,
-            field="detector",
-        )
+    if not pa.types.is_string(arr.type):
+        arr = arr.cast(pa.large_string()).cast(pa.string())
+    if not arr.null_count and pc.all(pc.ascii_is_decimal(arr)).as_py() is not False:
+        ids, _ = _DET_ID.column(arr, source, field="detector")  # every cell an id
+        return ids, np.ones(n, dtype=bool), np.full(n, None, dtype=object)
+    text = pc.utf8_trim(pc.fill_null(arr.cast(pa.string()), ""), characters=" \t\r\n\f\v")
+    numeric = pc.match_substring_regex(
+        text, r"^[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)$"
+    )
+    missing = pc.is_in(pc.utf8_lower(text), value_set=pa.array(sorted(MISSING_TOKENS)))
+    is_id = np.asarray(pc.or_(numeric, missing).to_numpy(zero_copy_only=False), dtype=bool)
     ids = np.zeros(n, dtype=np.int64)
     if is_id.any():
-        id_text = pc.if_else(pa.array(is_id), text, "0")
-        try:
-            ids = pc.cast(id_text, pa.int64()).to_numpy()
-        except pa.ArrowInvalid:
-            big = [i for i, v in enumerate(id_text.to_pylist()) if int(v) >= 2**63]
-            raise InputError(
-                source, "integer does not fit in 64 bits", row=big[0] + 1, field="detector"
-            ) from None
-    names = text.to_numpy(zero_copy_only=False).astype(object)
-    names[is_id] = None
-    return np.ascontiguousarray(ids), is_id, names
-
-
-def _amp_column(arr: pa.ChunkedArray | None, n: int, source: str) -> np.ndarray:
-    if arr is None:
-        return np.full(n, None, dtype=object)
-    if not _is_text(arr):
-        if pa.types.is_null(arr.type):
-            return np.full(n, None, dtype=object)
-        raise InputError(source, f"expected a text column, found {arr.type}", field="amp")
-    text = _as_text(arr)
-    amps = text.to_numpy(zero_copy_only=False).astype(object)
-    amps[amps == ""] = None
-    return amps
+        id_values, _ = _DET_ID.column(
+            pc.if_else(pa.array(is_id), text, "0"), source, field="detector"
+        )
+        ids = np.where(is_id, id_values, 0)
+    names = np.full(n, None, dtype=object)
+    if not is_id.all():
+        names = _DET_NAME.column(pc.if_else(pa.array(is_id), "x", text), source, field="detector")
+        names[is_id] = None
+    return np.ascontiguousarray(ids, dtype=np.int64), is_id, names
 
 
 def _validate_table(columns: dict[str, pa.ChunkedArray], n_rows: int, source: str) -> pd.DataFrame:
-    exposure = _int_column(columns["exposure"], "exposure", source)
+    exposure, _ = _EXPOSURE.column(columns["exposure"], source, field="exposure")
     det_ids, det_is_id, det_names = _detector_column(columns["detector"], source)
-    amp = _amp_column(columns.get("amp"), n_rows, source)
-    median = _float_column(columns["median"], "median", source, nonnegative=False)
+    amp = (
+        _AMP.column(columns["amp"], source, field="amp")
+        if "amp" in columns
+        else np.full(n_rows, None, dtype=object)
+    )
+    median = _MEDIAN.column(columns["median"], source, field="median")
     sigma = (
-        _float_column(columns["sigma"], "sigma", source, nonnegative=True)
+        _SIGMA.column(columns["sigma"], source, field="sigma")
         if "sigma" in columns
         else np.full(n_rows, np.nan)
     )
-    n_pixels = _int_column(columns["n_pixels"], "n_pixels", source, minimum=0)
+    n_pixels, _ = _N_PIXELS.column(columns["n_pixels"], source, field="n_pixels")
     _check_duplicates(exposure, det_ids, det_is_id, det_names, amp, source)
     return pd.DataFrame(
         {
@@ -412,6 +238,10 @@ def _validate_table(columns: dict[str, pa.ChunkedArray], n_rows: int, source: st
             "source_row": np.arange(1, n_rows + 1, dtype=np.int64),
         }
     )
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.argmax(mask))
 
 
 def _check_duplicates(
@@ -464,12 +294,26 @@ def _construct_property_rows(loader: yaml.BaseLoader, node: yaml.Node) -> _Prope
     )
 
 
-class PropertyListLoader(DuplicateKeyLoader):
-    """Safe loader that understands daf_base's PropertyList/PropertySet YAML tags."""
+class PropertyListLoader(SafeYAMLLoader):
+    """Safe loader that understands daf_base's PropertyList/PropertySet YAML tags.
+
+    Older daf_base wrote each row as a Python tuple (``- !!python/tuple [name, type, value,
+    comment]``, the tag PyYAML's full dumper gives a tuple); that tag is read as a plain
+    sequence, nothing else of Python's tags is.
+    """
+
+
+def _construct_tuple_row(loader: yaml.BaseLoader, node: yaml.Node) -> list[Any]:
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)  # type: ignore[arg-type]
+    raise yaml.constructor.ConstructorError(
+        None, None, "a !!python/tuple row must be a sequence", node.start_mark
+    )
 
 
 PropertyListLoader.add_constructor("lsst.daf.base.PropertyList", _construct_property_rows)
 PropertyListLoader.add_constructor("lsst.daf.base.PropertySet", _construct_property_rows)
+PropertyListLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tuple_row)
 
 
 def _property_values(data: Any, source: str) -> tuple[dict[str, Any], dict[str, int]]:
@@ -478,7 +322,7 @@ def _property_values(data: Any, source: str) -> tuple[dict[str, Any], dict[str, 
     positions: dict[str, int] = {}
     if isinstance(data, _PropertyRows):
         for position, entry in enumerate(data, start=1):
-            if not isinstance(entry, list) or len(entry) not in (3, 4):
+            if not isinstance(entry, list | tuple) or len(entry) not in (3, 4):
                 raise InputError(
                     source,
                     f"PropertyList entry {position} is not [name, type, value, comment]",
@@ -487,7 +331,7 @@ def _property_values(data: Any, source: str) -> tuple[dict[str, Any], dict[str, 
             if not isinstance(key, str):
                 raise InputError(source, f"PropertyList entry {position} has no name")
             if key in values:
-                raise InputError(source, "duplicate key", field=key)
+                raise InputError(source, "duplicate key", field=field_name(key))
             values[key] = entry[2]
             positions[key] = position
     elif isinstance(data, Mapping):
@@ -650,23 +494,23 @@ def _identify(
     if exposure is not None:
         parsed["exposure"], parsed["exposure_obs_id"] = None, None
         if isinstance(exposure, bool):
-            raise InputError(source, f"bad exposure option {exposure!r}", field="exposure")
+            raise InputError(source, f"bad exposure option {shown(exposure)}", field="exposure")
         if isinstance(exposure, int) or (isinstance(exposure, str) and exposure.strip().isdigit()):
             parsed["exposure"] = int(exposure)
         elif isinstance(exposure, str) and exposure.strip():
             parsed["exposure_obs_id"] = exposure.strip()
         else:
-            raise InputError(source, f"bad exposure option {exposure!r}", field="exposure")
+            raise InputError(source, f"bad exposure option {shown(exposure)}", field="exposure")
     if detector is not None:
         parsed["detector"], parsed["detector_name"] = None, None
         if isinstance(detector, bool):
-            raise InputError(source, f"bad detector option {detector!r}", field="detector")
+            raise InputError(source, f"bad detector option {shown(detector)}", field="detector")
         if isinstance(detector, int) or (isinstance(detector, str) and detector.strip().isdigit()):
             parsed["detector"] = int(detector)
         elif isinstance(detector, str) and detector.strip():
             parsed["detector_name"] = detector.strip()
         else:
-            raise InputError(source, f"bad detector option {detector!r}", field="detector")
+            raise InputError(source, f"bad detector option {shown(detector)}", field="detector")
     if parsed["exposure"] is None and parsed["exposure_obs_id"] is None:
         raise InputError(
             source,
@@ -679,9 +523,15 @@ def _identify(
             "no detector (Rxx_Syy or det<N>) in the file name; pass detector=<id or name>",
             field="detector",
         )
-    for key in ("exposure", "detector"):
-        if parsed[key] is not None and not 0 <= parsed[key] < 2**63:
-            raise InputError(source, f"{key} id out of range: {parsed[key]}", field=key)
+    rules = {
+        "exposure": _EXPOSURE,
+        "exposure_obs_id": Text(limits.OBS_ID),
+        "detector": _DET_ID,
+        "detector_name": _DET_NAME,
+    }
+    for key, rule in rules.items():
+        if parsed[key] is not None:
+            parsed[key] = rule.parse(parsed[key], source, row=None, field=key.split("_")[0])
     return parsed
 
 
@@ -700,21 +550,14 @@ def _property_rows(
         for key in (median_key, n_key):
             if key not in values:
                 raise InputError(source, "required key is missing", field=key)
-        median = to_float(scalar(median_key), source, row=None, field=median_key)
+        median = _MEDIAN.parse(scalar(median_key), source, row=None, field=median_key)
         sigma = (
-            to_float(scalar(sigma_key), source, row=None, field=sigma_key)
+            _SIGMA.parse(scalar(sigma_key), source, row=None, field=sigma_key)
             if sigma_key in values
             else math.nan
         )
-        n_pix = to_int(scalar(n_key), source, row=None, field=n_key)
-        for key, number in ((median_key, median), (sigma_key, sigma)):
-            if math.isinf(number):
-                raise InputError(source, "must be finite (or NaN for no value)", field=key)
-        if sigma < 0:
-            raise InputError(source, f"must be >= 0, got {sigma!r}", field=sigma_key)
+        n_pix = _N_PIXELS.parse(scalar(n_key), source, row=None, field=n_key)
         assert n_pix is not None
-        if not 0 <= n_pix < 2**63:
-            raise InputError(source, f"must be >= 0 and fit in 64 bits, got {n_pix}", field=n_key)
         rows.append((amp, median, sigma, n_pix, positions[median_key]))
 
     detector_keys = [k for k in ("DETECTOR_MEDIAN", "DETECTOR_SIGMA", "DETECTOR_N") if k in values]
@@ -742,7 +585,7 @@ def _property_rows(
         name_key = f"AMP_NAME_{i}"
         if name_key not in values:
             raise InputError(source, "required key is missing", field=name_key)
-        name = to_str(scalar(name_key), source, row=None, field=name_key, required=True)
+        name = _AMP_NAME.parse(scalar(name_key), source, row=None, field=name_key)
         assert name is not None
         if name in seen:
             raise InputError(

@@ -148,7 +148,7 @@ def test_csv_errors(tmp_path: Path, rows: str, row: int, field: str, needle: str
         ("a.yaml", "- 1\n", "not a butler export"),
         ("a.parquet", "not parquet", "not a readable Parquet"),
         ("a.txt", "whatever", "unknown exposure file type"),
-        ("a.csv", "", "not a readable CSV"),
+        ("a.csv", "", "empty file"),
     ],
 )
 def test_file_errors(tmp_path: Path, name: str, content: str, needle: str) -> None:
