@@ -191,13 +191,16 @@ def strict_query(request: Request) -> None:
     Without it ``/versions?physical_filter=nope`` would silently list everything and a
     repeated ``exposure=`` would use the last value.
     """
-    from fastapi.dependencies.utils import get_flat_dependant
-
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    known = {p.alias for p in get_flat_dependant(dependant).query_params}
+    known: set[str] = set()
+    todo = [dependant]
+    while todo:  # the route's own query parameters and its dependencies'
+        dep = todo.pop()
+        known.update(p.alias for p in dep.query_params)
+        todo.extend(dep.dependencies)
     keys = [k for k, _ in request.query_params.multi_items()]
     unknown = sorted({k for k in keys if k not in known})
     if unknown:

@@ -188,8 +188,16 @@ def test_propertylist_integers_round_trip_exactly(
 
 
 # --------------------------------------------------------------------------- beyond int64
-@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**30])
-@pytest.mark.parametrize("kind", ["csv", "json", "yaml", "parquet"])
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        (kind, value)
+        for kind in ("csv", "json", "yaml", "parquet")
+        for value in (2**63, -(2**63) - 1, 10**30)
+        # Parquet's widest integer is uint64: only 2**63 can be written there at all.
+        if kind != "parquet" or 0 <= value < 2**64
+    ],
+)
 def test_id_beyond_int64_is_refused_with_one_line(tmp_path: Path, value: int, kind: str) -> None:
     path = tmp_path / f"e.{kind}"
     if kind == "csv":
@@ -203,8 +211,6 @@ def test_id_beyond_int64_is_refused_with_one_line(tmp_path: Path, value: int, ki
             " datetime_end: null}\n"
         )
     else:
-        if not 0 <= value < 2**64:
-            pytest.skip("Parquet has no integer type for it")
         pq.write_table(
             pa.table(
                 {
