@@ -174,3 +174,16 @@ def test_unknown_collection_and_bad_where_are_one_line_errors(reg, repo) -> None
             ingest_butler(reg, str(repo.root), instrument="LSSTCam", **kwargs)
         assert "\n" not in str(err.value)
     _assert_nothing_written(reg)
+
+
+def test_an_unknown_amplifier_is_refused_before_anything_is_written(
+    reg, repo, policy_camera
+) -> None:
+    (exp, det), path = sorted(repo.files.items())[2]
+    values = propertylist_values(repo.sim, raft(policy_camera), exp, det)
+    values["AMP_NAME_4"] = "C99"  # a well-formed file naming an amplifier the camera lacks
+    write_propertylist(path, values)
+    with pytest.raises(InputError, match="unknown amplifier 'C99'") as err:
+        ingest_butler(reg, str(repo.root), instrument="LSSTCam", collections=[INPUT_RUN])
+    assert str(path) in str(err.value)
+    _assert_nothing_written(reg)  # the exposures of the same call were not written either
