@@ -94,6 +94,7 @@ def read_butler_inputs(
     dataset_type: str = DEFAULT_DATASET_TYPE,
     jobs: int | None = None,
     progress: Progress | None = None,
+    camera: pd.DataFrame | None = None,
 ) -> ButlerInputs:
     """Read detector and exposure records and the statistics datasets from a repository.
 
@@ -114,6 +115,9 @@ def read_butler_inputs(
         Worker processes for parsing files (default: the machine's cores; 1: no workers).
     progress
         Called as ``progress(files_done, files_total)`` while files are parsed.
+    camera
+        The registry's detectors of the instrument (``id``, ``name``): when given, the butler's
+        detector records are matched against them (`match_detectors`) before any file is read.
 
     Returns
     -------
@@ -137,6 +141,8 @@ def read_butler_inputs(
         f" where {where}" if where else ""
     )
     detectors = _detector_records(butler, instrument, source)
+    if camera is not None:
+        match_detectors(detectors, camera, instrument, source)
     refs = _query_datasets(butler, dataset_type, collections, instrument, where, source)
     exposures = _exposure_records(refs, instrument)
     stats, digests = _read_files(butler, refs, source, jobs=jobs, progress=progress)
@@ -210,8 +216,8 @@ def ingest_butler(
         dataset_type=dataset_type,
         jobs=jobs,
         progress=progress,
+        camera=camera,
     )
-    match_detectors(inputs.detectors, camera, instrument, inputs.source)
     return registry.ingest_inputs(
         inputs.exposures,
         inputs.stats,
