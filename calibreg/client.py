@@ -31,7 +31,7 @@ from calibreg.domain.quantum import QuantumData, QuantumSpec
 from calibreg.domain.reports import IngestReport, PersistedVersion
 from calibreg.errors import NotFoundError, SchemaError
 from calibreg.formats.timescale import as_tai_ns, parse_wallclock
-from calibreg.registry import catalog, ingest, quantum, tags, versions
+from calibreg.registry import catalog, combined, ingest, quantum, tags, versions
 
 if TYPE_CHECKING:
     from calibreg.db.session import Connection, Engine
@@ -285,6 +285,19 @@ class Registry:
                 who=Who.current(),
                 instrument=instrument,
                 replace=replace,
+            )
+
+    def ingest_inputs(
+        self, exposures: pd.DataFrame, stats: pd.DataFrame, *, instrument: str, **kw: Any
+    ) -> IngestReport:
+        """Register exposure records and their statistics together (one transaction, one batch).
+
+        See :func:`calibreg.registry.combined.ingest_exposures_and_stats` for the keywords
+        (``source``, ``sha256``, ``replace``, ``options``) and errors.
+        """
+        with self.transaction() as conn:
+            return combined.ingest_exposures_and_stats(
+                conn, exposures, stats, instrument=instrument, who=Who.current(), **kw
             )
 
     def instruments(self) -> pd.DataFrame:

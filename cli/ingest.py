@@ -31,7 +31,9 @@ def _report(report: IngestReport, fmt: ObjFormat) -> None:
 
 @app.command()
 def camera(
-    file: Path = typer.Argument(..., help="calibreg camera YAML or obs_lsst camera YAML."),
+    file: Path = typer.Argument(
+        ..., help="calibreg camera YAML, obs_lsst camera YAML or obs_lsst policy directory."
+    ),
     instrument: str | None = typer.Option(
         None, "--instrument", help="Register under this name (e.g. LSSTCam for lsstCamSim.yaml)."
     ),
@@ -43,13 +45,14 @@ def camera(
     with errors():
         from calibreg.domain.hashing import sha256_files
         from calibreg.formats import read_camera
+        from calibreg.formats.obs_lsst_policy import source_files
 
         with open_registry(db) as reg:
             spec = read_camera(file, instrument=instrument)
             report = reg.ingest_camera(
                 spec,
                 source=str(file),
-                sha256=sha256_files([file]),
+                sha256=sha256_files(source_files(file)),
                 instrument=instrument,
                 replace=replace,
             )
@@ -76,6 +79,7 @@ def exposures(
 
         with open_registry(db) as reg:
             frame = read_exposures(file, time_scale=time_scale)
+            known = set(reg.instruments().get("instrument", []))
             report = reg.ingest_exposures(
                 frame,
                 source=str(file),
@@ -83,7 +87,14 @@ def exposures(
                 instrument=instrument,
                 replace=replace,
             )
+            named = set(frame["instrument"]) if instrument is None else {instrument}
         _report(report, fmt)
+        for name in sorted(named - known):  # created by this ingest: it has no camera yet
+            typer.echo(
+                f"note: instrument {name} was created without a camera; "
+                "ingest one with 'calibreg ingest camera FILE|POLICY_DIR'",
+                err=True,
+            )
 
 
 @app.command()

@@ -12,6 +12,7 @@ import typer
 
 if TYPE_CHECKING:
     import pandas as pd
+from calibreg_cli import butler as butler_cmds
 from calibreg_cli import db as db_cmds
 from calibreg_cli import ingest as ingest_cmds
 from calibreg_cli import plot, publish, solve, versions
@@ -28,6 +29,8 @@ app = typer.Typer(
 )
 app.add_typer(db_cmds.app, name="db")
 app.add_typer(ingest_cmds.app, name="ingest")
+ingest_cmds.app.command("butler")(butler_cmds.ingest)
+app.add_typer(butler_cmds.publish_app, name="publish")
 app.add_typer(versions.app, name="versions")
 app.add_typer(plot.app, name="plot")
 app.command("solve")(solve.solve)

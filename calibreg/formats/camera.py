@@ -64,6 +64,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -237,7 +238,8 @@ def read_camera(path: PathLike, *, instrument: str | None = None) -> CameraSpec:
     ----------
     path : path-like
         The YAML file. A mapping with ``format: calibreg-camera/1`` is read as calibreg's own
-        format; a mapping with ``CCDs:`` as obs_lsst's.
+        format; a mapping with ``CCDs:`` as obs_lsst's. A directory is read as an obs_lsst
+        policy directory (`calibreg.formats.obs_lsst_policy`).
     instrument : `str`, optional
         Instrument name to use instead of the file's (``lsstCamSim.yaml`` carries the real
         LSSTCam geometry under the name ``LSSTCamSim``).
@@ -254,8 +256,13 @@ def read_camera(path: PathLike, *, instrument: str | None = None) -> CameraSpec:
         name, duplicate amplifier name within a detector.
     """
     source = str(path)
-    check_readable(path)
-    data = load_yaml(path)
+    if Path(path).is_dir():  # an obs_lsst policy directory, assembled as obs_lsst does
+        from calibreg.formats.obs_lsst_policy import assemble_policy_directory
+
+        data: Any = assemble_policy_directory(path)
+    else:
+        check_readable(path)
+        data = load_yaml(path)
     if not isinstance(data, Mapping):
         raise InputError(source, "expected a YAML mapping (obs_lsst or calibreg camera)")
     if "format" in data:
