@@ -23,6 +23,7 @@ from calibreg.db.types import utcnow
 from calibreg.domain.provenance import Who
 from calibreg.domain.reports import IngestReport
 from calibreg.errors import InputError
+from calibreg.registry.backend import backend_of
 from calibreg.registry.common import instrument_id
 from calibreg.registry.ingest import (
     EXPOSURE_VALUES,
@@ -92,6 +93,7 @@ def ingest_exposures_and_stats(
         If a stored exposure or statistic differs and ``replace`` is false.
     """
     started = utcnow()
+    backend_of(conn).serialize_ingests(conn)
     inst = instrument_id(conn, instrument)
     exposures = exposures.rename(columns={"group": "group_name"}).reset_index(drop=True)
     others = sorted(set(exposures["instrument"]) - {instrument})
