@@ -54,7 +54,7 @@ class OneLineErrors(TyperGroup):
                 hint = f" (see {ctx.command_path} --help)"
             typer.echo(f"error: {one_line(message)}{hint}", err=True)
             sys.exit(err.exit_code)
-        except click_errors.Abort:
+        except typer.Abort:
             typer.echo("error: aborted", err=True)
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
