@@ -74,9 +74,10 @@ _MAX_FLOPS = 4.0e11
 class SchurFactor:
     """What the weak-link search reuses from the error computation.
 
-    ``L`` is the lower Cholesky factor of the equilibrated, regularised kept-side Schur
-    complement ``Ŝ_c = D_k^{-1/2} S D_k^{-1/2} + s sᵀ/ΣD_k``, ``s = sqrt(D_k)``, ``wb`` the
-    ``(n_b, n_k)`` weights of the active part (eliminated side first), ``rows_big`` whether
+    ``L`` is the lower Cholesky factor (float32 or float64) of the equilibrated, regularised
+    kept-side Schur complement ``Ŝ_c = D_k^{-1/2} S D_k^{-1/2} + s sᵀ/ΣD_k``, ``s = sqrt(D_k)``,
+    ``wb`` the ``(n_b, n_k)`` weights of the active part (eliminated side first; a view of the
+    caller's array, not to be modified), ``rows_big`` whether
     the eliminated side is the rows, ``rows_idx`` / ``exps_idx`` the active rows and exposures.
     """
 
@@ -137,8 +138,8 @@ def _schur_equilibrated(
     """
     dtype = np.float32 if single else np.float64
     s = np.sqrt(d_k)
-    wn = np.array(wb, dtype=dtype, order="F")
-    wn *= (1.0 / np.sqrt(d_b)).astype(dtype)[:, None]
+    wn = np.empty(wb.shape, dtype=dtype, order="F")
+    np.multiply(wb, (1.0 / np.sqrt(d_b))[:, None], out=wn, casting="same_kind")
     wn *= (1.0 / s).astype(dtype)[None, :]
     syrk = get_blas_funcs("syrk", (wn,))
     k = syrk(1.0, wn, trans=1, lower=1)  # (n_k, n_k), lower triangle = Ŵᵀ Ŵ
@@ -217,10 +218,8 @@ def unit_covariance(
     if n_ar == 0 or n_ac == 0 or not feasible(n_ar, n_ac):
         return _nan_result(n_row, n_exp)
     sub = w if (n_ar == n_row and n_ac == n_exp) else w[np.ix_(rows_idx, exps_idx)]
-    # Weights in units of their mean: variances scale as 1/w, leverages do not.
-    unit = float(sub.sum()) / float(np.count_nonzero(sub))
     rows_big = n_ar >= n_ac
-    wb = (sub.T if not rows_big else sub) / unit  # (n_b, n_k), new array
+    wb = sub if rows_big else sub.T  # (n_b, n_k); read only
     a = gauge[rows_idx] / float(gauge[rows_idx].sum())
     d_b = wb.sum(axis=1)
     d_k = wb.sum(axis=0)
@@ -250,11 +249,11 @@ def unit_covariance(
     rp = float(ref @ p)
     # u_bᵀ X u_b for every eliminated node b: one triangular solve with all u_b (scaled).
     # Columns (h_b − ref) / s, one per eliminated node: (n_k, n_b), Fortran order.
-    ut = np.multiply(wb.T, inv_db[None, :], order="F")
-    ut -= ref[:, None]
-    ut /= s[:, None]
-    if single:
-        ut = ut.astype(np.float32, order="F")
+    ut64 = np.multiply(wb.T, inv_db[None, :], order="F")
+    ut64 -= ref[:, None]
+    ut = np.empty(ut64.shape, dtype=L.dtype, order="F")
+    np.divide(ut64, s[:, None], out=ut, casting="same_kind")
+    del ut64
     trsm = get_blas_funcs("trsm", (ut,))
     z = trsm(1.0, L, ut, side=0, lower=1, overwrite_b=1)
     q_u = np.einsum("ij,ij->j", z, z, dtype=np.float64)
@@ -281,9 +280,9 @@ def unit_covariance(
     var_log_e = np.full(n_exp, np.nan)
     lev_row = np.full(n_row, np.nan)
     lev_exp = np.full(n_exp, np.nan)
-    # Back to the caller's weight units, and never a negative variance from rounding.
-    var_log_g[rows_idx] = np.maximum(var_g_act, 0.0) / unit
-    var_log_e[exps_idx] = np.maximum(var_e_act, 0.0) / unit
+    # Never a negative variance from rounding.
+    var_log_g[rows_idx] = np.maximum(var_g_act, 0.0)
+    var_log_e[exps_idx] = np.maximum(var_e_act, 0.0)
     lev_row[rows_idx] = lev_r_act
     lev_exp[exps_idx] = lev_c_act
     return Covariance(
