@@ -233,7 +233,7 @@ def unit_covariance(
         factored = None
     if factored is None:
         return _nan_result(n_row, n_exp)
-    L, linv, single = factored
+    L, linv, _ = factored
     # X = S⁻ = D^{-1/2} L^{-T} L^{-1} D^{-1/2}: diag(X)_j = ‖L⁻¹ e_j‖² / D_j.
     dX = np.einsum("ij,ij->j", linv, linv, dtype=np.float64) / d_k
     del linv
