@@ -67,6 +67,8 @@ _FLOAT32_MIN_RCOND = 1e-3
 # Largest kept side factored for errors, and the largest n_b · n_k² work spent on them
 # (about 20 s here); beyond that errors are NaN.
 _MAX_SIDE = 12000
+# Block size of the blocked Cholesky factorisation.
+_BLOCK = 120
 _MAX_FLOPS = 4.0e11
 
 
@@ -74,7 +76,8 @@ _MAX_FLOPS = 4.0e11
 class SchurFactor:
     """What the weak-link search reuses from the error computation.
 
-    ``L`` is the lower Cholesky factor (float32 or float64) of the equilibrated, regularised
+    ``L`` is the lower Cholesky factor (float32 or float64; only its lower triangle is
+    valid) of the equilibrated, regularised
     kept-side Schur complement ``Ŝ_c = D_k^{-1/2} S D_k^{-1/2} + s sᵀ/ΣD_k``, ``s = sqrt(D_k)``,
     ``wb`` the ``(n_b, n_k)`` weights of the active part (eliminated side first; a view of the
     caller's array, not to be modified), ``rows_big`` whether
@@ -138,11 +141,14 @@ def _schur_equilibrated(
     """
     dtype = np.float32 if single else np.float64
     s = np.sqrt(d_k)
-    wn = np.empty(wb.shape, dtype=dtype, order="F")
-    np.multiply(wb, (1.0 / np.sqrt(d_b))[:, None], out=wn, casting="same_kind")
+    # Ŵ in the memory layout of wb (no transposing copy); syrk takes either layout.
+    wn = np.multiply(wb, (1.0 / np.sqrt(d_b))[:, None], dtype=dtype, order="K")
     wn *= (1.0 / s).astype(dtype)[None, :]
     syrk = get_blas_funcs("syrk", (wn,))
-    k = syrk(1.0, wn, trans=1, lower=1)  # (n_k, n_k), lower triangle = Ŵᵀ Ŵ
+    if wn.flags.f_contiguous:
+        k = syrk(1.0, wn, trans=1, lower=1)  # (n_k, n_k), lower triangle = Ŵᵀ Ŵ
+    else:
+        k = syrk(1.0, wn.T, trans=0, lower=1)
     del wn
     k = np.asarray(k, dtype=np.float64, order="F")
     diag_k = k.diagonal().copy()
@@ -160,34 +166,88 @@ def _schur_equilibrated(
     return k, anorm
 
 
+def _cholesky(a: np.ndarray) -> tuple[np.ndarray, int]:
+    """Lower Cholesky factor of ``a`` (lower triangles read and valid), and LAPACK's ``info``.
+
+    Large matrices are factored block by block (right-looking, ``_BLOCK`` columns at a time):
+    ``potrf`` on a diagonal block, ``trsm`` for the panel below it, ``syrk`` for the trailing
+    update. The same flops as ``potrf`` on the whole, but the threaded work is all BLAS-3 on
+    large blocks: OpenBLAS's threaded ``potrf`` and ``trtri`` slow down by up to 10x when the
+    machine's cores are shared, its ``syrk``/``trsm`` do not.
+    """
+    potrf = lapack.spotrf if a.dtype == np.float32 else lapack.dpotrf
+    n = a.shape[0]
+    if n <= 2 * _BLOCK:
+        return potrf(a, lower=1, clean=1)
+    a = np.array(a, order="F")
+    syrk = get_blas_funcs("syrk", (a,))
+    trsm = get_blas_funcs("trsm", (a,))
+    for k in range(0, n, _BLOCK):
+        e = min(k + _BLOCK, n)
+        d, info = potrf(a[k:e, k:e], lower=1, clean=1)
+        if info != 0:
+            return a, k + info
+        a[k:e, k:e] = d
+        if e < n:
+            panel = trsm(1.0, d, a[e:, k:e], side=1, lower=1, trans_a=1)
+            a[e:, k:e] = panel
+            a[e:, e:] = syrk(-1.0, panel, beta=1.0, c=a[e:, e:], trans=0, lower=1)
+    return a, 0  # (the strict upper triangle is left as it was: never read)
+
+
+def _inverse_col_norms(L: np.ndarray) -> tuple[np.ndarray, int]:
+    """``Σ_i (L⁻¹)_ij²`` for every column ``j`` of lower-triangular ``L`` (float64), and info.
+
+    Small: ``trtri``. Large: block column by block column, ``L[j:, j:] Y = I[j:, j:j+b]``
+    (the block column of ``L⁻¹`` below the diagonal; zero above), one ``trsm`` each — the
+    ``n³/3`` flops of ``trtri`` in BLAS-3, without ever holding ``L⁻¹`` whole.
+    """
+    n = L.shape[0]
+    if n <= 2 * _BLOCK:
+        linv, info = (lapack.strtri if L.dtype == np.float32 else lapack.dtrtri)(L, lower=1)
+        if info != 0:
+            return np.zeros(0), int(info)
+        linv = np.tril(linv)
+        return np.einsum("ij,ij->j", linv, linv, dtype=np.float64), 0
+    trsm = get_blas_funcs("trsm", (L,))
+    out = np.empty(n)
+    for j in range(0, n, _BLOCK):
+        e = min(j + _BLOCK, n)
+        rhs = np.zeros((n - j, e - j), dtype=L.dtype, order="F")
+        rhs[np.arange(e - j), np.arange(e - j)] = 1.0
+        y = trsm(1.0, L[j:, j:], rhs, side=0, lower=1, overwrite_b=1)
+        out[j:e] = np.einsum("ij,ij->j", y, y, dtype=np.float64)
+    return out, 0
+
+
 def _factor(
     shat: np.ndarray, anorm: float, single: bool
 ) -> tuple[np.ndarray, np.ndarray, bool] | None:
-    """Cholesky factor ``L`` of ``shat`` and its inverse; None if numerically singular.
+    """Cholesky factor ``L`` of ``shat`` and ``L⁻¹``'s column norms²; None if singular.
 
     With ``single`` (large systems) the factorisation is tried in float32 first and kept when
     its reciprocal condition number is above ``_FLOAT32_MIN_RCOND`` (then every variance is
-    good to ``≈ κ·6e-8 < 1e-3`` relative, far below what errors need); otherwise, and for
+    good to ``≈ κ·6e-8 < 1e-4`` relative, far below what errors need); otherwise, and for
     small systems, float64.
     """
     if single:
-        L32, info = lapack.spotrf(shat.astype(np.float32, order="F"), lower=1, clean=1)
+        L32, info = _cholesky(shat.astype(np.float32, order="F"))
         if info == 0:
             rcond, info = lapack.spocon(L32, anorm, uplo="L")
             if info == 0 and rcond > _FLOAT32_MIN_RCOND:
-                linv, info = lapack.strtri(L32, lower=1)
+                norms, info = _inverse_col_norms(L32)
                 if info == 0:
-                    return L32, linv, True
-    L, info = lapack.dpotrf(shat, lower=1, overwrite_a=1, clean=1)
+                    return L32, norms, True
+    L, info = _cholesky(shat)
     if info != 0:
         return None
     rcond, info = lapack.dpocon(L, anorm, uplo="L")
     if info != 0 or not rcond > 1e-15:
         return None
-    linv, info = lapack.dtrtri(L, lower=1)
+    norms, info = _inverse_col_norms(L)
     if info != 0:
         return None
-    return L, linv, False
+    return L, norms, False
 
 
 def unit_covariance(
@@ -233,10 +293,9 @@ def unit_covariance(
         factored = None
     if factored is None:
         return _nan_result(n_row, n_exp)
-    L, linv, _ = factored
+    L, inv_norms, _ = factored
     # X = S⁻ = D^{-1/2} L^{-T} L^{-1} D^{-1/2}: diag(X)_j = ‖L⁻¹ e_j‖² / D_j.
-    dX = np.einsum("ij,ij->j", linv, linv, dtype=np.float64) / d_k
-    del linv
+    dX = inv_norms / d_k
 
     def apply_x(v: np.ndarray) -> np.ndarray:
         out = linalg.cho_solve((L, True), (v / s).astype(L.dtype), check_finite=False)
@@ -249,11 +308,12 @@ def unit_covariance(
     rp = float(ref @ p)
     # u_bᵀ X u_b for every eliminated node b: one triangular solve with all u_b (scaled).
     # Columns (h_b − ref) / s, one per eliminated node: (n_k, n_b), Fortran order.
-    ut64 = np.multiply(wb.T, inv_db[None, :], order="F")
-    ut64 -= ref[:, None]
-    ut = np.empty(ut64.shape, dtype=L.dtype, order="F")
-    np.divide(ut64, s[:, None], out=ut, casting="same_kind")
-    del ut64
+    uu = np.multiply(wb, inv_db[:, None], order="K")  # (n_b, n_k): rows h_b
+    uu -= ref[None, :]
+    ut = np.divide(uu, s[None, :], dtype=L.dtype, order="K").T  # (n_k, n_b)
+    del uu
+    if not ut.flags.f_contiguous:
+        ut = np.asfortranarray(ut)
     trsm = get_blas_funcs("trsm", (ut,))
     z = trsm(1.0, L, ut, side=0, lower=1, overwrite_b=1)
     q_u = np.einsum("ij,ij->j", z, z, dtype=np.float64)
