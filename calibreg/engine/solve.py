@@ -19,9 +19,19 @@ Three methods share one data preparation and one output convention:
     and with a convergence test. With ``max_iter=10, tol=0`` on complete data it reproduces the
     reference's numbers; on weakly connected data it needs hundreds of sweeps.
 ``robust``
-    ``exact`` inside an iterative rejection of entries whose log residual exceeds
-    ``clip_sigma`` robust standard deviations (1.4826 × MAD), for satellite trails and other
-    gross outliers that would otherwise drag a detector's scale.
+    ``exact`` inside an iterative rejection of entries whose standardised log residual
+    (scaled by the entry's weight and its row's robust scatter, 1.4826 × MAD) exceeds
+    ``clip_sigma``, for satellite trails, saturated flats and other gross outliers that would
+    otherwise drag a detector's scale. It starts from Tukey's median polish, which outliers
+    cannot steer even when they carry most of the weight, and leaves out stuck rows.
+
+Inverse-variance weights ``N B²/σ²`` are by default computed with the model ``G·E`` in place of
+the measured ``B`` and iterated to the fixed point (``variance="model"``), which removes the
+bias of weights that correlate with the noise.
+
+Every solution also carries standard errors (:mod:`.uncertainty`), χ² and degrees of freedom,
+a dof-corrected rms, quality flags with reasons (:mod:`.quality`) and the missing and
+rejected entries with their reasons.
 
 Conventions (SPEC §6): non-finite or non-positive backgrounds and zero weights are excluded
 together with their weights (the reference keeps the weights, defect 5); the count-weighted
@@ -43,12 +53,24 @@ from scipy.sparse.csgraph import connected_components
 
 from calibreg.domain.vocabulary import Method, Weights
 
+from .quality import (
+    FLAG_BITS,
+    MISSING_REASONS,
+    REJECTION_REASONS,
+    QualityThresholds,
+    node_flags,
+    stuck_rows,
+    weak_link,
+)
 from .solution import ScaleSolution
+from .uncertainty import feasible, unit_covariance
 
-__all__ = ["METHODS", "WEIGHTS", "measure_scales"]
+__all__ = ["METHODS", "VARIANCES", "WEIGHTS", "measure_scales"]
 
 METHODS = Method.values()
 WEIGHTS = Weights.values()
+#: Where the background in inverse-variance weights ``N B²/σ²`` comes from.
+VARIANCES = ("model", "data")
 
 # sigma = 1.4826 MAD for a normal distribution.
 _MAD_TO_SIGMA = 1.4826
@@ -118,11 +140,12 @@ def _prepare(
     counts: np.ndarray | None,
     sigma: np.ndarray | None,
     weights: str,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Validate the inputs and build ``(y, w, valid, row_norm)``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """Validate the inputs and build ``(y, w, valid, row_norm, missing)``.
 
     ``y`` is ``log B`` where valid and 0 elsewhere, ``w`` the fit weights (0 where not valid),
-    ``row_norm`` each row's total count over its valid entries (the normalization weights).
+    ``row_norm`` each row's total count over its valid entries (the normalization weights),
+    ``missing`` the ``(rows, exposures, reason codes)`` of the entries that are not valid.
     All are new arrays: the caller's inputs are never modified.
     """
     B = _as_float_matrix("background", background, None)
@@ -194,7 +217,38 @@ def _prepare(
         )
     y = np.zeros(shape)
     np.log(B, out=y, where=valid)
-    return y, w, valid, row_norm
+    return y, w, valid, row_norm, _missing_reasons(B, N, S, valid)
+
+
+def _missing_reasons(
+    B: np.ndarray, N: np.ndarray | None, S: np.ndarray | None, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, exposures and reason codes (``quality.MISSING_REASONS``) of the unusable entries."""
+    if valid.all():
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.copy(), np.zeros(0, dtype=np.int8)
+    rows, exps = np.nonzero(~valid)
+    rows, exps = rows.astype(np.int64), exps.astype(np.int64)
+    code = np.full(rows.size, MISSING_REASONS.index("weight_invalid"), dtype=np.int8)
+    if rows.size == 0:
+        return rows, exps, code
+    b = B[rows, exps]
+    open_ = np.ones(rows.size, dtype=bool)  # not yet explained
+    for name, bad in (
+        ("background_not_finite", ~np.isfinite(b)),
+        ("background_not_positive", ~(b > 0)),
+        ("zero_count", np.zeros(rows.size, bool) if N is None else ~(N[rows, exps] > 0)),
+        (
+            "sigma_invalid",
+            np.zeros(rows.size, bool)
+            if S is None
+            else ~(np.isfinite(S[rows, exps]) & (S[rows, exps] > 0)),
+        ),
+    ):
+        hit = open_ & bad
+        code[hit] = MISSING_REASONS.index(name)
+        open_ &= ~hit
+    return rows, exps, code
 
 
 # --------------------------------------------------------------------------- connectivity
@@ -519,33 +573,471 @@ def _normalize(
     return G, E, g_out, e_out
 
 
-def _residual_stats(
+# --------------------------------------------------------------------------- weights
+
+# Inverse-variance weights from the model: reweighting passes allowed, and the change of any
+# fitted log B (g + e) below which the weights are taken as consistent with the fit (its
+# effect on the solution is that times the rms residual, far below the rounding floor).
+_MAX_REWEIGHT = 50
+_REWEIGHT_TOL = 1e-10
+
+
+def _model_weights(
+    y: np.ndarray, w0: np.ndarray, mask: np.ndarray, g: np.ndarray, e: np.ndarray
+) -> np.ndarray:
+    """``N (G E)² / σ²`` where ``mask``: the measured-B weight ``w0`` times ``exp(−2 r)``."""
+    r = y - g[:, None]
+    r -= e[None, :]
+    np.clip(r, -25.0, 25.0, out=r)
+    r *= -2.0
+    np.exp(r, out=r)
+    r *= w0
+    np.putmask(r, ~mask, 0.0)
+    return r
+
+
+def _fit_change(
+    g: np.ndarray,
+    e: np.ndarray,
+    g0: np.ndarray,
+    e0: np.ndarray,
+    act_r: np.ndarray,
+    act_c: np.ndarray,
+) -> float:
+    """Bound ``max |Δ(g_i + e_j)|`` between two fits (free of the solvers' gauge)."""
+    dg = (g - g0)[act_r]
+    de = (e - e0)[act_c]
+    if dg.size == 0 or de.size == 0:
+        return 0.0
+    c = float(np.median(dg))
+    return float(np.max(np.abs(dg - c)) + np.max(np.abs(de + c)))
+
+
+def _fit(
+    solve: Callable[..., tuple[np.ndarray, np.ndarray, int, bool]],
+    y: np.ndarray,
+    w0: np.ndarray,
+    used: np.ndarray,
+    act_r: np.ndarray,
+    act_c: np.ndarray,
+    model: bool,
+    x0: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    all_valid: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, bool]:
+    """Fit on the ``used`` entries; with ``model``, iterate the weights to ``N (G E)²/σ²``.
+
+    Inverse-variance weights computed from the measured ``B`` correlate with its noise (an
+    entry that fluctuates up gets more weight), which biases ``log G`` of a noisy row by
+    about ``+2σ²``; weights from the model do not. The fixed point is reached by refitting
+    with the weights of the last fit (warm-started); returns ``(g, e, w, work, converged)``.
+    """
+    if model and x0 is not None:
+        w = _model_weights(y, w0, used, *x0)
+    elif all_valid:
+        w = w0  # ``used`` is every valid entry and w0 is 0 elsewhere (never modified)
+    else:
+        w = np.where(used, w0, 0.0)
+    work = 0
+    prev = x0
+    for _ in range(_MAX_REWEIGHT if model else 1):
+        g, e, it, conv = solve(w, prev)
+        work += it
+        if not model:
+            return g, e, w, work, conv
+        w_new = _model_weights(y, w0, used, g, e)
+        done = prev is not None and _fit_change(g, e, *prev, act_r, act_c) <= _REWEIGHT_TOL
+        w, prev = w_new, (g, e)
+        if done:
+            # The weights of the last fit agree with its model to the tolerance: refit once
+            # more would change nothing measurable; report those weights.
+            return g, e, w, work, conv
+    return g, e, w, work, False
+
+
+# --------------------------------------------------------------------------- robust
+
+# Start of the robust fit: sweeps of Tukey's median polish.
+_POLISH_SWEEPS = 2
+# Shrinkage of a row's robust scatter towards the pooled one: weight of the pool in entries.
+_ROW_SCALE_PRIOR = 10.0
+# The pooled scatter is the median of at most this many standardised residuals.
+_POOL_SAMPLE = 1_000_000
+# A rejected entry is readmitted only below this fraction of the clipping threshold.
+_READMIT = 0.8
+# A row's robust scatter is capped at this multiple of the pooled one: beyond it the row is
+# broken, not merely noisy, and its entries are clipped (the row is flagged).
+_ROW_SCALE_CAP = 30.0
+
+
+def _masked_median(a: np.ndarray, mask: np.ndarray, axis: int) -> np.ndarray:
+    """Median of ``a`` over ``mask`` along ``axis`` (NaN where nothing), vectorised.
+
+    ``np.nanmedian`` falls back to a Python loop over rows for large arrays; one sort of the
+    whole array with the masked entries pushed to the end is an order of magnitude faster.
+    """
+    if mask.all():
+        return np.median(a, axis=axis)
+    if axis == 0:
+        a, mask = a.T, mask.T
+    x = np.where(mask, a, np.inf)
+    x.sort(axis=1)
+    n = np.count_nonzero(mask, axis=1)
+    lo = np.maximum((n - 1) // 2, 0)
+    hi = np.maximum(n // 2, 0)
+    rows = np.arange(x.shape[0])
+    with np.errstate(invalid="ignore"):
+        med = 0.5 * (x[rows, lo] + x[rows, np.minimum(hi, x.shape[1] - 1)])
+    med[n == 0] = np.nan
+    return med
+
+
+def _median_polish(y: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tukey's median polish of the two-way table ``y`` over the valid entries.
+
+    An additive fit by unweighted row and column medians (Tukey 1977, *Exploratory Data
+    Analysis*, ch. 11; Hoaglin, Mosteller & Tukey 1983, *Understanding Robust and Exploratory
+    Data Analysis*, ch. 6): up to half of a row's or an exposure's entries can be wrong by any
+    amount, and it ignores the weights, so outliers that carry most of the weight (saturated
+    flats with inverse-variance weights) cannot steer it. Used only as the start of the
+    robust fit; the answer is always a weighted least-squares fit.
+    """
+    resid = np.where(valid, y, 0.0)
+    g = np.zeros(y.shape[0])
+    e = np.zeros(y.shape[1])
+    for _ in range(_POLISH_SWEEPS):
+        dg = np.nan_to_num(_masked_median(resid, valid, axis=1))
+        g += dg
+        resid -= dg[:, None]
+        de = np.nan_to_num(_masked_median(resid, valid, axis=0))
+        e += de
+        resid -= de[None, :]
+    return g, e
+
+
+def _row_median(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Median of ``a`` over ``mask`` per row (NaN for rows with nothing)."""
+    return _masked_median(a, mask, axis=1)
+
+
+def _reject(
+    res: np.ndarray,
+    w: np.ndarray,
+    used: np.ndarray,
+    valid: np.ndarray,
+    k: float,
+    stuck: np.ndarray,
+) -> np.ndarray:
+    """Return the next mask of used entries, judged on the log residuals ``res``.
+
+    Residuals are standardised by each entry's expected scatter before clipping:
+    ``z = r · sqrt(w / (1 ∓ h)) / ŝ_row``, where ``w`` is the entry's weight, ``h`` its
+    first-order leverage ``w (1/D_row + 1/D_exp − 1/Σw)`` (``1 − h`` for a used entry, whose
+    residual the fit has shrunk; ``1 + h`` for a rejected one, judged as a prediction), and
+    ``ŝ_row`` the robust scatter of the row (1.4826 × median |z| over its entries with
+    redundancy, shrunk towards the pooled value for rows with few entries and capped at
+    ``_ROW_SCALE_CAP`` times it). So a row ten times noisier than the others is judged
+    against its own noise, not the pool's. An entry is rejected when ``|z| > k``; every valid
+    entry is judged on every pass, so one rejected early comes back when the fit says it
+    fits. The entries of ``stuck`` rows are rejected whole. Rows and exposures are never
+    emptied by clipping (their entries are kept instead); stuck rows may be.
+    """
+    # ``w`` is 0 wherever the entry is not valid.
+    if used is valid:
+        D_r, D_c = w.sum(axis=1), w.sum(axis=0)
+    else:
+        wu = np.where(used, w, 0.0)
+        D_r, D_c = wu.sum(axis=1), wu.sum(axis=0)
+        del wu
+    total = float(D_r.sum())
+    inv_r = np.divide(1.0, D_r, out=np.zeros_like(D_r), where=D_r > 0)
+    inv_c = np.divide(1.0, D_c, out=np.zeros_like(D_c), where=D_c > 0)
+    # f = 1 − h for used entries, 1 + h for the others, h = w (1/D_r + 1/D_c − 1/Σw).
+    f = inv_r[:, None] + inv_c[None, :]
+    f -= 1.0 / total
+    f *= w
+    np.negative(f, out=f, where=used)
+    f += 1.0
+    judged = f > 0.02
+    judged &= valid
+    z = np.zeros_like(f)
+    np.divide(w, f, out=z, where=judged)
+    del f
+    np.sqrt(z, out=z)
+    z *= np.abs(res)
+    n_r, n_c = np.count_nonzero(used, axis=1), np.count_nonzero(used, axis=0)
+    informative = used & judged
+    informative &= (n_r > 1)[:, None]
+    informative &= (n_c > 1)[None, :]
+    if not informative.any():
+        informative = used & judged
+    if not informative.any():
+        return valid.copy()
+    pool_z = z[informative]
+    if pool_z.size > _POOL_SAMPLE:  # a deterministic subsample: the median to ~1e-3
+        pool_z = pool_z[:: pool_z.size // _POOL_SAMPLE]
+    pool = max(_MAD_TO_SIGMA * float(np.median(pool_z)), _SIGMA_FLOOR)
+    del pool_z
+    m = np.count_nonzero(informative, axis=1).astype(np.float64)
+    own = _MAD_TO_SIGMA * np.nan_to_num(_row_median(z, informative))
+    del informative
+    scale = np.sqrt((m * own * own + _ROW_SCALE_PRIOR * pool * pool) / (m + _ROW_SCALE_PRIOR))
+    np.clip(scale, _SIGMA_FLOOR, _ROW_SCALE_CAP * pool, out=scale)
+    # Hysteresis: a rejected entry comes back only when clearly within (|z| ≤ 0.8 k), so that
+    # entries at the threshold do not flip in and out as the fit moves by a hair.
+    limit = np.where(used, k, _READMIT * k)
+    limit *= scale[:, None]
+    candidate = z > limit
+    del limit
+    candidate &= judged
+    new_used = valid & ~candidate
+    del candidate
+    # Never empty a row or an exposure that has valid data: keep its best-fitting entry, which
+    # then fixes its scale alone and has no say in anybody else's (a row or exposure every
+    # entry of which is out of line, e.g. a saturated flat, must not come back whole).
+    empty_r = np.flatnonzero(~new_used.any(axis=1) & valid.any(axis=1))
+    if stuck.any():
+        new_used &= ~stuck[:, None]
+    empty_c = np.flatnonzero(~new_used.any(axis=0) & valid.any(axis=0))
+    if empty_r.size or empty_c.size:
+        zs = np.where(valid, z / scale[:, None], np.inf)
+        if empty_r.size:
+            new_used[empty_r, np.argmin(zs[empty_r], axis=1)] = True
+            if stuck.any():
+                new_used &= ~stuck[:, None]
+        zs[stuck] = np.inf
+        empty_c = np.flatnonzero(~new_used.any(axis=0) & valid.any(axis=0))
+        if empty_c.size:
+            best = np.argmin(zs[:, empty_c], axis=0)
+            new_used[best, empty_c] = True  # (a stuck row only if nothing else has the exposure)
+    return new_used
+
+
+def _robust(
+    solve: Callable[..., tuple[np.ndarray, np.ndarray, int, bool]],
+    y: np.ndarray,
+    w0: np.ndarray,
+    valid: np.ndarray,
+    model: bool,
+    clip_sigma: float,
+    max_clip_iter: int,
+    th: QualityThresholds,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool, np.ndarray]:
+    """Weighted least squares inside an iterative rejection, from a start outliers cannot steer.
+
+    The first mask is judged against Tukey's median polish (unweighted medians), not against
+    a least-squares fit that the outliers have already pulled towards themselves; then each
+    pass fits (``exact``, weights iterated to the model for inverse-variance) on the current
+    mask and judges all valid entries against that fit (``_reject``), until the mask no longer
+    changes. The scheme is iteratively reweighted least squares with hard 0/1 weights started
+    from a high-breakdown fit, as in Rousseeuw & Leroy 1987 (*Robust Regression and Outlier
+    Detection*, ch. 5: reweighted least squares after a robust start) and Hampel et al. 1986
+    (*Robust Statistics*, §1.4: rejection rules need a robust start). A rejection that would
+    cut the data into blocks with no common scale is not made: the last connected fit is
+    returned, flagged as not converged. Returns ``(g, e, w, used, fits, converged, stuck)``.
+    """
+    act_r, act_c = valid.any(axis=1), valid.any(axis=0)
+    _check_connected(w0, act_r, act_c)
+    g, e = _median_polish(y, valid)
+    w = _model_weights(y, w0, valid, g, e) if model else w0
+    used = valid
+    fits = 0
+    stable = False
+    fit_converged = True
+    stuck = np.zeros(valid.shape[0], dtype=bool)
+    w_used = np.where(valid, w0, 0.0)
+    seen: set[bytes] = set()
+    cycle = False
+    while True:
+        res = y - g[:, None]
+        res -= e[None, :]
+        stuck = stuck_rows(res, valid, e, act_c, th)
+        new_used = _reject(res, w, used, valid, clip_sigma, stuck)
+        del res
+        if fits > 0 and np.array_equal(new_used, used):
+            stable = True
+            break
+        if cycle or fits >= max_clip_iter:
+            stable = cycle  # a broken cycle is a decision; the limit is not convergence
+            break  # the last fit is on a mask that was still changing
+        key = np.packbits(new_used).tobytes()
+        if fits > 0 and key in seen:
+            # The masks cycle: reject every entry rejected in either of the last two, fit
+            # once more on that and stop.
+            new_used = new_used & used
+            cycle = True
+        seen.add(key)
+        new_act_r, new_act_c = new_used.any(axis=1), new_used.any(axis=0)
+        try:
+            _check_connected(np.where(new_used, w0, 0.0), new_act_r, new_act_c)
+        except ValueError:
+            if fits > 0:
+                break  # rejecting more would leave no common scale: keep the current fit
+            new_used, new_act_r, new_act_c = valid, act_r, act_c
+        used, act_r, act_c = new_used, new_act_r, new_act_c
+        prev = (g, e) if fits > 0 else None
+        g, e, w_used, _, fit_converged = _fit(solve, y, w0, used, act_r, act_c, model, prev)
+        fits += 1
+        w = _model_weights(y, w0, valid, g, e) if model else w0
+    return g, e, w_used, used, fits, bool(fit_converged and stable), stuck
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _statistics(
     y: np.ndarray,
     w: np.ndarray,
+    valid: np.ndarray,
     used: np.ndarray,
     g: np.ndarray,
     e: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Turn ``y`` (owned, overwritten) into the log residuals and their weighted rms."""
+    G: np.ndarray,
+    E: np.ndarray,
+    act_r: np.ndarray,
+    act_c: np.ndarray,
+    row_norm: np.ndarray,
+    weights: str,
+    errors: bool,
+    th: QualityThresholds,
+    stuck_rejected: np.ndarray | None,
+) -> dict[str, object]:
+    """Residuals, goodness of fit, errors, flags and rejected entries of a finished fit.
+
+    ``y`` is owned and overwritten (it becomes the log residuals). ``w`` holds the weights of
+    the used entries (0 elsewhere), ``g``/``e`` are in the reported gauge.
+    """
     r = y
     r -= g[:, None]
     r -= e[None, :]
+    if not valid.all():
+        np.putmask(r, ~valid, 0.0)
     # w is 0 wherever the entry is not used, so these sums run over used entries only.
-    sse_row = np.einsum("ij,ij,ij->i", w, r, r)
-    sse_exp = np.einsum("ij,ij,ij->j", w, r, r)
-    D_r = w.sum(axis=1)
-    D_c = w.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rms_row = np.sqrt(np.where(D_r > 0, sse_row / D_r, np.nan))
-        rms_exp = np.sqrt(np.where(D_c > 0, sse_exp / D_c, np.nan))
+    wr2 = r * r
+    wr2 *= w
+    chi2_row, chi2_exp = wr2.sum(axis=1), wr2.sum(axis=0)
+    del wr2
+    D_r, D_c = w.sum(axis=1), w.sum(axis=0)
+    n_r = np.count_nonzero(used, axis=1)
+    n_c = np.count_nonzero(used, axis=0)
+    n_used = int(n_r.sum())
+    chi2 = float(chi2_row.sum())
     total = float(D_r.sum())
-    rms = float(np.sqrt(sse_row.sum() / total)) if total > 0 else float("nan")
-    np.putmask(r, ~used, np.nan)
-    return r, rms_row, rms_exp, rms
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rms_row = np.sqrt(np.where(D_r > 0, chi2_row / D_r, np.nan))
+        rms_exp = np.sqrt(np.where(D_c > 0, chi2_exp / D_c, np.nan))
+    rms = float(np.sqrt(chi2 / total)) if total > 0 else float("nan")
+    dof = n_used - int(act_r.sum()) - int(act_c.sum()) + 1
+
+    cov = None
+    if errors and feasible(int(act_r.sum()), int(act_c.sum())):
+        c = row_norm * act_r
+        gauge = c * np.where(act_r, G, 0.0)
+        cov = unit_covariance(w, act_r, act_c, gauge / gauge.sum())
+    if cov is not None and np.isfinite(cov.lev_row[act_r]).all():
+        lev_row = np.where(act_r, cov.lev_row, 0.0)
+        lev_exp = np.where(act_c, cov.lev_exp, 0.0)
+    else:
+        # First-order leverages w (1/D_r + 1/D_c − 1/Σw), summed per row and exposure.
+        inv_r = np.divide(1.0, D_r, out=np.zeros_like(D_r), where=D_r > 0)
+        inv_c = np.divide(1.0, D_c, out=np.zeros_like(D_c), where=D_c > 0)
+        lev_row = np.where(act_r, 1.0 + _mv(w, inv_c) - D_r / total, 0.0)
+        lev_exp = np.where(act_c, 1.0 + _vm(inv_r, w) - D_c / total, 0.0)
+    dof_row = np.maximum(n_r - lev_row, 0.0)
+    dof_exp = np.maximum(n_c - lev_exp, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rms_dof_row = np.where(dof_row > 1e-9, rms_row * np.sqrt(n_r / dof_row), np.nan)
+        rms_dof_exp = np.where(dof_exp > 1e-9, rms_exp * np.sqrt(n_c / dof_exp), np.nan)
+    rms_dof = rms * float(np.sqrt(n_used / dof)) if dof > 0 else float("nan")
+
+    if weights == "counts":
+        error_scale = float(np.sqrt(chi2 / dof)) if dof > 0 else float("nan")
+    else:
+        error_scale = 1.0
+    if cov is not None:
+        with np.errstate(invalid="ignore"):
+            row_errors = G * error_scale * np.sqrt(cov.var_log_g)
+            exp_errors = E * error_scale * np.sqrt(cov.var_log_e)
+        row_errors[~act_r] = np.nan
+        exp_errors[~act_c] = np.nan
+    else:
+        row_errors = np.full(G.shape, np.nan)
+        exp_errors = np.full(E.shape, np.nan)
+
+    stuck = stuck_rows(r, valid, e, act_c, th)
+    if stuck_rejected is not None:
+        stuck |= stuck_rejected
+    row_flags, exp_flags = node_flags(
+        act_r=act_r,
+        act_c=act_c,
+        valid=valid,
+        used=used,
+        stuck=stuck,
+        chi2_row=chi2_row,
+        dof_row=dof_row,
+        rms_dof_row=rms_dof_row,
+        chi2_exp=chi2_exp,
+        dof_exp=dof_exp,
+        rms_dof_exp=rms_dof_exp,
+        th=th,
+    )
+    weak_entries = -1
+    if cov is not None and cov.factor is not None:
+        weak_entries, weak_r, weak_c = weak_link(cov.factor, th)
+        bit = np.uint16(FLAG_BITS["weak_link"])
+        if weak_r is not None and weak_c is not None:
+            row_flags[cov.factor.rows_idx[weak_r]] |= bit
+            exp_flags[cov.factor.exps_idx[weak_c]] |= bit
+
+    if used is valid:
+        rej_r = rej_c = np.zeros(0, dtype=np.int64)
+    else:
+        rej_r, rej_c = np.nonzero(valid & ~used)
+    rej_res = r[rej_r, rej_c].copy()
+    rej_code = np.full(rej_r.size, REJECTION_REASONS.index("clipped"), dtype=np.int8)
+    if stuck_rejected is not None and rej_r.size:
+        rej_code[stuck_rejected[rej_r]] = REJECTION_REASONS.index("stuck_row")
+    if used is not valid or not valid.all():
+        np.putmask(r, ~used, np.nan)
+    return {
+        "log_residuals": r,
+        "rms_row": rms_row,
+        "rms_exp": rms_exp,
+        "rms": rms,
+        "row_errors": row_errors,
+        "exp_errors": exp_errors,
+        "error_scale": error_scale,
+        "chi2": chi2,
+        "dof": int(dof),
+        "chi2_row": chi2_row,
+        "chi2_exp": chi2_exp,
+        "dof_row": dof_row,
+        "dof_exp": dof_exp,
+        "rms_dof": rms_dof,
+        "rms_dof_row": rms_dof_row,
+        "rms_dof_exp": rms_dof_exp,
+        "row_flags": row_flags,
+        "exp_flags": exp_flags,
+        "weak_link_entries": int(weak_entries),
+        "rejected_rows": rej_r.astype(np.int64),
+        "rejected_exposures": rej_c.astype(np.int64),
+        "rejected_residuals": rej_res,
+        "rejected_reasons": rej_code,
+    }
+
+
+# --------------------------------------------------------------------------- entry point
 
 
 def _check_options(
-    method: str, weights: str, max_iter: int, tol: float, clip_sigma: float, max_clip_iter: int
+    method: str,
+    weights: str,
+    max_iter: int,
+    tol: float,
+    clip_sigma: float,
+    max_clip_iter: int,
+    variance: str,
+    quality: QualityThresholds | None,
 ) -> None:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -559,6 +1051,10 @@ def _check_options(
         raise ValueError(f"clip_sigma must be a finite number > 0, got {clip_sigma!r}")
     if isinstance(max_clip_iter, bool) or int(max_clip_iter) != max_clip_iter or max_clip_iter < 0:
         raise ValueError(f"max_clip_iter must be an integer >= 0, got {max_clip_iter!r}")
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}")
+    if quality is not None and not isinstance(quality, QualityThresholds):
+        raise ValueError(f"quality must be a QualityThresholds, got {type(quality).__name__}")
 
 
 def measure_scales(
@@ -572,6 +1068,9 @@ def measure_scales(
     tol: float = 1e-12,
     clip_sigma: float = 5.0,
     max_clip_iter: int = 20,
+    variance: str = "model",
+    errors: bool = True,
+    quality: QualityThresholds | None = None,
 ) -> ScaleSolution:
     """Find exposure scales ``E`` and row scales ``G`` with ``background ≈ G[:, None] · E``.
 
@@ -581,7 +1080,8 @@ def measure_scales(
     so a detector's gain/vignetting (``G``) and a lamp's level (``E``) separate linearly. The
     default ``exact`` method reaches the least-squares optimum instead of stopping after a
     fixed number of sweeps (cp_pipe's ``scaleMaxIter``, default 10), which on weakly
-    connected data is far from converged.
+    connected data is far from converged. Every solution carries standard errors, goodness
+    of fit, quality flags and the entries left out (see :class:`ScaleSolution`).
 
     Parameters
     ----------
@@ -603,7 +1103,9 @@ def measure_scales(
     method : {"exact", "alternating", "robust"}
         ``exact`` solves the least-squares problem directly (the default, and what a registry
         should store). ``alternating`` is the reference iteration with a convergence test, for
-        comparison with cp_pipe. ``robust`` is ``exact`` with rejection of gross outliers.
+        comparison with cp_pipe. ``robust`` is ``exact`` with rejection of gross outliers,
+        started from a median polish and judging each entry against its own expected scatter
+        (see ``_robust``).
     weights : {"counts", "inverse-variance"}
         ``counts`` weights ``log B`` by ``N`` (the reference's choice). ``inverse-variance``
         uses ``var(log B) ≈ σ² / (N B²)``, i.e. weight ``N B² / σ²``, which is better when
@@ -615,18 +1117,32 @@ def measure_scales(
         in one sweep. ``exact`` iterates to the rounding floor or to ``tol / 1000`` in the
         same units, whichever is larger.
     clip_sigma : float
-        ``robust`` rejects entries with ``|log residual| > clip_sigma · 1.4826 · MAD`` of the
-        used log residuals.
+        ``robust`` rejects entries whose standardised log residual exceeds ``clip_sigma``
+        (robust standard deviations of its row, each entry scaled by its weight).
     max_clip_iter : int
         Limit on ``robust`` rejection passes (0 means a plain ``exact`` fit).
+    variance : {"model", "data"}
+        Inverse-variance weights only: ``"model"`` (default) puts the fitted ``G·E`` in
+        ``N B²/σ²`` and iterates to the fixed point, which removes the bias that weights from
+        the measured ``B`` cause (they correlate with its noise: ``log G`` of a row with
+        relative noise ``σ`` per entry comes out ``≈ 2σ²`` high); ``"data"`` uses the measured
+        ``B`` (the previous behaviour). The residual bias of the log-space fit itself,
+        ``−σ²/2`` for Gaussian (not lognormal) noise in ``B``, remains either way.
+    errors : bool
+        Compute standard errors (and exact degrees of freedom and the weak-link check) from
+        the dense Schur complement; ``False`` skips them (NaN errors). Systems too large to
+        factor (see :mod:`calibreg.engine.uncertainty`) get NaN errors regardless.
+    quality : QualityThresholds, optional
+        Thresholds of the quality flags (defaults documented in
+        :class:`calibreg.engine.quality.QualityThresholds`).
 
     Returns
     -------
     ScaleSolution
         ``exp_scales`` (shape ``(n_exp,)``, unit of ``background``), ``row_scales`` (shape
         ``(n_row,)``, count-weighted mean 1), the model ``G·E`` and log residuals (shape
-        ``(n_row, n_exp)``), residual rms per row and per exposure, and the flags of rows and
-        exposures that had no usable entry.
+        ``(n_row, n_exp)``), residual rms per row and per exposure, standard errors, χ² and
+        degrees of freedom, quality flags, and the missing and rejected entries.
 
     Raises
     ------
@@ -634,148 +1150,82 @@ def measure_scales(
         For inputs that cannot be solved, saying what and where: a background that is not a
         non-empty 2-D array, counts or sigma of another shape, a negative count or sigma, a
         non-finite count beside a usable background, ``weights="inverse-variance"`` without
-        ``sigma``, no valid entry at all, an unknown method or weighting, an out-of-range
-        ``max_iter``, ``tol``, ``clip_sigma`` or ``max_clip_iter``, or data that fall apart
-        into blocks with no common scale.
+        ``sigma``, no valid entry at all, an unknown method, weighting or variance, an
+        out-of-range ``max_iter``, ``tol``, ``clip_sigma`` or ``max_clip_iter``, or data
+        that fall apart into blocks with no common scale.
 
     References
     ----------
     cp_pipe's iteration comes from pipe_drivers' ``constructCalibs.py`` and, before it, from
     PanSTARRS IPP ``psModules/src/detrend/pmFlatNormalize.c`` (E. Magnier).
     """
-    _check_options(method, weights, max_iter, tol, clip_sigma, max_clip_iter)
-    y, w, valid, row_norm = _prepare(background, counts, sigma, weights)
+    _check_options(method, weights, max_iter, tol, clip_sigma, max_clip_iter, variance, quality)
+    th = QualityThresholds() if quality is None else quality
+    y, w0, valid, row_norm, missing = _prepare(background, counts, sigma, weights)
+    model = weights == "inverse-variance" and variance == "model"
+    max_iter, tol = int(max_iter), float(tol)
 
-    used = valid
-    n_rejected = 0
-    if method == "alternating":
-        act_r, act_c = used.any(axis=1), used.any(axis=0)
-        _check_connected(w, act_r, act_c)
-        g, e, iterations, converged = _alternating(
-            y, w, row_norm, act_r, act_c, int(max_iter), float(tol), _sums(y, w)
+    def exact(w: np.ndarray, x0: tuple[np.ndarray, np.ndarray] | None) -> tuple:
+        act_r, act_c = w.any(axis=1), w.any(axis=0)
+        return _exact(y, w, act_r, act_c, max_iter, tol, _sums(y, w), x0=x0)
+
+    def alternating(w: np.ndarray, x0: tuple[np.ndarray, np.ndarray] | None) -> tuple:
+        act_r, act_c = w.any(axis=1), w.any(axis=0)
+        return _alternating(y, w, row_norm, act_r, act_c, max_iter, tol, _sums(y, w))
+
+    stuck_rejected = None
+    if method == "robust" and max_clip_iter > 0:
+        g, e, w, used, iterations, converged, stuck_rejected = _robust(
+            exact, y, w0, valid, model, float(clip_sigma), int(max_clip_iter), th
         )
-    elif method == "exact" or max_clip_iter == 0:
         act_r, act_c = used.any(axis=1), used.any(axis=0)
-        _check_connected(w, act_r, act_c)
-        g, e, iterations, converged = _exact(
-            y, w, act_r, act_c, int(max_iter), float(tol), _sums(y, w)
+    else:
+        used = valid
+        act_r, act_c = used.any(axis=1), used.any(axis=0)
+        _check_connected(w0, act_r, act_c)
+        solver = alternating if method == "alternating" else exact
+        g, e, w, iterations, converged = _fit(
+            solver, y, w0, used, act_r, act_c, model, all_valid=True
         )
         if method == "robust":
             iterations = 1
-    else:
-        g, e, w, used, act_r, act_c, iterations, converged = _robust(
-            y, w, valid, int(max_iter), float(tol), float(clip_sigma), int(max_clip_iter)
-        )
-        n_rejected = int(valid.sum() - used.sum())
 
     row_norm = row_norm * act_r
     G, E, g, e = _normalize(g, e, row_norm, act_r, act_c)
-    log_res, rms_row, rms_exp, rms = _residual_stats(y, w, used, g, e)
-    model = G[:, None] * E[None, :]
+    stats = _statistics(
+        y,
+        w,
+        valid,
+        used,
+        g,
+        e,
+        G,
+        E,
+        act_r,
+        act_c,
+        row_norm,
+        weights,
+        bool(errors),
+        th,
+        stuck_rejected,
+    )
+    model_matrix = G[:, None] * E[None, :]
     return ScaleSolution(
         exp_scales=E,
         row_scales=G,
-        model=model,
-        log_residuals=log_res,
+        model=model_matrix,
         used=used,
         iterations=int(iterations),
         converged=bool(converged),
         method=method,
         weights=weights,
-        rms_row=rms_row,
-        rms_exp=rms_exp,
-        rms=rms,
-        n_rejected=n_rejected,
+        n_rejected=int(stats["rejected_rows"].size),  # type: ignore[union-attr]
         row_flagged=~act_r,
         exp_flagged=~act_c,
+        missing_rows=missing[0],
+        missing_exposures=missing[1],
+        missing_reasons=missing[2],
+        variance=variance,
+        quality=th,
+        **stats,  # type: ignore[arg-type]
     )
-
-
-def _reject(res: np.ndarray, used: np.ndarray, valid: np.ndarray, k: float) -> np.ndarray:
-    """Return the next mask of used entries, judged on the log residuals ``res`` of the fit.
-
-    An entry is an outlier candidate when ``|r| > k σ̂`` (σ̂ = 1.4826 MAD of the used
-    residuals that have redundancy: an entry alone in its row or column fits exactly and says
-    nothing about the scatter). A candidate is *newly* rejected only if its ``|r|`` is at
-    least half the largest used ``|r|`` of both its row and its column: a least-squares fit
-    spreads one outlier over its row (by ~1/n_exp) and column, and without this test clipping
-    would throw the good entries of a short row out with the outlier. An entry already
-    rejected stays out while it is still a candidate, and comes back when the fit says it is
-    not (so the mask cannot oscillate). Rows and exposures are never emptied by rejection.
-    """
-    n_r = used.sum(axis=1)
-    n_c = used.sum(axis=0)
-    informative = used & (n_r > 1)[:, None]
-    informative &= (n_c > 1)[None, :]
-    pool = res[informative] if informative.any() else res[used]
-    med = float(np.median(pool))
-    scale = max(_MAD_TO_SIGMA * float(np.median(np.abs(pool - med))), _SIGMA_FLOOR)
-    del pool, informative
-    absr = np.abs(res)
-    candidate = absr > k * scale
-    candidate &= valid
-    if not candidate.any():
-        return valid.copy()
-    a_used = np.where(used, absr, 0.0)
-    half_row = 0.5 * a_used.max(axis=1)
-    half_col = 0.5 * a_used.max(axis=0)
-    del a_used
-    dominant = absr >= half_row[:, None]
-    dominant &= absr >= half_col[None, :]
-    dominant |= ~used  # already rejected: stays out while still a candidate
-    candidate &= dominant
-    new_used = valid & ~candidate
-    # Never empty a row or an exposure that has valid data: keep its entries instead.
-    empty_r = ~new_used.any(axis=1) & valid.any(axis=1)
-    empty_c = ~new_used.any(axis=0) & valid.any(axis=0)
-    if empty_r.any():
-        new_used |= valid & empty_r[:, None]
-    if empty_c.any():
-        new_used |= valid & empty_c[None, :]
-    return new_used
-
-
-def _robust(
-    y: np.ndarray,
-    w_valid: np.ndarray,
-    valid: np.ndarray,
-    max_iter: int,
-    tol: float,
-    clip_sigma: float,
-    max_clip_iter: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool]:
-    """Fit with ``exact`` inside an iterative k-sigma rejection on the log residuals.
-
-    Every pass judges *all* valid entries against the current fit (see ``_reject``) and
-    re-solves until the mask no longer changes. A rejection that would cut the data into
-    blocks with no common scale is not made: the last connected fit is returned, flagged as
-    not converged. Returns ``(g, e, w, used, act_r, act_c, fits, converged)``.
-    """
-    used = valid
-    w = w_valid
-    act_r, act_c = used.any(axis=1), used.any(axis=0)
-    _check_connected(w, act_r, act_c)
-    prev: tuple[np.ndarray, np.ndarray] | None = None
-    stable = False
-    fits = 0
-    while True:
-        g, e, _, fit_converged = _exact(y, w, act_r, act_c, max_iter, tol, _sums(y, w), x0=prev)
-        fits += 1
-        prev = (g, e)
-        if fits > max_clip_iter:
-            break  # the limit: this fit is on the last mask, which was still changing
-        res = y - g[:, None]
-        res -= e[None, :]
-        new_used = _reject(res, used, valid, clip_sigma)
-        del res
-        if np.array_equal(new_used, used):
-            stable = True
-            break
-        new_w = np.where(new_used, w_valid, 0.0)
-        new_act_r, new_act_c = new_used.any(axis=1), new_used.any(axis=0)
-        try:
-            _check_connected(new_w, new_act_r, new_act_c)
-        except ValueError:
-            break  # rejecting more would leave no common scale: keep the current fit
-        used, w, act_r, act_c = new_used, new_w, new_act_r, new_act_c
-    return g, e, w, used, act_r, act_c, fits, fit_converged and stable
