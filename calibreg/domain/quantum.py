@@ -101,7 +101,9 @@ class QuantumSpec:
             A version record as :meth:`calibreg.Registry.version` returns it (``instrument``,
             ``physical_filter``, ``level`` and the canonical ``selection``).
         """
-        sel = dict(version["selection"])
+        fields = {f.name for f in dataclasses.fields(Selection)}
+        # Only the criteria: a record also carries readable companions (``time_begin_utc``).
+        sel = {k: v for k, v in dict(version["selection"]).items() if k in fields}
         if "exposures" in sel:
             sel["exposures"] = tuple(sel["exposures"])
         return cls(

@@ -30,6 +30,7 @@ from calibreg.domain.provenance import Who
 from calibreg.domain.quantum import QuantumData, QuantumSpec
 from calibreg.domain.reports import PersistedVersion
 from calibreg.errors import NotFoundError
+from calibreg.formats.timescale import with_instant_fields
 from calibreg.registry.backend import backend_of
 from calibreg.registry.bulk import bulk_insert
 from calibreg.registry.common import instrument_id
@@ -329,7 +330,10 @@ def get_version(conn: Connection, version_id: int) -> dict[str, Any]:
     ).one_or_none()
     if row is None:
         raise NotFoundError(f"no calibration version {version_id}")
-    return dict(row._mapping)
+    record = dict(row._mapping)
+    if isinstance(record.get("selection"), dict):  # its TAI-ns bounds, readable too
+        record["selection"] = with_instant_fields(record["selection"], "time_begin", "time_end")
+    return record
 
 
 def exposure_scales(conn: Connection, version_id: int) -> pd.DataFrame:

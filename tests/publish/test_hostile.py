@@ -480,3 +480,26 @@ def _cases(v: int) -> st.SearchStrategy[list[str]]:
 def test_fuzz_every_command_with_hostile_values(reg, data) -> None:
     args = data.draw(_cases(reg.version))
     hostile(reg, *args)
+
+
+def test_versions_show_gives_the_selection_times_readably_and_verify_still_works(reg) -> None:
+    import json
+
+    out = ok(
+        reg,
+        "solve",
+        "-i",
+        INSTRUMENT,
+        "-f",
+        FILTER,
+        "--time",
+        "2026-01-15T00:00:00Z/2026-01-16T00:00:00Z",
+        "--format",
+        "json",
+    )
+    v = json.loads(out)["version_id"]
+    shown = json.loads(ok(reg, "versions", "show", str(v), "--format", "json"))
+    sel = shown["selection"]
+    assert sel["time_begin_utc"] == "2026-01-15T00:00:00.000000000Z"
+    assert sel["time_begin_str"] == str(sel["time_begin"])
+    assert json.loads(ok(reg, "versions", "verify", str(v), "--format", "json"))["ok"] is True

@@ -79,6 +79,13 @@ def _row_changes_refused(engine, v: int) -> None:
         "LIMIT 1",
         "sealed",
     )
+    _refused(
+        engine,
+        "INSERT INTO version_exposure (version_id, exp_index, instrument_id, exposure_id, "
+        "scale, rms, n_used, flagged) SELECT version_id, 999, instrument_id, exposure_id + 1, "
+        f"scale, rms, n_used, flagged FROM version_exposure WHERE version_id = {v} LIMIT 1",
+        "sealed",
+    )
     _refused(engine, "UPDATE detector_stats SET median = median * 2", "inputs of (a )?calibration")
     _refused(engine, "DELETE FROM detector_stats", "inputs of (a )?calibration")
 
