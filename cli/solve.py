@@ -42,6 +42,8 @@ def parse_selection(
             ) from err
         if not kwargs["exposures"]:
             raise InputError("--exposures", "no exposure id given", field="exposures")
+        if len(set(kwargs["exposures"])) != len(kwargs["exposures"]):
+            raise InputError("--exposures", "an exposure id is given twice", field="exposures")
     if day_obs is not None:
         lo, _, hi = day_obs.partition(":")
         if not lo.strip() and not hi.strip():

@@ -146,7 +146,13 @@ def translate_errors(database: str | None = None) -> Iterator[None]:
         yield
     except CalibregError:
         raise
+    except OverflowError as err:  # sqlite3 binding an int beyond 64 bits
+        raise InputError(
+            where, f"integer outside the 64-bit range the database stores ({err})"
+        ) from err
     except exc.StatementError as err:
+        if isinstance(err.orig, OverflowError):
+            raise InputError(where, "integer outside the 64-bit range the database stores") from err
         if isinstance(err.orig, CalibregError):  # raised while binding (e.g. BoundedText)
             raise err.orig from None
         if isinstance(err, exc.IntegrityError):

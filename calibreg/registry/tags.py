@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, Connection, func, insert, or_, select, upd
 
 from calibreg.db.models import CalibrationVersion, Certification, Exposure, Instrument, Tag
 from calibreg.db.types import utcnow
+from calibreg.domain import limits
 from calibreg.errors import (
     AmbiguousLookupError,
     CertificationGateError,
@@ -37,7 +38,34 @@ from calibreg.registry.versions import compare_row_scales, get_version, row_scal
 DEFAULT_MAX_CHANGE = 0.05
 
 
+def check_tag_name(name: object) -> str:
+    """Refuse a tag name nobody could type back: empty, padded, with control characters, long.
+
+    Raises
+    ------
+    InputError
+        Naming the problem.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise InputError("tag", "a tag name must be non-empty text", field="tag")
+    if name != name.strip():
+        raise InputError(
+            "tag", f"tag name {name[:60]!r} has leading or trailing space", field="tag"
+        )
+    if not name.isprintable():
+        raise InputError("tag", f"tag name {name[:60]!r} holds control characters", field="tag")
+    if len(name) > limits.TAG_NAME:
+        raise InputError(
+            "tag",
+            f"tag name of {len(name):,} characters is longer than the {limits.TAG_NAME} allowed",
+            field="tag",
+        )
+    return name
+
+
 def _tag_id(conn: Connection, name: str, *, create: bool, what: str = "") -> int:
+    if create:
+        check_tag_name(name)
     found = conn.execute(select(Tag.id).where(Tag.name == name)).scalar_one_or_none()
     if found is not None:
         return found
@@ -87,6 +115,24 @@ def _ends_after(a: int | None, b: int | None) -> bool:
     if a is None:
         return b is not None
     return b is not None and a > b
+
+
+def _check_filter(conn: Connection, inst: int, instrument: str, physical_filter: str) -> None:
+    """Refuse a filter the instrument has neither exposures nor certifications in."""
+    seen = set(
+        conn.execute(
+            select(Exposure.physical_filter).where(Exposure.instrument_id == inst).distinct()
+        ).scalars()
+    ) | set(
+        conn.execute(
+            select(Certification.physical_filter)
+            .where(Certification.instrument_id == inst)
+            .distinct()
+        ).scalars()
+    )
+    if physical_filter not in seen:
+        known = ", ".join(sorted(seen)) or "none"
+        raise NotFoundError(f"unknown filter {physical_filter!r} of {instrument} (known: {known})")
 
 
 def _check_range(begin: int | None, end: int | None, what: str) -> None:
@@ -327,6 +373,7 @@ def decertify(
         *_overlaps(begin, end),
     )
     if physical_filter is not None:
+        _check_filter(conn, inst, instrument, physical_filter)
         stmt = stmt.where(Certification.physical_filter == physical_filter)
     hits = conn.execute(stmt.order_by(Certification.physical_filter, _begin_key)).all()
     now = utcnow()

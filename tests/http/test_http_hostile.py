@@ -56,3 +56,10 @@ def test_fuzz_unknown_parameters_are_refused(client: TestClient, name: str, valu
     r = client.get("/versions", params={name: value})
     assert r.status_code == 422, (name, r.text)
     assert r.json()["error"]["code"] == 422
+
+
+def test_integers_beyond_64_bits_are_422_not_500(client: TestClient) -> None:
+    r = client.get(
+        "/history", params={"instrument": "LSSTCam", "filter": "r_57", "detector": str(10**20)}
+    )
+    assert r.status_code in (404, 422), r.text

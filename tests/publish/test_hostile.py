@@ -503,3 +503,42 @@ def test_versions_show_gives_the_selection_times_readably_and_verify_still_works
     assert sel["time_begin_utc"] == "2026-01-15T00:00:00.000000000Z"
     assert sel["time_begin_str"] == str(sel["time_begin"])
     assert json.loads(ok(reg, "versions", "verify", str(v), "--format", "json"))["ok"] is True
+
+
+def test_found_by_a_fresh_user(reg) -> None:
+    """What a new user broke: each is now one line and nothing changed."""
+    # An empty or unknown filter is not "nothing to decertify".
+    for bad in ("", "nosuchfilter", " r_57"):
+        hostile(
+            reg,
+            "decertify",
+            "-t",
+            TAG,
+            "-i",
+            INSTRUMENT,
+            "-f",
+            bad,
+            "--begin",
+            "unbounded",
+            match="unknown filter",
+        )
+    # Tag names people can type back.
+    for bad, why in [
+        ("", "non-empty"),
+        ("   ", "non-empty"),
+        ("a\nb", "control"),
+        ("a\x1b[31mred", "control"),
+        (" padded", "leading"),
+        ("x" * 100_000, "longer than the 128"),
+    ]:
+        hostile(reg, "certify", str(reg.version), "-t", bad, "--begin", "2030-01-01", match=why)
+    # Integers beyond 64 bits are input errors, not internal ones.
+    for args in (
+        ["lookup", "-i", INSTRUMENT, "-t", TAG, "--exposure", str(10**23)],
+        ["history", "-i", INSTRUMENT, "-f", FILTER, "--detector", str(10**20)],
+    ):
+        line = hostile(reg, *args)
+        assert "64-bit" in line or "out of range" in line, line
+    hostile(
+        reg, "solve", "-i", INSTRUMENT, "-f", FILTER, "--exposures", "1,1,1", match="given twice"
+    )
