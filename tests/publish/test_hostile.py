@@ -137,9 +137,23 @@ def test_version_ids_outside_the_id_column_are_not_found(reg) -> None:
 
 def test_text_over_the_column_length_is_refused_on_both_backends(reg) -> None:
     line = hostile(reg, "certify", str(reg.version), "-t", "x" * 200, "--begin", "2030-01-01")
-    assert "longer than the column's 128" in line
-    with pytest.raises(InputError, match="longer than the column"):
+    assert "longer than the 128 allowed" in line
+    with pytest.raises(InputError, match="longer than the 128"):
         reg.registry.certify(reg.version, "y" * 5000, "2031-01-01")
+    # Below the interfaces, the column type itself refuses on SQLite as PostgreSQL does.
+    from sqlalchemy import insert
+
+    from calibreg.db.models import Tag
+    from calibreg.db.session import transaction
+    from calibreg.db.types import utcnow
+
+    before = snapshot(reg.engine)
+    with (
+        pytest.raises(InputError, match="longer than the column's 128"),
+        transaction(reg.engine) as conn,
+    ):
+        conn.execute(insert(Tag).values(name="z" * 200, created_at=utcnow()))
+    assert snapshot(reg.engine) == before
 
 
 def test_max_change_must_be_a_finite_threshold(reg) -> None:
