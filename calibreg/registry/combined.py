@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
-from calibreg.db.models import AmpStats, DetectorStats, Exposure
+from calibreg.db.models import Exposure
 from calibreg.db.types import utcnow
 from calibreg.domain.provenance import Who
 from calibreg.domain.reports import IngestReport
@@ -27,16 +27,14 @@ from calibreg.registry.backend import backend_of
 from calibreg.registry.common import instrument_id
 from calibreg.registry.ingest import (
     EXPOSURE_VALUES,
-    STAT_VALUES,
-    _describe_stat,
     _existing_exposures,
-    _existing_stats,
     _plan,
     _refuse_duplicate_keys,
     _resolve_amplifiers,
     _resolve_detectors,
     _row_error,
     _write_plans,
+    stat_plans,
 )
 
 __all__ = ["ingest_exposures_and_stats"]
@@ -125,7 +123,7 @@ def ingest_exposures_and_stats(
         )
     frame = _resolve_amplifiers(conn, inst, frame.assign(exposure=exp.to_numpy(dtype="int64")))
     _refuse_duplicate_keys(frame)
-    plans = [exp_plan, *_stat_plans(conn, inst, frame)]
+    plans = [exp_plan, *stat_plans(conn, inst, frame)]
     return _write_plans(
         conn,
         plans,
@@ -146,33 +144,3 @@ def ingest_exposures_and_stats(
         who=who,
         started=started,
     )
-
-
-def _stat_plans(conn: Connection, inst: int, frame: pd.DataFrame) -> list:
-    """Detector- and amplifier-level statistics plans, as :func:`ingest.ingest_stats` makes."""
-    is_amp = frame["amp_index"].notna().to_numpy()
-    ids = {"exposure": "exposure_id", "detector": "detector_id"}
-    det_rows = frame.loc[~is_amp, ["exposure", "detector", *STAT_VALUES]].rename(columns=ids)
-    amp_rows = frame.loc[is_amp, ["exposure", "detector", "amp_index", *STAT_VALUES]].rename(
-        columns=ids
-    )
-    amp_rows["amp_index"] = amp_rows["amp_index"].astype("int64")
-    exposures = sorted(set(frame["exposure"].tolist()))
-    return [
-        _plan(
-            "statistics",
-            table,
-            _existing_stats(conn, table, inst, exposures, key),
-            rows,
-            key,
-            STAT_VALUES,
-            _describe_stat,
-            {"instrument_id": inst},
-            restamp_on_replace=True,
-            bulk=True,
-        )
-        for table, rows, key in (
-            (DetectorStats.__table__, det_rows, ["exposure_id", "detector_id"]),
-            (AmpStats.__table__, amp_rows, ["exposure_id", "detector_id", "amp_index"]),
-        )
-    ]

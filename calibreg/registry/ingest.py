@@ -641,33 +641,7 @@ def ingest_stats(
     instrument = instrument or _only_instrument(conn, source)
     inst = instrument_id(conn, instrument)
     frame = _resolve_stats(conn, inst, instrument, frame)
-    is_amp = frame["amp_index"].notna().to_numpy()
-    ids = {"exposure": "exposure_id", "detector": "detector_id"}
-    det_rows = frame.loc[~is_amp, ["exposure", "detector", *STAT_VALUES]].rename(columns=ids)
-    amp_rows = frame.loc[is_amp, ["exposure", "detector", "amp_index", *STAT_VALUES]].rename(
-        columns=ids
-    )
-    amp_rows["amp_index"] = amp_rows["amp_index"].astype("int64")
-    exposures = sorted(set(frame["exposure"].tolist()))
-    plans = []
-    for table, rows, key in (
-        (DetectorStats.__table__, det_rows, ["exposure_id", "detector_id"]),
-        (AmpStats.__table__, amp_rows, ["exposure_id", "detector_id", "amp_index"]),
-    ):
-        plans.append(
-            _plan(
-                "statistics",
-                table,
-                _existing_stats(conn, table, inst, exposures, key),
-                rows,
-                key,
-                STAT_VALUES,
-                _describe_stat,
-                {"instrument_id": inst},
-                restamp_on_replace=True,
-                bulk=True,
-            )
-        )
+    plans = stat_plans(conn, inst, frame)
     return _write_plans(
         conn,
         plans,
@@ -682,6 +656,39 @@ def ingest_stats(
         who=who,
         started=started,
     )
+
+
+def stat_plans(conn: Connection, inst: int, frame: pd.DataFrame) -> list[_Plan]:
+    """Return the detector- and amplifier-level plans of resolved statistics rows.
+
+    Shared by :func:`ingest_stats` and the combined (butler) ingest.
+    """
+    is_amp = frame["amp_index"].notna().to_numpy()
+    ids = {"exposure": "exposure_id", "detector": "detector_id"}
+    det_rows = frame.loc[~is_amp, ["exposure", "detector", *STAT_VALUES]].rename(columns=ids)
+    amp_rows = frame.loc[is_amp, ["exposure", "detector", "amp_index", *STAT_VALUES]].rename(
+        columns=ids
+    )
+    amp_rows["amp_index"] = amp_rows["amp_index"].astype("int64")
+    exposures = sorted(set(frame["exposure"].tolist()))
+    return [
+        _plan(
+            "statistics",
+            table,
+            _existing_stats(conn, table, inst, exposures, key),
+            rows,
+            key,
+            STAT_VALUES,
+            _describe_stat,
+            {"instrument_id": inst},
+            restamp_on_replace=True,
+            bulk=True,
+        )
+        for table, rows, key in (
+            (DetectorStats.__table__, det_rows, ["exposure_id", "detector_id"]),
+            (AmpStats.__table__, amp_rows, ["exposure_id", "detector_id", "amp_index"]),
+        )
+    ]
 
 
 def _only_instrument(conn: Connection, source: str) -> str:
