@@ -26,6 +26,7 @@ from calibreg.db.session import (
     sqlite_file,
     translate_errors,
 )
+from calibreg.domain.fit import VersionFit
 from calibreg.domain.provenance import Who
 from calibreg.domain.quantum import QuantumData, QuantumSpec
 from calibreg.domain.reports import IngestReport, PersistedVersion
@@ -399,6 +400,34 @@ class Registry:
             raise ValueError(f"kind must be 'row' or 'exposure', not {kind!r}")
         with self.read() as conn:
             return readers[kind](conn, _version_id(version_id))
+
+    def rejected(self, version_id: int) -> pd.DataFrame:
+        """Return the entries a version's robust fit rejected (row, exposure, residual, reason).
+
+        See :func:`calibreg.registry.versions.rejected_entries`.
+
+        Raises
+        ------
+        NotFoundError
+            If there is no such version.
+        """
+        with self.read() as conn:
+            return versions.rejected_entries(conn, _version_id(version_id))
+
+    def fit(self, version_id: int) -> VersionFit:
+        """Return a version's fit for looking at: inputs, scales, residuals, what was left out.
+
+        See :class:`calibreg.domain.fit.VersionFit`.
+
+        Raises
+        ------
+        NotFoundError
+            If there is no such version.
+        """
+        from calibreg.registry.fit import version_fit
+
+        with self.read() as conn:
+            return version_fit(conn, _version_id(version_id))
 
     def history(
         self, *, instrument: str, physical_filter: str, detector: int | str, amp: str | None = None

@@ -300,6 +300,14 @@ class CalibrationVersion(Base):
     iterations: Mapped[int] = mapped_column(Integer)
     converged: Mapped[bool] = mapped_column()
     rms: Mapped[float] = mapped_column(Measurement, nullable=True)
+    # Fit statistics (migration 0006; NULL for versions written before it).
+    chi2: Mapped[float] = mapped_column(Measurement, nullable=True)
+    dof: Mapped[int | None] = mapped_column(Integer)
+    error_scale: Mapped[float] = mapped_column(Measurement, nullable=True)
+    rms_dof: Mapped[float] = mapped_column(Measurement, nullable=True)
+    weak_link_entries: Mapped[int | None] = mapped_column(Integer)
+    weights: Mapped[str | None] = mapped_column(BoundedText(limits.WEIGHTS))
+    variance: Mapped[str | None] = mapped_column(BoundedText(limits.VARIANCE))
     content_hash: Mapped[str] = mapped_column(BoundedText(limits.CONTENT_HASH))
     input_fingerprint: Mapped[str] = mapped_column(BoundedText(limits.CONTENT_HASH))
     config: Mapped[dict] = mapped_column(JSONDoc)
@@ -337,6 +345,13 @@ class VersionExposure(Base):
     rms: Mapped[float] = mapped_column(Measurement, nullable=True)
     n_used: Mapped[int] = mapped_column(Integer)
     flagged: Mapped[bool] = mapped_column()
+    # Fit statistics (migration 0006; NULL for versions written before it). ``flags`` is a
+    # bitmask over ``quality_flag.bit``; ``dof`` is a sum of (1 − leverage), so fractional.
+    error: Mapped[float] = mapped_column(Measurement, nullable=True)
+    chi2: Mapped[float] = mapped_column(Measurement, nullable=True)
+    dof: Mapped[float] = mapped_column(Measurement, nullable=True)
+    rms_dof: Mapped[float] = mapped_column(Measurement, nullable=True)
+    flags: Mapped[int | None] = mapped_column(Integer)
 
 
 class VersionRow(Base):
@@ -364,6 +379,49 @@ class VersionRow(Base):
     rms: Mapped[float] = mapped_column(Measurement, nullable=True)
     n_used: Mapped[int] = mapped_column(Integer)
     flagged: Mapped[bool] = mapped_column()
+    # Fit statistics (migration 0006; NULL for versions written before it). ``flags`` is a
+    # bitmask over ``quality_flag.bit``; ``dof`` is a sum of (1 − leverage), so fractional.
+    error: Mapped[float] = mapped_column(Measurement, nullable=True)
+    chi2: Mapped[float] = mapped_column(Measurement, nullable=True)
+    dof: Mapped[float] = mapped_column(Measurement, nullable=True)
+    rms_dof: Mapped[float] = mapped_column(Measurement, nullable=True)
+    flags: Mapped[int | None] = mapped_column(Integer)
+
+
+class QualityFlag(Base):
+    """The quality-flag vocabulary: bit ``bit`` of a row's or exposure's ``flags`` is ``name``.
+
+    Filled by migration 0006 with :data:`calibreg.engine.quality.FLAGS` (a test compares them).
+    """
+
+    __tablename__ = "quality_flag"
+    __table_args__ = (
+        CheckConstraint("bit >= 0 AND bit < 16", name="bit"),
+        CheckConstraint("applies_to IN ('row', 'exposure', 'both')", name="applies_to"),
+    )
+
+    bit: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(BoundedText(limits.FLAG_NAME), unique=True)
+    applies_to: Mapped[str] = mapped_column(BoundedText(limits.FLAG_APPLIES_TO))
+    description: Mapped[str] = mapped_column(Text)
+
+
+class VersionRejected(Base):
+    """A valid entry (row × exposure) that a version's robust fit rejected.
+
+    ``entry_index`` numbers a version's rejected entries in ``[0, n_rejected)`` (sealed slots,
+    like the scales); ``residual`` is the entry's log residual against the final model.
+    """
+
+    __tablename__ = "version_rejected"
+    __table_args__ = (CheckConstraint("reason IN ('clipped', 'stuck_row')", name="reason"),)
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("calibration_version.id"), primary_key=True)
+    entry_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    row_index: Mapped[int] = mapped_column(Integer)
+    exp_index: Mapped[int] = mapped_column(Integer)
+    residual: Mapped[float] = mapped_column(Measurement, nullable=True)
+    reason: Mapped[str] = mapped_column(BoundedText(limits.REJECTION_REASON))
 
 
 # --------------------------------------------------------------------------- publishing

@@ -19,7 +19,7 @@ from .quality import (
     flag_names,
 )
 from .solution import ScaleSolution
-from .solve import METHODS, VARIANCES, WEIGHTS, measure_scales
+from .solve import METHODS, VARIANCES, WEIGHTS, measure_scales, usable_entries
 
 __all__ = [
     "EXPOSURE_FLAGS",
@@ -39,4 +39,5 @@ __all__ = [
     "flag_names",
     "measure_scales",
     "to_cp_pipe_scales",
+    "usable_entries",
 ]

@@ -50,6 +50,17 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy import linalg
 
+from calibreg.domain.quality import (
+    EXPOSURE_FLAGS,
+    FLAG_BITS,
+    FLAG_HELP,
+    FLAGS,
+    MISSING_REASONS,
+    REJECTION_REASONS,
+    ROW_FLAGS,
+    flag_names,
+)
+
 from .uncertainty import SchurFactor
 
 __all__ = [
@@ -63,61 +74,6 @@ __all__ = [
     "QualityThresholds",
     "flag_names",
 ]
-
-#: Every flag name; bit ``i`` of a row's or exposure's mask is ``FLAGS[i]``.
-FLAGS: tuple[str, ...] = (
-    "no_data",
-    "stuck",
-    "few_exposures",
-    "few_rows",
-    "mostly_rejected",
-    "high_rms",
-    "weak_link",
-)
-#: ``name → bit value`` (``1 << index``).
-FLAG_BITS: dict[str, int] = {name: 1 << i for i, name in enumerate(FLAGS)}
-#: The flags that can be set on a row, and on an exposure.
-ROW_FLAGS: tuple[str, ...] = (
-    "no_data",
-    "stuck",
-    "few_exposures",
-    "mostly_rejected",
-    "high_rms",
-    "weak_link",
-)
-EXPOSURE_FLAGS: tuple[str, ...] = (
-    "no_data",
-    "few_rows",
-    "mostly_rejected",
-    "high_rms",
-    "weak_link",
-)
-#: One line of explanation per flag (for ``versions show``, plots and the HTTP schema).
-FLAG_HELP: dict[str, str] = {
-    "no_data": "no usable entry (every value missing or invalid)",
-    "stuck": "does not follow the exposure level (slope of log B on log E far below 1)",
-    "few_exposures": "measured in too few exposures to be checked",
-    "few_rows": "measured by too few rows to be checked",
-    "mostly_rejected": "most of its valid entries were rejected by the robust fit",
-    "high_rms": "scatter far above its peers'",
-    "weak_link": "joined to the rest of the data by only a few entries",
-}
-#: Why an entry could not be used at all (code ``i`` is ``MISSING_REASONS[i]``).
-MISSING_REASONS: tuple[str, ...] = (
-    "background_not_finite",
-    "background_not_positive",
-    "zero_count",
-    "sigma_invalid",
-    "weight_invalid",
-)
-#: Why a valid entry was rejected by the robust fit (code ``i`` is ``REJECTION_REASONS[i]``).
-REJECTION_REASONS: tuple[str, ...] = ("clipped", "stuck_row")
-
-
-def flag_names(mask: int) -> tuple[str, ...]:
-    """Return the names of the flags set in ``mask`` (in ``FLAGS`` order)."""
-    m = int(mask)
-    return tuple(name for name in FLAGS if m & FLAG_BITS[name])
 
 
 @dataclass(frozen=True)

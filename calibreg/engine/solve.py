@@ -65,7 +65,7 @@ from .quality import (
 from .solution import ScaleSolution
 from .uncertainty import feasible, unit_covariance
 
-__all__ = ["METHODS", "VARIANCES", "WEIGHTS", "measure_scales"]
+__all__ = ["METHODS", "VARIANCES", "WEIGHTS", "measure_scales", "usable_entries"]
 
 METHODS = Method.values()
 WEIGHTS = Weights.values()
@@ -218,6 +218,38 @@ def _prepare(
     y = np.zeros(shape)
     np.log(B, out=y, where=valid)
     return y, w, valid, row_norm, _missing_reasons(B, N, S, valid)
+
+
+def usable_entries(
+    background: np.ndarray,
+    counts: np.ndarray | None = None,
+    *,
+    sigma: np.ndarray | None = None,
+    weights: str = "counts",
+) -> np.ndarray:
+    """Return the mask of the entries :func:`measure_scales` can use (the complement: missing).
+
+    The same rule the solver applies: a finite positive background with a positive count and,
+    for ``weights="inverse-variance"``, a finite positive sigma and a finite positive weight.
+
+    Parameters
+    ----------
+    background, counts, sigma : numpy.ndarray
+        As for :func:`measure_scales`, shape ``(n_row, n_exp)``.
+    weights : str
+        ``"counts"`` or ``"inverse-variance"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool, ``(n_row, n_exp)``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`measure_scales` does for invalid inputs (and when no entry is usable).
+    """
+    return _prepare(background, counts, sigma, weights)[2]
 
 
 def _missing_reasons(

@@ -422,6 +422,19 @@ def tai_ns_to_tai_iso(ns: int) -> str:
     return f"{date.isoformat()}T{hh:02d}:{mm:02d}:{ss:02d}.{frac:09d} TAI"
 
 
+#: MJD of 1970-01-01T00:00:00 (the epoch of the TAI nanosecond counts).
+MJD_1970 = 40587
+
+
+def tai_ns_to_mjd(ns: int) -> float:
+    """Return TAI nanoseconds since 1970 as an MJD in the TAI scale (float64: ~1 µs precision).
+
+    For plots and tables; exact work stays in integer nanoseconds.
+    """
+    days, rest = divmod(int(ns), 86_400 * 10**9)
+    return MJD_1970 + days + rest / (86_400 * 10**9)
+
+
 def format_instant(ns: object, *, missing: str | None = None) -> str | None:
     """Write a stored instant for a person: the one formatter of CLI, client and HTTP output.
 

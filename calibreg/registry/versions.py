@@ -8,6 +8,7 @@ rolls all of it back, so there is never a partial version.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -22,11 +23,13 @@ from calibreg.db.models import (
     Instrument,
     Quantum,
     VersionExposure,
+    VersionRejected,
     VersionRow,
 )
 from calibreg.db.types import utcnow
 from calibreg.domain.jsonable import jsonable
 from calibreg.domain.provenance import Who
+from calibreg.domain.quality import FLAG_BITS, flag_names
 from calibreg.domain.quantum import QuantumData, QuantumSpec
 from calibreg.domain.reports import PersistedVersion
 from calibreg.errors import NotFoundError
@@ -139,6 +142,13 @@ def persist_version(
             "iterations": int(solution.iterations),
             "converged": bool(solution.converged),
             "rms": _f(solution.rms),
+            "chi2": _f(solution.chi2),
+            "dof": int(solution.dof),
+            "error_scale": _f(solution.error_scale),
+            "rms_dof": _f(solution.rms_dof),
+            "weak_link_entries": int(solution.weak_link_entries),
+            "weights": str(solution.weights),
+            "variance": str(solution.variance),
             "content_hash": chash,
             "input_fingerprint": data.fingerprint(),
             "config": jsonable(config),
@@ -156,6 +166,9 @@ def persist_version(
     exposures, rows = _scale_frames(version_id, inst, data, solution)
     bulk_insert(conn, "version_exposure", exposures, list(exposures.columns))
     bulk_insert(conn, "version_row", rows, list(rows.columns))
+    rejected = _rejected_frame(version_id, solution)
+    if len(rejected):
+        bulk_insert(conn, "version_rejected", rejected, list(rejected.columns))
     return PersistedVersion(version_id, seq, qid, chash)
 
 
@@ -209,6 +222,11 @@ def _provenance(
             "flagged_exposures": [
                 int(data.exposure_ids[i]) for i in np.flatnonzero(solution.exp_flagged)
             ],
+            "n_missing_by_reason": _counts(solution.missing_reason_names()),
+            "n_rejected_by_reason": _counts(solution.rejected_reason_names()),
+            "row_flag_counts": _flag_counts(solution.row_flags),
+            "exposure_flag_counts": _flag_counts(solution.exp_flags),
+            "quality_thresholds": dataclasses.asdict(solution.quality),
         },
     }
 
@@ -228,6 +246,7 @@ def _scale_frames(
             "rms": np.asarray(solution.rms_exp, dtype=float),
             "n_used": used.sum(axis=0).astype(np.int64),
             "flagged": np.asarray(solution.exp_flagged, dtype=bool),
+            **_fit_columns(solution, "exp"),
         }
     )
     rows = pd.DataFrame(
@@ -244,9 +263,55 @@ def _scale_frames(
             "rms": np.asarray(solution.rms_row, dtype=float),
             "n_used": used.sum(axis=1).astype(np.int64),
             "flagged": np.asarray(solution.row_flagged, dtype=bool),
+            **_fit_columns(solution, "row"),
         }
     )
     return exposures, rows
+
+
+def _fit_columns(solution: Any, axis: str) -> dict[str, np.ndarray]:
+    """Return the per-row (``axis="row"``) or per-exposure fit statistics of a solution."""
+    return {
+        "error": np.asarray(getattr(solution, f"{axis}_errors"), dtype=float),
+        "chi2": np.asarray(getattr(solution, f"chi2_{axis}"), dtype=float),
+        "dof": np.asarray(getattr(solution, f"dof_{axis}"), dtype=float),
+        "rms_dof": np.asarray(getattr(solution, f"rms_dof_{axis}"), dtype=float),
+        "flags": np.asarray(getattr(solution, f"{axis}_flags"), dtype=np.int64),
+    }
+
+
+def _rejected_frame(version_id: int, solution: Any) -> pd.DataFrame:
+    """Return the ``version_rejected`` rows of a solve (one per rejected entry, row-major)."""
+    rows = np.asarray(solution.rejected_rows, dtype=np.int64)
+    return pd.DataFrame(
+        {
+            "version_id": version_id,
+            "entry_index": np.arange(rows.size, dtype=np.int64),
+            "row_index": rows,
+            "exp_index": np.asarray(solution.rejected_exposures, dtype=np.int64),
+            "residual": np.asarray(solution.rejected_residuals, dtype=float),
+            "reason": solution.rejected_reason_names(),
+        }
+    )
+
+
+def _counts(names: list[str]) -> dict[str, int]:
+    """``name → how many times it occurs``, in first-seen order."""
+    out: dict[str, int] = {}
+    for name in names:
+        out[name] = out.get(name, 0) + 1
+    return out
+
+
+def _flag_counts(flags: np.ndarray) -> dict[str, int]:
+    """``flag name → rows (or exposures) carrying it``, for the flags that occur."""
+    flags = np.asarray(flags, dtype=np.int64)
+    out = {}
+    for name, bit in FLAG_BITS.items():
+        n = int(np.count_nonzero(flags & bit))
+        if n:
+            out[name] = n
+    return out
 
 
 def _f(value: Any) -> float | None:
@@ -336,20 +401,55 @@ def get_version(conn: Connection, version_id: int) -> dict[str, Any]:
     return record
 
 
+#: What every scale listing carries after its identifying columns (fit statistics: NULL/NaN
+#: for versions written before migration 0006; ``flags`` then derives from ``flagged``).
+SCALE_STAT_COLUMNS = ["scale", "error", "rms", "rms_dof", "chi2", "dof", "n_used", "flagged"]
+
+
+def _scale_stats(t: Any) -> list[Any]:
+    return [t.scale, t.error, t.rms, t.rms_dof, t.chi2, t.dof, t.n_used, t.flagged, t.flags]
+
+
+def _with_flags(frame: pd.DataFrame) -> pd.DataFrame:
+    """Fill ``flags`` (old versions: ``flagged`` as ``no_data``), add ``reduced_chi2`` and names."""
+    raw = frame.pop("flags_raw")
+    no_data = np.where(frame["flagged"].to_numpy(bool), FLAG_BITS["no_data"], 0)
+    flags = np.where(raw.isna().to_numpy(), no_data, raw.fillna(0).to_numpy(np.int64))
+    dof = frame["dof"].to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame.insert(
+            frame.columns.get_loc("dof") + 1,
+            "reduced_chi2",
+            np.where(dof > 0, frame["chi2"].to_numpy(float) / dof, np.nan),
+        )
+    frame["flags"] = flags.astype(np.int64)
+    frame["flag_names"] = [",".join(flag_names(int(m))) for m in flags]
+    return frame
+
+
 def exposure_scales(conn: Connection, version_id: int) -> pd.DataFrame:
-    """Return a version's per-exposure scales (E), in exposure id order."""
+    """Return a version's per-exposure scales (E) and fit statistics, in exposure order.
+
+    Columns: ``exposure``, then :data:`SCALE_STAT_COLUMNS`, ``reduced_chi2`` (after ``dof``),
+    ``flags`` (bitmask, :data:`calibreg.domain.quality.FLAGS`) and ``flag_names`` (comma
+    separated, empty when none).
+    """
     get_version_exists(conn, version_id)
     t = VersionExposure
     stmt = (
-        select(t.exposure_id, t.scale, t.rms, t.n_used, t.flagged)
+        select(t.exposure_id, *_scale_stats(t))
         .where(t.version_id == version_id)
-        .order_by(t.exposure_id)
+        .order_by(t.exp_index)
     )
-    return query_frame(conn, stmt, ["exposure", "scale", "rms", "n_used", "flagged"])
+    return _with_flags(query_frame(conn, stmt, ["exposure", *SCALE_STAT_COLUMNS, "flags_raw"]))
 
 
 def row_scales(conn: Connection, version_id: int) -> pd.DataFrame:
-    """Return a version's per-row scales (G), in camera order, with detector names."""
+    """Return a version's per-row scales (G) and fit statistics, in camera order.
+
+    Columns: ``row``, ``detector``, ``detector_name``, ``amp_index``, ``amp``, then as
+    :func:`exposure_scales`.
+    """
     get_version_exists(conn, version_id)
     t = VersionRow
     stmt = (
@@ -359,10 +459,7 @@ def row_scales(conn: Connection, version_id: int) -> pd.DataFrame:
             Detector.name,
             t.amp_index,
             t.amp_name,
-            t.scale,
-            t.rms,
-            t.n_used,
-            t.flagged,
+            *_scale_stats(t),
         )
         .join(
             Detector,
@@ -371,21 +468,51 @@ def row_scales(conn: Connection, version_id: int) -> pd.DataFrame:
         .where(t.version_id == version_id)
         .order_by(t.row_index)
     )
-    return query_frame(
-        conn,
-        stmt,
-        [
-            "row",
-            "detector",
-            "detector_name",
-            "amp_index",
-            "amp",
-            "scale",
-            "rms",
-            "n_used",
-            "flagged",
-        ],
+    columns = ["row", "detector", "detector_name", "amp_index", "amp", *SCALE_STAT_COLUMNS]
+    return _with_flags(query_frame(conn, stmt, [*columns, "flags_raw"]))
+
+
+def rejected_entries(conn: Connection, version_id: int) -> pd.DataFrame:
+    """Return the entries a version's robust fit rejected, in row-major order.
+
+    Columns: ``row`` (row index), ``detector``, ``detector_name``, ``amp``, ``exposure``
+    (id), ``exp_index``, ``residual`` (log residual against the final model) and ``reason``
+    (:data:`calibreg.domain.quality.REJECTION_REASONS`). Empty for the other methods, and for
+    versions written before migration 0006 (which kept only the count, ``n_rejected``).
+    """
+    get_version_exists(conn, version_id)
+    r, row, x = VersionRejected, VersionRow, VersionExposure
+    stmt = (
+        select(
+            r.row_index,
+            row.detector_id,
+            Detector.name,
+            row.amp_name,
+            x.exposure_id,
+            r.exp_index,
+            r.residual,
+            r.reason,
+        )
+        .join(row, (row.version_id == r.version_id) & (row.row_index == r.row_index))
+        .join(x, (x.version_id == r.version_id) & (x.exp_index == r.exp_index))
+        .join(
+            Detector,
+            (Detector.instrument_id == row.instrument_id) & (Detector.id == row.detector_id),
+        )
+        .where(r.version_id == version_id)
+        .order_by(r.entry_index)
     )
+    columns = [
+        "row",
+        "detector",
+        "detector_name",
+        "amp",
+        "exposure",
+        "exp_index",
+        "residual",
+        "reason",
+    ]
+    return query_frame(conn, stmt, columns)
 
 
 def get_version_exists(conn: Connection, version_id: int) -> None:
