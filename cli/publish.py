@@ -61,6 +61,19 @@ def _show_comparison(cmp: dict | None) -> None:
             f"({w['rel_change']:+.4%})",
             err=True,
         )
+    newly = cmp.get("newly_flagged", [])
+    if newly:
+        typer.echo(
+            f"  {len(newly)} row(s) newly flagged in version {cmp['new_version']}:", err=True
+        )
+        for item in newly[:10]:
+            amp = f"/{item['amp']}" if item.get("amp") else ""
+            had = f" (had {', '.join(item['had'])})" if item.get("had") else ""
+            typer.echo(
+                f"    {item['detector_name']}{amp}: {', '.join(item['flags'])}{had}", err=True
+            )
+        if len(newly) > 10:
+            typer.echo(f"    ... and {len(newly) - 10} more", err=True)
 
 
 def certify(

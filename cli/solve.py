@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 # The vocabularies are pure Python (no NumPy, no SQLAlchemy): cheap enough for --help.
-from calibreg.domain.vocabulary import Level, Method, Weights
+from calibreg.domain.vocabulary import Level, Method, Variance, Weights
 
 if TYPE_CHECKING:
     from calibreg.domain.quantum import Selection
@@ -81,6 +81,13 @@ def solve(
     max_iter: int = typer.Option(1000, "--max-iter", help="Iteration cap (alternating)."),
     tol: float = typer.Option(1e-12, "--tol", help="Convergence tolerance (log space)."),
     clip_sigma: float = typer.Option(5.0, "--clip-sigma", help="Rejection k (robust)."),
+    variance: Variance = typer.Option(
+        Variance.model,
+        "--variance",
+        case_sensitive=False,
+        help="Inverse-variance weights: the background in N·B²/σ² from the fitted model "
+        "(unbiased) or the measured data.",
+    ),
     select: list[str] = typer.Option(
         [],
         "--select",
@@ -111,6 +118,7 @@ def solve(
             max_iter=max_iter,
             tol=tol,
             clip_sigma=clip_sigma,
+            variance=variance.value,
             selection=selection,
         )
         with progress("solving"), open_registry(db) as reg:

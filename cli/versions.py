@@ -45,9 +45,48 @@ def show(
     """Show one version: quantum, config, provenance, diagnostics."""
     with errors(), open_registry(db) as reg:
         rec = reg.version(version)
-        if not metadata and fmt == ObjFormat.table:
+        if fmt != ObjFormat.table:
+            print_mapping(rec, fmt, title=f"version {version}")
+            return
+        if not metadata:
             rec = {k: v for k, v in rec.items() if k != "task_metadata"}
+        flagged = rec.pop("flagged", {"rows": [], "exposures": []})
         print_mapping(rec, fmt, title=f"version {version}")
+        print_flagged(version, flagged)
+
+
+#: Flagged rows/exposures `versions show` lists before "... and N more".
+SHOW_FLAGGED = 20
+
+
+def print_flagged(version: int, flagged: dict) -> None:
+    """Print a version's flagged rows and exposures by name, with the flags' meaning."""
+    from calibreg.domain.quality import FLAG_HELP
+
+    rows, exposures = flagged.get("rows", []), flagged.get("exposures", [])
+    if not rows and not exposures:
+        typer.echo(f"quality flags: none (version {version})")
+        return
+    typer.echo(f"quality flags: {len(rows)} row(s), {len(exposures)} exposure(s)")
+    seen: set[str] = set()
+    for item in rows[:SHOW_FLAGGED]:
+        label = item["detector_name"] + (f"/{item['amp']}" if item.get("amp") else "")
+        typer.echo(f"  {label:<24} {', '.join(item['flags'])}")
+        seen.update(item["flags"])
+    if len(rows) > SHOW_FLAGGED:
+        typer.echo(f"  ... and {len(rows) - SHOW_FLAGGED} more rows (calibreg scales {version})")
+    for item in exposures[:SHOW_FLAGGED]:
+        typer.echo(f"  exposure {item['exposure']:<15} {', '.join(item['flags'])}")
+        seen.update(item["flags"])
+    if len(exposures) > SHOW_FLAGGED:
+        typer.echo(
+            f"  ... and {len(exposures) - SHOW_FLAGGED} more exposures "
+            f"(calibreg scales {version} --kind exposure)"
+        )
+    for name in [*rows[SHOW_FLAGGED:], *exposures[SHOW_FLAGGED:]]:
+        seen.update(name["flags"])
+    for name in sorted(seen):
+        typer.echo(f"  {name}: {FLAG_HELP.get(name, '')}")
 
 
 @app.command()
@@ -102,12 +141,44 @@ class Kind(enum.StrEnum):
 def scales(
     version: int = typer.Argument(...),
     kind: Kind = typer.Option(Kind.row, "--kind"),
+    flagged: bool = typer.Option(False, "--flagged", help="Only rows/exposures with a flag."),
+    rejected: bool = typer.Option(
+        False, "--rejected", help="The entries the robust fit rejected instead of the scales."
+    ),
     db: DbOption = None,
     fmt: Format = FormatOpt,
 ) -> None:
-    """Print a version's scales: per row (G) or per exposure (E)."""
+    """Print a version's scales with errors and flags: per row (G) or per exposure (E).
+
+    ``error`` is the standard error (same units as the scale), ``reduced_chi2`` the row's or
+    exposure's χ²/dof, ``flag_names`` its quality flags (``calibreg versions show V`` explains
+    them).
+    """
     with errors(), open_registry(db) as reg:
-        print_frame(reg.scales(version, kind.value), fmt, title=f"version {version} {kind.value}")
+        if rejected:
+            frame = reg.rejected(version)
+            print_frame(frame, fmt, title=f"version {version}: rejected entries")
+            return
+        frame = reg.scales(version, kind.value)
+        if flagged:
+            frame = frame[frame["flags"] != 0]
+        if fmt == Format.table:  # the columns a person scans; json/csv carry every one
+            keep = [c for c in TABLE_SCALE_COLUMNS if c in frame.columns]
+            frame = frame[keep]
+        print_frame(frame, fmt, title=f"version {version} {kind.value}")
+
+
+#: The columns of `scales` in a terminal table.
+TABLE_SCALE_COLUMNS = (
+    "exposure",
+    "detector_name",
+    "amp",
+    "scale",
+    "error",
+    "reduced_chi2",
+    "n_used",
+    "flag_names",
+)
 
 
 def history(

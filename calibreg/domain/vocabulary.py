@@ -90,6 +90,18 @@ class Weights(Vocabulary):
         return "weights"
 
 
+class Variance(Vocabulary):
+    """Inverse-variance weights: where the background ``B`` in ``N·B²/σ²`` comes from."""
+
+    model = "model"
+    data = "data"
+
+    @classmethod
+    def label(cls) -> str:
+        """Return ``variance``."""
+        return "variance"
+
+
 #: One line of help per choice, for the CLI's ``--help`` and the Task's config documentation.
 HELP: dict[Vocabulary, str] = {
     Level.DETECTOR: "Correct using full detector statistics.",
@@ -99,6 +111,8 @@ HELP: dict[Vocabulary, str] = {
     Method.robust: "Exact, with iterative rejection of outlying entries.",
     Weights.counts: "Pixel counts (the reference's choice).",
     Weights.inverse_variance: "N·B²/σ²: needs the statistics' sigma.",
+    Variance.model: "The fitted G·E, iterated (unbiased: the weights do not follow the noise).",
+    Variance.data: "The measured B (biases log G of noisy rows by about 2σ²).",
 }
 
 #: Exposure fields a quantum may down-select on (cp_pipe's ``downSelectionField`` choices),
@@ -110,4 +124,4 @@ SELECTION_FIELDS: dict[str, str] = {
     "group": "group_name",
 }
 
-__all__ = ["HELP", "SELECTION_FIELDS", "Level", "Method", "Vocabulary", "Weights"]
+__all__ = ["HELP", "SELECTION_FIELDS", "Level", "Method", "Variance", "Vocabulary", "Weights"]

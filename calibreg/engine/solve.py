@@ -51,7 +51,7 @@ from scipy.linalg import get_blas_funcs
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from calibreg.domain.vocabulary import Method, Weights
+from calibreg.domain.vocabulary import Method, Variance, Weights
 
 from .quality import (
     FLAG_BITS,
@@ -70,7 +70,7 @@ __all__ = ["METHODS", "VARIANCES", "WEIGHTS", "measure_scales", "usable_entries"
 METHODS = Method.values()
 WEIGHTS = Weights.values()
 #: Where the background in inverse-variance weights ``N B²/σ²`` comes from.
-VARIANCES = ("model", "data")
+VARIANCES = Variance.values()
 
 # sigma = 1.4826 MAD for a normal distribution.
 _MAD_TO_SIGMA = 1.4826

@@ -176,10 +176,44 @@ def _scales_frame(frame: pd.DataFrame) -> pd.DataFrame:
         )
     if "amp" in frame.columns:
         frame["amp"] = frame["amp"].astype("string")
-    for col in ("scale", "rms"):
+    for col in ("scale", "error", "rms", "rms_dof", "chi2", "dof", "reduced_chi2", "residual"):
         if col in frame.columns:
             frame[col] = frame[col].astype(float)
+    for col in ("flags", "row", "exp_index", "detector", "exposure"):
+        if col in frame.columns:
+            frame[col] = frame[col].astype("Int64")
+    for col in ("flag_names", "reason", "detector_name"):
+        if col in frame.columns:
+            frame[col] = frame[col].astype("string")
     return frame
+
+
+def _table_response(
+    request: Request, frame: pd.DataFrame, fmt: str | None, envelope: dict[str, Any], name: str
+) -> Response:
+    """Render a table as JSON (``envelope`` + ``items``), CSV or Parquet, immutable."""
+    chosen = fmt or negotiate(request.headers.get("accept"))
+    if chosen is None:
+        return error_response(
+            406,
+            "no acceptable representation: ask for application/json, text/csv or "
+            "application/vnd.apache.parquet (or use ?format=)",
+        )
+    frame = _scales_frame(frame)
+    if chosen == "json":
+        body = render_json({**envelope, "items": frame_records(frame)})
+    elif chosen == "csv":
+        body = render_csv(frame)
+    else:
+        body = render_parquet(frame)
+    assert chosen in TABLE_FORMATS
+    return _immutable(
+        request,
+        body,
+        MEDIA_TYPES[chosen],
+        vary="Accept",
+        filename=None if chosen == "json" else f"{name}.{chosen}",
+    )
 
 
 # --------------------------------------------------------------------------- routes
@@ -349,27 +383,74 @@ def get_scales(
     The representation is chosen by ``?format=`` or else by ``Accept``: ``application/json``
     (default), ``text/csv``, ``application/vnd.apache.parquet`` or ``application/x-parquet``.
     """
-    chosen = fmt or negotiate(request.headers.get("accept"))
-    if chosen is None:
-        return error_response(
-            406,
-            "no acceptable representation: ask for application/json, text/csv or "
-            "application/vnd.apache.parquet (or use ?format=)",
-        )
-    frame = _scales_frame(registry.scales(version_id, kind=kind))
-    if chosen == "json":
-        body = render_json({"version": version_id, "kind": kind, "items": frame_records(frame)})
-    elif chosen == "csv":
-        body = render_csv(frame)
-    else:
-        body = render_parquet(frame)
-    assert chosen in TABLE_FORMATS
-    return _immutable(
+    return _table_response(
         request,
-        body,
-        MEDIA_TYPES[chosen],
-        vary="Accept",
-        filename=None if chosen == "json" else f"version-{version_id}-{kind}-scales.{chosen}",
+        registry.scales(version_id, kind=kind),
+        fmt,
+        {"version": version_id, "kind": kind},
+        f"version-{version_id}-{kind}-scales",
+    )
+
+
+@router.get(
+    "/versions/{version_id}/rejected",
+    tags=["versions"],
+    summary="The entries a version's robust fit rejected (JSON, CSV or Parquet)",
+    responses={
+        200: {"content": TABLE_CONTENT, "description": "One row per rejected entry."},
+        304: {"description": "Not modified (If-None-Match matched)."},
+        406: {"model": ErrorBody, "description": "No acceptable representation."},
+        **ERRORS,
+    },
+)
+def get_rejected(
+    request: Request,
+    registry: RegistryDep,
+    version_id: VersionId,
+    fmt: Annotated[
+        Literal["json", "csv", "parquet"] | None,
+        Query(alias="format", description="Overrides the Accept header."),
+    ] = None,
+) -> Response:
+    """Return the valid entries the robust fit rejected: row, exposure, log residual, reason.
+
+    Empty for the ``exact`` and ``alternating`` methods (they reject nothing). Entries that
+    could not be used at all are not here: the version's ``n_missing`` counts them and its
+    provenance gives them by reason.
+    """
+    return _table_response(
+        request,
+        registry.rejected(version_id),
+        fmt,
+        {"version": version_id},
+        f"version-{version_id}-rejected",
+    )
+
+
+@router.get(
+    "/quality-flags",
+    tags=["versions"],
+    summary="The quality flags a row or exposure of a version may carry",
+    response_model=dict[str, Any],
+)
+def quality_flags() -> Response:
+    """Return each flag's bit (in the ``flags`` bitmask of the scales), name and meaning."""
+    from calibreg.domain.quality import EXPOSURE_FLAGS, FLAG_BITS, FLAG_HELP, ROW_FLAGS
+
+    return _mutable(
+        {
+            "items": [
+                {
+                    "name": name,
+                    "bit": bit.bit_length() - 1,
+                    "value": bit,
+                    "rows": name in ROW_FLAGS,
+                    "exposures": name in EXPOSURE_FLAGS,
+                    "description": FLAG_HELP[name],
+                }
+                for name, bit in FLAG_BITS.items()
+            ]
+        }
     )
 
 

@@ -299,7 +299,7 @@ def _summary(comparison: dict[str, Any] | None) -> dict[str, Any] | None:
     if comparison is None:
         return None
     out = {k: v for k, v in comparison.items() if k != "table"}
-    for key in ("max_abs_rel_change", "rms_rel_change"):
+    for key in ("max_abs_rel_change", "rms_rel_change", "max_abs_significance"):
         if out.get(key) is not None and not np.isfinite(out[key]):
             out[key] = None
     out["worst"] = [

@@ -398,7 +398,55 @@ def get_version(conn: Connection, version_id: int) -> dict[str, Any]:
     record = dict(row._mapping)
     if isinstance(record.get("selection"), dict):  # its TAI-ns bounds, readable too
         record["selection"] = with_instant_fields(record["selection"], "time_begin", "time_end")
+    dof = record.get("dof")
+    chi2 = record.get("chi2")
+    record["reduced_chi2"] = (
+        float(chi2) / dof if dof and chi2 is not None and np.isfinite(chi2) else float("nan")
+    )
+    record["flagged"] = flagged_summary(conn, version_id)
     return record
+
+
+def flagged_summary(conn: Connection, version_id: int) -> dict[str, list[dict[str, Any]]]:
+    """Return the rows and exposures of a version that carry a quality flag, with the flags.
+
+    ``{"rows": [{"row", "detector", "detector_name", "amp", "flags": [names]}],
+    "exposures": [{"exposure", "flags": [names]}]}`` in camera / exposure order. Versions
+    written before migration 0006 report their ``flagged`` entries as ``no_data``.
+    """
+    r, x = VersionRow, VersionExposure
+    flagged_row = (r.flags != 0) | (r.flags.is_(None) & r.flagged)
+    rows = conn.execute(
+        select(r.row_index, r.detector_id, Detector.name, r.amp_name, r.flags, r.flagged)
+        .join(
+            Detector, (Detector.instrument_id == r.instrument_id) & (Detector.id == r.detector_id)
+        )
+        .where(r.version_id == version_id, flagged_row)
+        .order_by(r.row_index)
+    ).all()
+    flagged_exp = (x.flags != 0) | (x.flags.is_(None) & x.flagged)
+    exposures = conn.execute(
+        select(x.exposure_id, x.flags, x.flagged)
+        .where(x.version_id == version_id, flagged_exp)
+        .order_by(x.exp_index)
+    ).all()
+
+    def names(flags: int | None, flagged: bool) -> list[str]:
+        return list(flag_names(flags if flags is not None else FLAG_BITS["no_data"] * flagged))
+
+    return {
+        "rows": [
+            {
+                "row": int(i),
+                "detector": int(d),
+                "detector_name": name,
+                "amp": amp,
+                "flags": names(f, g),
+            }
+            for i, d, name, amp, f, g in rows
+        ],
+        "exposures": [{"exposure": int(e), "flags": names(f, g)} for e, f, g in exposures],
+    }
 
 
 #: What every scale listing carries after its identifying columns (fit statistics: NULL/NaN
@@ -611,24 +659,48 @@ def _detector_id(conn: Connection, inst: int, instrument: str, detector: int | s
 def compare_row_scales(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
     """Per-row ratio b/a of two versions' row scales (matched on detector and amplifier).
 
-    Returns the matched table plus max and rms relative change and the worst rows.
+    Returns the matched table (with both versions' errors and flags, and the change in units
+    of the combined standard error, ``significance``), max and rms relative change, the worst
+    rows, and the rows that carry a quality flag in ``b`` that they did not carry in ``a``
+    (``newly_flagged``: each with its ``flags`` gained and the flags it ``had``).
     """
     key = ["detector", "amp"]
-    left = a[["detector", "detector_name", "amp", "scale"]].copy()
-    right = b[["detector", "amp", "scale"]].copy()
+    cols = ["detector", "amp", "scale", "error", "flags"]
+    left = a[["detector_name", *cols]].copy()
+    right = b[cols].copy()
     left["amp"] = left["amp"].fillna("")
     right["amp"] = right["amp"].fillna("")
     merged = left.merge(right, on=key, how="outer", suffixes=("_a", "_b"), indicator=True)
     both = merged["_merge"] == "both"
     merged["ratio"] = merged["scale_b"] / merged["scale_a"]
     merged["rel_change"] = merged["ratio"] - 1.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        merged["significance"] = (merged["scale_b"] - merged["scale_a"]) / np.hypot(
+            merged["error_a"].astype(float), merged["error_b"].astype(float)
+        )
     finite = both & np.isfinite(merged["rel_change"])
     rel = merged.loc[finite, "rel_change"].to_numpy()
+    sig = merged.loc[finite, "significance"].to_numpy(float)
+    sig = sig[np.isfinite(sig)]
     worst = (
         merged.loc[finite]
         .reindex(merged.loc[finite, "rel_change"].abs().sort_values(ascending=False).index)
         .head(5)
     )
+    fa = merged["flags_a"].fillna(0).to_numpy(np.int64)
+    fb = merged["flags_b"].fillna(0).to_numpy(np.int64)
+    gained = fb & ~fa
+    newly = [
+        {
+            "detector": int(rec.detector),
+            "detector_name": rec.detector_name,
+            "amp": rec.amp or None,
+            "flags": list(flag_names(int(g))),
+            "had": list(flag_names(int(f))),
+        }
+        for rec, g, f in zip(merged.itertuples(index=False), gained, fa, strict=True)
+        if g
+    ]
     return {
         "table": merged.drop(columns=["_merge"]),
         "n_matched": int(both.sum()),
@@ -636,8 +708,11 @@ def compare_row_scales(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
         "n_only_b": int((merged["_merge"] == "right_only").sum()),
         "max_abs_rel_change": float(np.max(np.abs(rel))) if rel.size else float("nan"),
         "rms_rel_change": float(np.sqrt(np.mean(rel**2))) if rel.size else float("nan"),
+        "max_abs_significance": float(np.max(np.abs(sig))) if sig.size else float("nan"),
+        "n_newly_flagged": len(newly),
+        "newly_flagged": newly,
         "worst": worst[
-            ["detector", "detector_name", "amp", "scale_a", "scale_b", "rel_change"]
+            ["detector", "detector_name", "amp", "scale_a", "scale_b", "rel_change", "significance"]
         ].to_dict("records"),
     }
 

@@ -34,6 +34,7 @@ class SolveRequest:
     max_iter: int = 1000
     tol: float = 1e-12
     clip_sigma: float = 5.0
+    variance: str = "model"
     selection: Selection = dataclasses.field(default_factory=Selection)
 
     def spec(self) -> QuantumSpec:
@@ -53,6 +54,7 @@ def make_task(request: SolveRequest) -> FlatNormalizationTask:
     cfg.scaleMaxIter = request.max_iter
     cfg.tolerance = request.tol
     cfg.clipSigma = request.clip_sigma
+    cfg.variance = request.variance
     sel = request.selection
     if sel.field is not None:
         cfg.doDownSelection = True
@@ -87,11 +89,35 @@ def solve_quantum(registry: Registry, request: SolveRequest) -> dict[str, Any]:
         "iterations": int(sol.iterations),
         "converged": bool(sol.converged),
         "rms": float(sol.rms),
+        "rms_dof": float(sol.rms_dof),
+        "chi2": float(sol.chi2),
+        "dof": int(sol.dof),
+        "reduced_chi2": float(sol.reduced_chi2),
+        "median_row_error": _median_relative(sol.row_errors, sol.row_scales),
         "rejected": int(sol.n_rejected),
-        "flagged_rows": int(np.sum(sol.row_flagged)),
-        "flagged_exposures": int(np.sum(sol.exp_flagged)),
+        "flagged_rows": int(np.count_nonzero(sol.row_flags)),
+        "flagged_exposures": int(np.count_nonzero(sol.exp_flags)),
+        "row_flags": _flag_counts(sol.row_flags),
+        "exposure_flags": _flag_counts(sol.exp_flags),
+        "weak_link_entries": int(sol.weak_link_entries),
         "content_hash": ver.content_hash,
     }
+
+
+def _median_relative(errors: np.ndarray, scales: np.ndarray) -> float:
+    """Median of ``errors / scales`` over the finite ones (NaN when none)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.asarray(errors, float) / np.asarray(scales, float)
+    rel = rel[np.isfinite(rel)]
+    return float(np.median(rel)) if rel.size else float("nan")
+
+
+def _flag_counts(flags: np.ndarray) -> dict[str, int]:
+    """``flag name → how many carry it`` (only the flags that occur)."""
+    from calibreg.domain.quality import FLAG_BITS
+
+    flags = np.asarray(flags, dtype=np.int64)
+    return {n: int(np.count_nonzero(flags & b)) for n, b in FLAG_BITS.items() if (flags & b).any()}
 
 
 def _solve_one(args: tuple[str, SolveRequest]) -> dict[str, Any]:

@@ -26,8 +26,16 @@ from typing import Any
 import numpy as np
 
 from calibreg.domain.quantum import QuantumData, QuantumSpec, Selection
-from calibreg.domain.vocabulary import HELP, SELECTION_FIELDS, Level, Method, Vocabulary, Weights
-from calibreg.engine import ScaleSolution, measure_scales, to_cp_pipe_scales
+from calibreg.domain.vocabulary import (
+    HELP,
+    SELECTION_FIELDS,
+    Level,
+    Method,
+    Variance,
+    Vocabulary,
+    Weights,
+)
+from calibreg.engine import QualityThresholds, ScaleSolution, measure_scales, to_cp_pipe_scales
 from calibreg.errors import InputError, SolveError
 
 from .base import (
@@ -162,6 +170,21 @@ def _choices(vocabulary: type[Vocabulary]) -> dict[str, str]:
     return {member.value: HELP[member] for member in vocabulary}
 
 
+_QUALITY = QualityThresholds()
+#: QualityThresholds attribute → config field.
+_QUALITY_FIELDS = {
+    "min_entries": "flagMinEntries",
+    "min_entries_fraction": "flagMinEntriesFraction",
+    "stuck_max_slope": "flagStuckMaxSlope",
+    "stuck_significance": "flagStuckSignificance",
+    "max_rejected_fraction": "flagMaxRejectedFraction",
+    "high_rms_factor": "flagHighRmsFactor",
+    "high_rms_floor": "flagHighRmsFloor",
+    "weak_link_max_entries": "flagWeakLinkMaxEntries",
+    "weak_link_max_conductance": "flagWeakLinkMaxConductance",
+}
+
+
 class FlatNormalizationTaskConfig(Config):
     """Config of `FlatNormalizationTask`: cp_pipe's fields, then calibreg's own.
 
@@ -235,6 +258,72 @@ class FlatNormalizationTaskConfig(Config):
         default=20,
         check=lambda v: v >= 0,
     )
+    variance = ChoiceField(
+        "Inverse-variance weights: where the background in N·B²/σ² comes from.",
+        str,
+        allowed=_choices(Variance),
+        default=Variance.model.value,
+    )
+    doErrors = Field(
+        "Compute standard errors of G and E, per-entry leverages and the weak-link check.",
+        bool,
+        default=True,
+    )
+    # quality flags (calibreg.engine.quality.QualityThresholds, one field each)
+    flagMinEntries = Field(
+        "few_rows/few_exposures: fewer used entries than this.",
+        int,
+        default=_QUALITY.min_entries,
+        check=lambda v: v >= 0,
+    )
+    flagMinEntriesFraction = Field(
+        "few_rows/few_exposures: fewer used entries than this fraction of the peers' median.",
+        float,
+        default=_QUALITY.min_entries_fraction,
+        check=lambda v: math.isfinite(v) and 0 <= v <= 1,
+    )
+    flagStuckMaxSlope = Field(
+        "stuck: slope of log B on log E below this.",
+        float,
+        default=_QUALITY.stuck_max_slope,
+        check=_finite_non_negative,
+    )
+    flagStuckSignificance = Field(
+        "stuck: and 1 - slope larger than this many standard errors.",
+        float,
+        default=_QUALITY.stuck_significance,
+        check=_finite_non_negative,
+    )
+    flagMaxRejectedFraction = Field(
+        "mostly_rejected: rejected / valid entries above this.",
+        float,
+        default=_QUALITY.max_rejected_fraction,
+        check=lambda v: math.isfinite(v) and 0 <= v <= 1,
+    )
+    flagHighRmsFactor = Field(
+        "high_rms: sqrt(chi2/dof) above this multiple of the peers' median.",
+        float,
+        default=_QUALITY.high_rms_factor,
+        check=_finite_non_negative,
+    )
+    flagHighRmsFloor = Field(
+        "high_rms: and the dof-corrected rms (relative) above this.",
+        float,
+        default=_QUALITY.high_rms_floor,
+        check=_finite_non_negative,
+    )
+    flagWeakLinkMaxEntries = Field(
+        "weak_link: at most this many entries join the two blocks.",
+        int,
+        default=_QUALITY.weak_link_max_entries,
+        check=lambda v: v >= 0,
+    )
+    flagWeakLinkMaxConductance = Field(
+        "weak_link: and the cut's conductance is at most this.",
+        float,
+        default=_QUALITY.weak_link_max_conductance,
+        check=_finite_non_negative,
+    )
     # subtasks
     assemble = ConfigurableField("Read a quantum's statistics.", target=AssembleTask)
     solve = ConfigurableField("Solve the normalization.", target=SolveTask)
@@ -266,7 +355,16 @@ class FlatNormalizationTaskConfig(Config):
             "tol": self.tolerance,
             "clip_sigma": self.clipSigma,
             "max_clip_iter": self.maxClipIter,
+            "variance": self.variance,
+            "errors": bool(self.doErrors),
+            "quality": self.quality_thresholds(),
         }
+
+    def quality_thresholds(self) -> QualityThresholds:
+        """Return the ``flag*`` fields as the engine's :class:`QualityThresholds`."""
+        return QualityThresholds(
+            **{name: getattr(self, field) for name, field in _QUALITY_FIELDS.items()}
+        )
 
 
 CpFlatNormalizationTaskConfig = FlatNormalizationTaskConfig
