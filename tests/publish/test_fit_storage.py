@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+from calibreg_cli.main import app as cli_app
 from fastapi.testclient import TestClient
 from sqlalchemy import exc, text
 from typer.testing import CliRunner
@@ -29,7 +30,6 @@ from calibreg.engine import measure_scales
 from calibreg.http.app import create_app
 from calibreg.services.solve import SolveRequest, make_task
 from calibreg.task import FlatNormalizationTaskConfig
-from calibreg_cli.main import app as cli_app
 from tests.publish.pubdata import FILTER, INSTRUMENT, T_BASE
 
 OUTLIER = 1.5  # factor on one detector's background in one exposure
