@@ -8,7 +8,8 @@ import typer
 from calibreg_cli.common import DbOption, errors, open_registry
 
 app = typer.Typer(
-    help="Plot a version on the focal plane, or a row's history.", no_args_is_help=True
+    help="Plot a version on the focal plane, its fit (residuals, a row, exposures), or history.",
+    no_args_is_help=True,
 )
 
 
@@ -50,3 +51,54 @@ def history(
                 output=output or Path(f"history-{detector}{'-' + amp if amp else ''}.png"),
             )
         typer.echo(f"wrote {path}")
+
+
+def _fit_plot(
+    version: int, output: Path | None, default: str, draw: object, db: str | None, **kw: object
+) -> None:
+    with errors():
+        from calibreg.services import fit_plots
+
+        path = fit_plots.check_output(output or Path(default))
+        with open_registry(db) as reg:
+            fit = reg.fit(version)
+        try:
+            written = getattr(fit_plots, str(draw))(fit, path, **kw)
+        except KeyError as err:
+            from calibreg.errors import NotFoundError
+
+            raise NotFoundError(str(err.args[0])) from None
+        typer.echo(f"wrote {written}")
+
+
+@app.command("residuals")
+def residuals(
+    version: int = typer.Argument(...),
+    output: Path = typer.Option(None, "--output", "-o", help="Default: residuals-vV.png"),
+    db: DbOption = None,
+) -> None:
+    """Draw a version's row × exposure log residuals, rejected and missing entries marked."""
+    _fit_plot(version, output, f"residuals-v{version}.png", "residual_image", db)
+
+
+@app.command("row")
+def row(
+    version: int = typer.Argument(...),
+    detector: str = typer.Option(..., "--detector", "-d", help="Detector id or name."),
+    amp: str | None = typer.Option(None, "--amp", help="One amplifier (default: all of them)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Default: row-vV-DETECTOR.png"),
+    db: DbOption = None,
+) -> None:
+    """Draw one row's log residual against its background level (non-linearity, saturation)."""
+    name = f"row-v{version}-{detector}{'-' + amp if amp else ''}.png"
+    _fit_plot(version, output, name, "row_plot", db, detector=detector, amp=amp)
+
+
+@app.command("exposures")
+def exposures(
+    version: int = typer.Argument(...),
+    output: Path = typer.Option(None, "--output", "-o", help="Default: exposures-vV.png"),
+    db: DbOption = None,
+) -> None:
+    """Draw the exposure scales E with their errors against exposure time (flagged marked)."""
+    _fit_plot(version, output, f"exposures-v{version}.png", "exposures_plot", db)

@@ -50,7 +50,8 @@ def focal_plane(registry: Registry, version_id: int, output: str | Path) -> Path
     rows = registry.scales(version_id, "row")
     dets, amps = registry.geometry(version["instrument"])
     dets = dets.set_index("id")
-    patches, values = [], []
+    patches, values, flagged = [], [], []
+    has_flags = "flags" in rows.columns
     amp_bbox = amps.set_index(["detector_id", "amp_index"])
     for rec in rows.itertuples(index=False):
         det = dets.loc[int(rec.detector)]
@@ -76,6 +77,8 @@ def focal_plane(registry: Registry, version_id: int, output: str | Path) -> Path
             x0, y0, w, h = -width / 2, -height / 2, width, height
         patches.append(Polygon(_rect(cx, cy, x0, y0, w, h, det.yaw, px, py), closed=True))
         values.append(rec.scale)
+        if has_flags and int(rec.flags):
+            flagged.append((patches[-1].get_xy(), int(rec.flags)))
     fig, ax = plt.subplots(figsize=(8, 7.2))
     coll = PatchCollection(patches, cmap="viridis", edgecolor="none")
     vals = np.asarray(values, dtype=float)
@@ -85,6 +88,30 @@ def focal_plane(registry: Registry, version_id: int, output: str | Path) -> Path
         lo, hi = np.percentile(finite, [1, 99])
         coll.set_clim(lo, hi)
     ax.add_collection(coll)
+    if flagged:
+        from calibreg.domain.quality import flag_names
+
+        names = sorted({n for _, f in flagged for n in flag_names(f)})
+        for xy, _ in flagged:
+            ax.add_patch(Polygon(xy, closed=True, fill=False, edgecolor="red", lw=1.2))
+        ax.plot(
+            [],
+            [],
+            "s",
+            mfc="none",
+            mec="red",
+            label=f"flagged ({len(flagged)}): " + ", ".join(names),
+        )
+        ax.legend(loc="lower left", fontsize=7)
+    rafts: dict[str, list[tuple[float, float]]] = {}
+    for det_id, det in dets.iterrows():
+        name = str(det["name"]) if "name" in det else str(det_id)
+        if "_" in name and np.isfinite(det.offset_x) and np.isfinite(det.offset_y):
+            rafts.setdefault(name.split("_", 1)[0], []).append((det.offset_x, det.offset_y))
+    if len(rafts) > 1:
+        for raft, xy in rafts.items():
+            cx, cy = np.mean(np.asarray(xy), axis=0)
+            ax.text(cx, cy, raft, ha="center", va="center", fontsize=6, color="0.2", alpha=0.8)
     ax.autoscale_view()
     ax.set_aspect("equal")
     ax.set_xlabel("focal plane x (mm)")
