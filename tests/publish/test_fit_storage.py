@@ -74,7 +74,8 @@ def test_quality_flag_table_is_the_engine_vocabulary(engine) -> None:
                     "SELECT sql FROM sqlite_master WHERE name = 'version_rejected'"
                     if conn.dialect.name == "sqlite"
                     else "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
-                    "WHERE conname = 'ck_version_rejected_reason'"
+                    "WHERE conname = 'ck_version_rejected_reason' "
+                    "AND conrelid = 'version_rejected'::regclass"
                 )
             ).scalar_one()
         )
