@@ -6,6 +6,8 @@ without importing the solver. The flags are documented in :mod:`calibreg.engine.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "EXPOSURE_FLAGS",
     "FLAGS",
@@ -14,6 +16,7 @@ __all__ = [
     "MISSING_REASONS",
     "REJECTION_REASONS",
     "ROW_FLAGS",
+    "flag_counts",
     "flag_names",
 ]
 
@@ -71,3 +74,10 @@ def flag_names(mask: int) -> tuple[str, ...]:
     """Return the names of the flags set in ``mask`` (in ``FLAGS`` order)."""
     m = int(mask)
     return tuple(name for name in FLAGS if m & FLAG_BITS[name])
+
+
+def flag_counts(masks: Iterable[int]) -> dict[str, int]:
+    """Return ``flag name → how many masks carry it``, for the flags that occur (FLAGS order)."""
+    values = [int(m) for m in masks]
+    out = {name: sum(1 for m in values if m & FLAG_BITS[name]) for name in FLAGS}
+    return {name: n for name, n in out.items() if n}

@@ -29,7 +29,7 @@ from calibreg.db.models import (
 from calibreg.db.types import utcnow
 from calibreg.domain.jsonable import jsonable
 from calibreg.domain.provenance import Who
-from calibreg.domain.quality import FLAG_BITS, flag_names
+from calibreg.domain.quality import FLAG_BITS, flag_counts, flag_names
 from calibreg.domain.quantum import QuantumData, QuantumSpec
 from calibreg.domain.reports import PersistedVersion
 from calibreg.errors import NotFoundError
@@ -224,8 +224,8 @@ def _provenance(
             ],
             "n_missing_by_reason": _counts(solution.missing_reason_names()),
             "n_rejected_by_reason": _counts(solution.rejected_reason_names()),
-            "row_flag_counts": _flag_counts(solution.row_flags),
-            "exposure_flag_counts": _flag_counts(solution.exp_flags),
+            "row_flag_counts": flag_counts(solution.row_flags),
+            "exposure_flag_counts": flag_counts(solution.exp_flags),
             "quality_thresholds": dataclasses.asdict(solution.quality),
         },
     }
@@ -300,17 +300,6 @@ def _counts(names: list[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for name in names:
         out[name] = out.get(name, 0) + 1
-    return out
-
-
-def _flag_counts(flags: np.ndarray) -> dict[str, int]:
-    """``flag name → rows (or exposures) carrying it``, for the flags that occur."""
-    flags = np.asarray(flags, dtype=np.int64)
-    out = {}
-    for name, bit in FLAG_BITS.items():
-        n = int(np.count_nonzero(flags & bit))
-        if n:
-            out[name] = n
     return out
 
 

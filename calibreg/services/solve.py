@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from calibreg.domain.quality import flag_counts
 from calibreg.domain.quantum import QuantumSpec, Selection
 from calibreg.domain.vocabulary import Level, Method, Weights
 from calibreg.errors import SolveError
@@ -97,8 +98,8 @@ def solve_quantum(registry: Registry, request: SolveRequest) -> dict[str, Any]:
         "rejected": int(sol.n_rejected),
         "flagged_rows": int(np.count_nonzero(sol.row_flags)),
         "flagged_exposures": int(np.count_nonzero(sol.exp_flags)),
-        "row_flags": _flag_counts(sol.row_flags),
-        "exposure_flags": _flag_counts(sol.exp_flags),
+        "row_flags": flag_counts(sol.row_flags),
+        "exposure_flags": flag_counts(sol.exp_flags),
         "weak_link_entries": int(sol.weak_link_entries),
         "content_hash": ver.content_hash,
     }
@@ -110,14 +111,6 @@ def _median_relative(errors: np.ndarray, scales: np.ndarray) -> float:
         rel = np.asarray(errors, float) / np.asarray(scales, float)
     rel = rel[np.isfinite(rel)]
     return float(np.median(rel)) if rel.size else float("nan")
-
-
-def _flag_counts(flags: np.ndarray) -> dict[str, int]:
-    """``flag name → how many carry it`` (only the flags that occur)."""
-    from calibreg.domain.quality import FLAG_BITS
-
-    flags = np.asarray(flags, dtype=np.int64)
-    return {n: int(np.count_nonzero(flags & b)) for n, b in FLAG_BITS.items() if (flags & b).any()}
 
 
 def _solve_one(args: tuple[str, SolveRequest]) -> dict[str, Any]:
