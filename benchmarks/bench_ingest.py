@@ -1,136 +1,151 @@
-"""Ingest benchmark: 600,000 amplifier statistics (200 LSSTCam exposures) from CSV.
+"""Ingest benchmark: LSSTCam amplifier statistics from CSV and Parquet, 604,800 and 6,048,000 rows.
 
-Prints rows/s for calibreg's ingest on SQLite and PostgreSQL beside the plain-driver floor
-measured in the same run on the same rows:
+For each backend, size and file format, two contenders run **interleaved** (floor, calibreg,
+floor, calibreg, ...), each in a fresh process on a fresh registry holding the same camera and
+exposure records, so that neither inherits the other's caches and each reports its own peak
+memory:
 
-* SQLite floor: ``sqlite3`` ``executemany`` of the rows into a keyed table;
-* PostgreSQL floor: a plain psycopg ``COPY`` of the rows into a keyed table.
+* ``floor``: the plain driver writing the same rows, already parsed and **sorted by the primary
+  key**, into calibreg's own ``amp_stats`` table (its keys, checks and references) under the
+  **same connection settings** as calibreg (SQLite: WAL, ``synchronous=NORMAL``, 128 MiB page
+  cache, foreign keys on: calibreg's engine sets them; PostgreSQL: the same server and schema):
+  ``sqlite3`` ``executemany`` of tuples / psycopg ``COPY ... FROM STDIN`` (binary, the
+  fastest plain COPY). Only the write is timed.
+* ``calibreg``: what ``calibreg ingest stats FILE`` does, timed whole: read and validate the
+  file, resolve detectors/amplifiers/exposures, diff against existing rows, key-ordered bulk
+  write, batch record, one transaction.
 
-calibreg's time covers everything ``calibreg ingest stats FILE`` does: reading and validating
-the CSV, resolving detectors/amplifiers/exposures, checking for existing rows, the bulk write
-and the batch record, in one transaction.
+A third contender, ``again``, times an identical re-ingest (calibreg only: it must write
+nothing and say so). Printed: medians, the ratio calibreg / floor, and the peak RSS of the
+calibreg process (goal: 604,800 rows ≤ 1.5 s, 6,048,000 ≤ 15 s, peak RSS of 6 M ≤ 2x that of
+600 k).
 
 Usage::
 
     python benchmarks/bench_ingest.py [--postgres postgresql://postgres@127.0.0.1:5432/test]
+        [--exposures 200,2000] [--formats csv,parquet] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import sqlite3
+import json
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from calibreg.client import Registry
-from calibreg.db.migrate import upgrade
-from calibreg.db.session import make_engine
-from calibreg.formats import read_camera, read_stats
-from calibreg.services.simulate import simulate_flats
-
 ROOT = Path(__file__).resolve().parents[1]
 CAMERA = ROOT / "calibreg" / "data" / "cameras" / "lsstCamSim.yaml"
-KEYED = (
-    "CREATE TABLE {name} (instrument_id INTEGER NOT NULL, exposure_id BIGINT NOT NULL, "
-    "detector_id INTEGER NOT NULL, amp_index SMALLINT NOT NULL, median DOUBLE PRECISION, "
-    "sigma DOUBLE PRECISION, n_pixels BIGINT NOT NULL, batch_id INTEGER NOT NULL, "
-    "PRIMARY KEY (instrument_id, exposure_id, detector_id, amp_index)){suffix}"
-)
 
 
-def plain_sqlite(rows: list[tuple], workdir: Path) -> float:
-    path = workdir / f"floor-{uuid.uuid4().hex}.sqlite3"
-    con = sqlite3.connect(path, isolation_level=None)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=NORMAL")
-    con.execute(KEYED.format(name="floor", suffix=" WITHOUT ROWID"))
-    t0 = time.perf_counter()
-    con.execute("BEGIN")
-    con.executemany("INSERT INTO floor VALUES (?,?,?,?,?,?,?,?)", rows)
-    con.execute("COMMIT")
-    dt = time.perf_counter() - t0
-    con.close()
-    return dt
+# --------------------------------------------------------------------------- child processes
 
 
-def plain_copy(rows: list[tuple], url: str) -> float:
-    import psycopg
+def _registry(url: str, exposures_path: str):
+    from calibreg.client import Registry
+    from calibreg.db.migrate import upgrade
+    from calibreg.db.session import make_engine
+    from calibreg.formats import read_camera, read_exposures
 
-    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(conninfo) as con:
-        name = f"floor_{uuid.uuid4().hex[:8]}"
-        con.execute(KEYED.format(name=name, suffix=""))
-        con.commit()
-        buf = io.StringIO()
-        for r in rows:
-            buf.write(",".join("" if v is None else repr(v) for v in r) + "\n")
-        data = buf.getvalue().encode()
-        t0 = time.perf_counter()
-        with con.cursor() as cur, cur.copy(f"COPY {name} FROM STDIN (FORMAT csv, NULL '')") as cp:
-            cp.write(data)
-        con.commit()
-        dt = time.perf_counter() - t0
-        con.execute(f"DROP TABLE {name}")
-        con.commit()
-    return dt
-
-
-def plain_copy_registry(rows: list[tuple], base: str, camera, sim) -> float:
-    """Plain psycopg COPY of the same rows into calibreg's own amp_stats table (its keys and
-    foreign keys), i.e. what the database itself must do, without anything calibreg adds."""
-    import psycopg
-
-    url, drop = _pg_schema_url(base)
-    try:
-        engine = make_engine(url)
-        upgrade(engine)
-        Registry(engine=engine).ingest_camera(
-            camera, source="floor", sha256="floor", instrument="LSSTCam"
-        )
-        rep = Registry(engine=engine).ingest_exposures(
-            sim.exposures, source="floor", sha256="floor"
-        )
-        engine.dispose()
-        buf = io.StringIO()
-        for r in rows:
-            buf.write(",".join("" if v is None else repr(v) for v in r[:-1]) + f",{rep.batch_id}\n")
-        data = buf.getvalue().encode()
-        from sqlalchemy.engine import make_url
-
-        conninfo = make_url(url).set(drivername="postgresql").render_as_string(False)
-        with psycopg.connect(conninfo) as con:
-            t0 = time.perf_counter()
-            with (
-                con.cursor() as cur,
-                cur.copy("COPY amp_stats FROM STDIN (FORMAT csv, NULL '')") as cp,
-            ):
-                cp.write(data)
-            con.commit()
-            return time.perf_counter() - t0
-    finally:
-        drop()
-
-
-def calibreg_ingest(url: str, camera, sim, csv_path: Path) -> float:
     engine = make_engine(url)
     upgrade(engine)
-    Registry(engine=engine).ingest_camera(
-        camera, source=str(CAMERA), sha256="bench", instrument="LSSTCam"
+    reg = Registry(engine=engine)
+    reg.ingest_camera(
+        read_camera(CAMERA, instrument="LSSTCam"), source="c", sha256="c", instrument="LSSTCam"
     )
-    Registry(engine=engine).ingest_exposures(sim.exposures, source="bench", sha256="bench")
+    reg.ingest_exposures(read_exposures(exposures_path), source="e", sha256="e")
+    return reg, engine
+
+
+def child_calibreg(url: str, exposures_path: str, stats_path: str, again: bool) -> dict:
+    from calibreg.formats import read_stats
+
+    reg, engine = _registry(url, exposures_path)
+    if again:
+        reg.ingest_stats(read_stats(stats_path), source=stats_path, sha256="s")
     t0 = time.perf_counter()
-    frame = read_stats(csv_path)
-    report = Registry(engine=engine).ingest_stats(
-        frame, source=str(csv_path), sha256="bench", instrument="LSSTCam"
-    )
+    report = reg.ingest_stats(read_stats(stats_path), source=stats_path, sha256="s")
     dt = time.perf_counter() - t0
-    assert report.n_inserted == len(frame), report
+    if again:
+        assert report.n_inserted == 0, report
+        assert report.batch_id is None, report
+    else:
+        assert report.n_inserted == report.n_rows, report
     engine.dispose()
-    return dt
+    return {"seconds": dt, "rows": report.n_rows}
+
+
+def child_floor(url: str, exposures_path: str, stats_path: str) -> dict:
+    import numpy as np
+
+    from calibreg.formats import read_stats
+    from calibreg.formats.camera import read_camera
+
+    reg, engine = _registry(url, exposures_path)
+    camera = read_camera(CAMERA, instrument="LSSTCam")
+    index = {(d.id, a.name): a.index for d in camera.detectors for a in d.amplifiers}
+    frame = read_stats(stats_path)
+    amp = np.array(
+        [index[(int(d), a)] for d, a in zip(frame["detector"], frame["amp"], strict=True)]
+    )
+    with reg.read() as conn:
+        inst = int(conn.exec_driver_sql("SELECT id FROM instrument").scalar_one())
+    cols = {
+        "instrument_id": np.full(len(frame), inst),
+        "exposure_id": frame["exposure"].to_numpy(np.int64),
+        "detector_id": frame["detector"].to_numpy(np.int64),
+        "amp_index": amp,
+        "median": frame["median"].to_numpy(float),
+        "sigma": frame["sigma"].to_numpy(float),
+        "n_pixels": frame["n_pixels"].to_numpy(np.int64),
+        "batch_id": np.full(len(frame), 1),
+    }
+    order = np.lexsort([cols["amp_index"], cols["detector_id"], cols["exposure_id"]])
+    cols = {k: v[order] for k, v in cols.items()}
+    names = list(cols)
+    with engine.connect() as sa:
+        raw = sa.connection.driver_connection
+        if engine.dialect.name == "sqlite":
+            py = [
+                [None if x != x else x for x in v.tolist()] if v.dtype.kind == "f" else v.tolist()
+                for v in cols.values()
+            ]
+            rows = list(zip(*py, strict=True))
+            sql = f"INSERT INTO amp_stats ({', '.join(names)}) VALUES ({', '.join('?' * 8)})"
+            t0 = time.perf_counter()
+            raw.execute("BEGIN")
+            raw.executemany(sql, rows)
+            raw.execute("COMMIT")
+        else:
+            from calibreg.registry.stats_store import _PGCOPY_HEADER, pg_binary_rows
+
+            data = _PGCOPY_HEADER + b"".join(pg_binary_rows(names, cols)) + b"\xff\xff"
+            sql = f"COPY amp_stats ({', '.join(names)}) FROM STDIN (FORMAT binary)"
+            t0 = time.perf_counter()
+            with raw.cursor() as cur, cur.copy(sql) as cp:
+                cp.write(data)
+            raw.commit()
+        dt = time.perf_counter() - t0
+    engine.dispose()
+    return {"seconds": dt, "rows": len(frame)}
+
+
+def _child_main(argv: list[str]) -> None:
+    kind, url, exposures_path, stats_path = argv
+    if kind == "floor":
+        out = child_floor(url, exposures_path, stats_path)
+    else:
+        out = child_calibreg(url, exposures_path, stats_path, again=kind == "again")
+    out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+# --------------------------------------------------------------------------- parent
 
 
 def _pg_schema_url(base: str) -> tuple[str, callable]:
@@ -154,82 +169,94 @@ def _pg_schema_url(base: str) -> tuple[str, callable]:
     return url.render_as_string(hide_password=False), drop
 
 
+def _run(kind: str, backend: str, work: Path, exposures: Path, stats: Path) -> dict:
+    if backend == "SQLite":
+        url, drop = f"sqlite:///{work / f'{uuid.uuid4().hex}.sqlite3'}", (lambda: None)
+    else:
+        url, drop = _pg_schema_url(backend)
+    try:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", kind, url, str(exposures), str(stats)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        drop()
+        if backend == "SQLite":
+            for p in work.glob("*.sqlite3*"):
+                p.unlink()
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _child_main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--postgres", help="PostgreSQL URL (omit to benchmark SQLite only)")
-    parser.add_argument("--exposures", type=int, default=200)
+    parser.add_argument("--exposures", default="200,2000", help="sizes, in LSSTCam exposures")
+    parser.add_argument("--formats", default="csv,parquet")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
+    from calibreg.formats import read_camera
+    from calibreg.services.simulate import simulate_flats
+
     camera = read_camera(CAMERA, instrument="LSSTCam")
-    sim = simulate_flats(camera, n_exposures=args.exposures, seed=1, n_missing_frames=0)
-    amp = sim.stats[sim.stats["amp"].notna()].reset_index(drop=True)
+    backends = ["SQLite"] + ([args.postgres] if args.postgres else [])
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        csv_path = work / "amp_stats.csv"
-        amp.to_csv(csv_path, index=False)
-        index = {(d.id, a.name): a.index for d in camera.detectors for a in d.amplifiers}
-        rows = [
-            (
-                1,
-                int(e),
-                int(d),
-                index[(int(d), a)],
-                None if m != m else float(m),
-                float(s),
-                int(n),
-                1,
-            )
-            for e, d, a, m, s, n in zip(
-                amp["exposure"],
-                amp["detector"],
-                amp["amp"],
-                amp["median"],
-                amp["sigma"],
-                amp["n_pixels"],
-                strict=True,
-            )
-        ]
-        n = len(rows)
-        results = []
-        floor = [plain_sqlite(rows, work) for _ in range(args.repeat)]
-        ours = [
-            calibreg_ingest(f"sqlite:///{work / f'r{i}.sqlite3'}", camera, sim, csv_path)
-            for i in range(args.repeat)
-        ]
-        results.append(("SQLite", statistics.median(floor), statistics.median(ours)))
-        if args.postgres:
-            floor = [plain_copy(rows, args.postgres) for _ in range(args.repeat)]
-            floor_reg = [
-                plain_copy_registry(rows, args.postgres, camera, sim) for _ in range(args.repeat)
-            ]
-            ours = []
-            for _ in range(args.repeat):
-                url, drop = _pg_schema_url(args.postgres)
-                try:
-                    ours.append(calibreg_ingest(url, camera, sim, csv_path))
-                finally:
-                    drop()
-            results.append(("PostgreSQL", statistics.median(floor), statistics.median(ours)))
-            results.append(("PostgreSQL*", statistics.median(floor_reg), statistics.median(ours)))
+        for n_exp in (int(x) for x in args.exposures.split(",")):
+            sim = simulate_flats(camera, n_exposures=n_exp, seed=1, n_missing_frames=0)
+            exposures = work / f"exposures{n_exp}.csv"
+            sim.exposures.to_csv(exposures, index=False)
+            amp = sim.stats[sim.stats["amp"].notna()].reset_index(drop=True)
+            inputs = {}
+            for fmt in args.formats.split(","):
+                inputs[fmt] = work / f"amp{n_exp}.{fmt}"
+                if fmt == "csv":
+                    amp.to_csv(inputs[fmt], index=False)
+                else:
+                    amp.to_parquet(inputs[fmt], index=False)
+            del sim, amp
+            for backend in backends:
+                label = "SQLite" if backend == "SQLite" else "PostgreSQL"
+                for fmt, path in inputs.items():
+                    runs: dict[str, list[dict]] = {"floor": [], "calibreg": [], "again": []}
+                    for _ in range(args.repeat):
+                        for kind in runs:  # interleaved
+                            runs[kind].append(_run(kind, backend, work, exposures, path))
+                    n_rows = runs["calibreg"][0]["rows"]
+                    med = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
+                    rss = max(r["max_rss_mb"] for r in runs["calibreg"])
+                    results.append((label, n_rows, fmt, med, rss))
+                    print(f"{label} {n_rows:,} {fmt}: {med}", flush=True)
 
+    print(f"\ningest of LSSTCam amplifier statistics, median of {args.repeat} interleaved runs\n")
     print(
-        f"\ningest of {n:,} amplifier statistics rows ({args.exposures} exposures x "
-        f"{n // args.exposures} amplifiers), median of {args.repeat} runs\n"
+        f"{'backend':<11} {'rows':>10} {'file':>8} {'floor s':>8} {'calibreg s':>11} "
+        f"{'ratio':>6} {'rows/s':>11} {'again s':>8} {'peak MB':>8}"
     )
+    for label, n_rows, fmt, med, rss in results:
+        print(
+            f"{label:<11} {n_rows:>10,} {fmt:>8} {med['floor']:8.2f} {med['calibreg']:11.2f} "
+            f"{med['calibreg'] / med['floor']:6.2f} {n_rows / med['calibreg']:11,.0f} "
+            f"{med['again']:8.2f} {rss:8.0f}"
+        )
+    by = {(r[0], r[2]): [] for r in results}
+    for label, n_rows, fmt, _med, rss in results:
+        by[(label, fmt)].append((n_rows, rss))
+    for (label, fmt), sizes in by.items():
+        if len(sizes) > 1:
+            (n0, r0), (n1, r1) = min(sizes), max(sizes)
+            print(f"peak RSS {label} {fmt}: {n1:,} rows / {n0:,} rows = {r1 / r0:.2f}x")
     print(
-        f"{'backend':<11} {'floor s':>8} {'floor rows/s':>13} {'calibreg s':>11} "
-        f"{'calibreg rows/s':>16} {'ratio':>6}"
-    )
-    for name, fl, us in results:
-        print(f"{name:<11} {fl:8.2f} {n / fl:13,.0f} {us:11.2f} {n / us:16,.0f} {us / fl:6.2f}")
-    print(
-        "\nfloor: SQLite = sqlite3 executemany into a keyed table (primary key only); "
-        "PostgreSQL = plain psycopg COPY into a keyed table (primary key only);\n"
-        "PostgreSQL* = plain psycopg COPY into calibreg's amp_stats (primary key, checks and "
-        "its reference checks on exposure and amplifier).\n"
-        "calibreg = read + validate CSV, resolve references, diff against existing rows, "
-        "bulk write, batch record (one transaction)."
+        "\nfloor = the plain driver writing the parsed rows, key-sorted, into calibreg's own "
+        "amp_stats under calibreg's connection settings (write only);\ncalibreg = read + "
+        "validate + resolve + diff + key-ordered bulk write + batch, one transaction; again = "
+        "an identical re-ingest (writes nothing)."
     )
 
 

@@ -7,14 +7,13 @@ from sqlalchemy import Connection, func, select
 
 from calibreg.db.models import (
     Amplifier,
-    AmpStats,
     Detector,
-    DetectorStats,
     Exposure,
     Instrument,
 )
 from calibreg.registry.common import instrument_id
 from calibreg.registry.frames import query_frame
+from calibreg.registry.stats_store import stats_store
 
 
 def list_instruments(conn: Connection) -> pd.DataFrame:
@@ -86,16 +85,9 @@ def list_exposures(
 ) -> pd.DataFrame:
     """Return an instrument's exposures in id order, with how many statistics rows each has."""
     inst = instrument_id(conn, instrument)
-    n_det = (
-        select(func.count())
-        .where(DetectorStats.instrument_id == inst, DetectorStats.exposure_id == Exposure.id)
-        .scalar_subquery()
-    )
-    n_amp = (
-        select(func.count())
-        .where(AmpStats.instrument_id == inst, AmpStats.exposure_id == Exposure.id)
-        .scalar_subquery()
-    )
+    store = stats_store(conn)
+    n_det = store.count_per_exposure("DETECTOR", inst, Exposure.id)
+    n_amp = store.count_per_exposure("AMP", inst, Exposure.id)
     stmt = select(
         *(Exposure.__table__.c[c] for c in EXPOSURE_COLUMNS),
         n_det.label("detector_stats"),

@@ -12,9 +12,10 @@ keys → *diff* (new, changed, unchanged) → refuse *conflicts* unless ``replac
 * **Idempotent** - rows are keyed; identical content already present is counted as unchanged,
   and an ingest that would change nothing writes nothing (not even a batch) and says so.
   A conflicting value for an existing key is refused unless ``replace=True``.
-* **Bulk** - statistics go through :func:`calibreg.registry.bulk.bulk_insert` (driver
-  ``executemany`` on SQLite, ``COPY`` on PostgreSQL); existing rows are compared set-wise in
-  pandas.
+* **Bulk** - statistics go through the statistics store
+  (:mod:`calibreg.registry.stats_store`: columnar ADBC reads, key-ordered ``executemany`` on
+  SQLite, binary ``COPY`` on PostgreSQL); existing rows are compared set-wise (a pandas merge
+  on the key and vectorized bit-exact comparisons, no per-row Python).
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ from calibreg.domain.reports import IngestReport
 from calibreg.errors import ConflictError, InputError, NotFoundError
 from calibreg.formats.camera import CameraSpec
 from calibreg.registry.backend import backend_of
-from calibreg.registry.bulk import bulk_insert
 from calibreg.registry.common import instrument_id, instrument_names
+from calibreg.registry.stats_store import STAT_VALUES, stats_store
 
 #: Ids per ``IN (...)`` list: far below SQLite's and PostgreSQL's bind-parameter limits.
 IN_CHUNK = 5_000
@@ -82,8 +83,9 @@ class _Plan:
     stamp_batch: bool = True
     #: Whether an overwrite also moves the row to the new batch (statistics).
     restamp_on_replace: bool = False
-    #: Whether new rows go through the driver's bulk path (statistics) or one ``INSERT``.
-    bulk: bool = False
+    #: The statistics level (``"DETECTOR"``/``"AMP"``) of a statistics table, whose rows go
+    #: through the statistics store; ``None`` for the small tables (one ``INSERT``).
+    stats_level: str | None = None
 
 
 def _plan(
@@ -141,16 +143,19 @@ def _write_plans(
         stamp = {"batch_id": batch} if plan.stamp_batch else {}
         if len(plan.new):
             new = plan.new.assign(**plan.fixed, **stamp)
-            if plan.bulk:
-                bulk_insert(
-                    conn, plan.table.name, new, [*plan.fixed, *plan.key, *plan.values, *stamp]
-                )
+            if plan.stats_level is not None:
+                stats_store(conn).write(conn, plan.stats_level, new)
             else:
                 records = new.to_dict("records")
                 conn.execute(
                     insert(plan.table), [{k: _py(v) for k, v in r.items()} for r in records]
                 )
         restamp = stamp if plan.restamp_on_replace else {}
+        if plan.stats_level is not None:
+            stats_store(conn).replace(
+                conn, plan.stats_level, plan.changed.assign(**plan.fixed, **restamp)
+            )
+            continue
         _update_rows(
             conn,
             plan.table,
@@ -178,6 +183,10 @@ def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
         av = a.to_numpy(dtype=float, na_value=np.nan)
         bv = b.to_numpy(dtype=float, na_value=np.nan)
         eq = av == bv
+    elif pd.api.types.is_integer_dtype(a.dtype) and pd.api.types.is_integer_dtype(b.dtype):
+        # Integer columns (nullable or not) compare as int64 arrays, never element by element.
+        eq = a.to_numpy(dtype="int64", na_value=0) == b.to_numpy(dtype="int64", na_value=0)
+        eq &= ~(a_na | b_na)
     else:
         av = a.astype(object).to_numpy()
         bv = b.astype(object).to_numpy()
@@ -604,8 +613,6 @@ def _existing_exposures(conn: Connection, inst: int, ids: list[int]) -> pd.DataF
 
 # --------------------------------------------------------------------------- statistics
 
-STAT_VALUES = ["median", "sigma", "n_pixels"]
-
 
 def ingest_stats(
     conn: Connection,
@@ -670,25 +677,29 @@ def stat_plans(conn: Connection, inst: int, frame: pd.DataFrame) -> list[_Plan]:
         columns=ids
     )
     amp_rows["amp_index"] = amp_rows["amp_index"].astype("int64")
-    exposures = sorted(set(frame["exposure"].tolist()))
-    return [
-        _plan(
-            "statistics",
-            table,
-            _existing_stats(conn, table, inst, exposures, key),
-            rows,
-            key,
-            STAT_VALUES,
-            _describe_stat,
-            {"instrument_id": inst},
-            restamp_on_replace=True,
-            bulk=True,
+    store = stats_store(conn)
+    plans = []
+    for level, table, rows, key in (
+        ("DETECTOR", DetectorStats.__table__, det_rows, ["exposure_id", "detector_id"]),
+        ("AMP", AmpStats.__table__, amp_rows, ["exposure_id", "detector_id", "amp_index"]),
+    ):
+        exposures = np.unique(rows["exposure_id"].to_numpy(dtype=np.int64)).tolist()
+        old = store.existing(conn, level, inst, exposures) if exposures else rows.iloc[0:0]
+        plans.append(
+            _plan(
+                "statistics",
+                table,
+                old,
+                rows,
+                key,
+                list(STAT_VALUES),
+                _describe_stat,
+                {"instrument_id": inst},
+                restamp_on_replace=True,
+                stats_level=level,
+            )
         )
-        for table, rows, key in (
-            (DetectorStats.__table__, det_rows, ["exposure_id", "detector_id"]),
-            (AmpStats.__table__, amp_rows, ["exposure_id", "detector_id", "amp_index"]),
-        )
-    ]
+    return plans
 
 
 def _only_instrument(conn: Connection, source: str) -> str:
@@ -824,21 +835,43 @@ def _resolve_amplifiers(conn: Connection, inst: int, frame: pd.DataFrame) -> pd.
         ),
         ["detector", "amp", "amp_index"],
     )
-    amp_col = frame["amp"].astype(object).where(frame["amp"].notna(), None)
-    amp_col = amp_col.map(lambda a: None if a is None or a == "" else str(a))
-    has_amp = amp_col.notna().to_numpy()
-    keyed = pd.DataFrame({"detector": frame["detector"].to_numpy(), "amp": amp_col.to_numpy()})
-    merged = keyed.merge(amps, on=["detector", "amp"], how="left")
-    bad = has_amp & merged["amp_index"].isna().to_numpy()
+    # Amplifier names as categorical codes: one hash per distinct name, not a Python call per
+    # row; a missing or empty name is a detector-level row (code -1).
+    cat = pd.Categorical(frame["amp"])
+    names = [str(c) for c in cat.categories]
+    codes = np.asarray(cat.codes, dtype=np.int64)
+    if "" in names:
+        codes = np.where(codes == names.index(""), -1, codes)
+    has_amp = codes >= 0
+    name_code = {n: k for k, n in enumerate(names)}
+    amp_code = np.array([name_code.get(str(n), -1) for n in amps["amp"]], dtype=np.int64)
+    width = len(names) + 1
+    det_np = frame["detector"].to_numpy(dtype=np.int64)
+    known = amp_code >= 0
+    table_keys = amps["detector"].to_numpy(dtype=np.int64)[known] * width + amp_code[known]
+    table_index = amps["amp_index"].to_numpy(dtype=np.int64)[known]
+    order = np.argsort(table_keys, kind="stable")
+    table_keys, table_index = table_keys[order], table_index[order]
+    keys = det_np * width + np.where(has_amp, codes, 0)
+    if len(table_keys):
+        pos = np.minimum(np.searchsorted(table_keys, keys), len(table_keys) - 1)
+        found = table_keys[pos] == keys
+        mapped = table_index[pos]
+    else:
+        found = np.zeros(len(keys), dtype=bool)
+        mapped = np.zeros(len(keys), dtype=np.int64)
+    bad = has_amp & ~found
     if bad.any():
-        pos = int(np.flatnonzero(bad)[0])
+        pos_bad = int(np.flatnonzero(bad)[0])
         raise _row_error(
             frame,
-            pos,
+            pos_bad,
             "amp",
-            f"unknown amplifier {amp_col.iloc[pos]!r} of detector {frame['detector'].iloc[pos]}",
+            f"unknown amplifier {names[codes[pos_bad]]!r} of detector {det_np[pos_bad]}",
         )
-    return frame.assign(amp_index=merged["amp_index"].astype("Int64").to_numpy())
+    amp_index = pd.array(np.where(has_amp, mapped, 0), dtype="Int64")
+    amp_index[~has_amp] = pd.NA
+    return frame.assign(amp_index=amp_index)
 
 
 def _refuse_duplicate_keys(frame: pd.DataFrame) -> None:
@@ -861,17 +894,6 @@ def _refuse_duplicate_keys(frame: pd.DataFrame) -> None:
 def _existing_exposure_ids(conn: Connection, inst: int, ids: list[int]) -> list[int]:
     stmt = select(Exposure.id).where(Exposure.instrument_id == inst)
     return _chunked_frame(conn, stmt, Exposure.id, ids, ["id"])["id"].tolist()
-
-
-def _existing_stats(
-    conn: Connection, table: Table, inst: int, exposures: list[int], key: list[str]
-) -> pd.DataFrame:
-    cols = key + STAT_VALUES
-    stmt = select(*(table.c[c] for c in cols)).where(table.c.instrument_id == inst)
-    out = _chunked_frame(conn, stmt, table.c.exposure_id, exposures, cols)
-    out["median"] = out["median"].astype(float)
-    out["sigma"] = out["sigma"].astype(float)
-    return out
 
 
 __all__ = ["ingest_camera", "ingest_exposures", "ingest_stats"]

@@ -1,14 +1,15 @@
 """Quanta: which exposures a solve uses, and their statistics assembled into matrices.
 
-Assembly is one set-based query per quantum whose rows go straight from the driver's cursor
-into NumPy arrays (no ORM object, no per-row Python type processing); rows are placed into the
-matrix with vectorized index arithmetic.
+Assembly selects the quantum's exposures (a small query on ``exposure``), then reads their
+statistics in one query shape on the statistics table alone, through the columnar statistics
+store (:mod:`calibreg.registry.stats_store`: database → Arrow → NumPy, no Python object per
+row); rows are placed into the matrices with vectorized index arithmetic. Its cost depends on
+the quantum's size, not on how many rows the registry holds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, Select, func, select
@@ -17,8 +18,8 @@ from calibreg.db.models import Amplifier, Detector, Exposure
 from calibreg.domain.quantum import QuantumData, QuantumSpec
 from calibreg.domain.vocabulary import SELECTION_FIELDS
 from calibreg.errors import SolveError
-from calibreg.registry.backend import backend_of
 from calibreg.registry.common import instrument_id
+from calibreg.registry.stats_store import stats_store
 
 
 def _exposure_filter(stmt: Select, inst: int, spec: QuantumSpec) -> Select:
@@ -62,36 +63,6 @@ def select_exposures(conn: Connection, spec: QuantumSpec) -> list[int]:
     return ids
 
 
-def _exposure_subquery_sql(spec: QuantumSpec) -> tuple[str, dict[str, Any]]:
-    sel = spec.selection
-    where = ["e.instrument_id = :inst", "e.physical_filter = :filt"]
-    params: dict[str, Any] = {"filt": spec.physical_filter}
-    if sel.field is not None:
-        where.append(f"lower(e.{SELECTION_FIELDS[sel.field]}) = :selval")
-        params["selval"] = str(sel.value).lower()
-    if sel.exposures is not None:
-        # Integers only (validated in Selection), so inlining them is safe and keeps the query
-        # free of thousands of bind parameters.
-        where.append(f"e.id IN ({', '.join(str(int(x)) for x in sel.exposures)})")
-    if sel.day_obs_min is not None:
-        where.append("e.day_obs >= :domin")
-        params["domin"] = sel.day_obs_min
-    if sel.day_obs_max is not None:
-        where.append("e.day_obs <= :domax")
-        params["domax"] = sel.day_obs_max
-    if sel.time_begin is not None:
-        where.append("e.timespan_begin >= :tbeg")
-        params["tbeg"] = sel.time_begin
-    if sel.time_end is not None:
-        where.append("e.timespan_begin < :tend")
-        params["tend"] = sel.time_end
-    return " AND ".join(where), params
-
-
-#: Integers of smaller magnitude are exact in float64.
-_FLOAT_EXACT = float(2**53)
-
-
 def assemble(conn: Connection, spec: QuantumSpec) -> QuantumData:
     """Read the quantum's statistics into matrices in one query.
 
@@ -101,36 +72,16 @@ def assemble(conn: Connection, spec: QuantumSpec) -> QuantumData:
     """
     inst = instrument_id(conn, spec.instrument)
     exposure_ids = np.asarray(select_exposures(conn, spec), dtype=np.int64)
-    where, params = _exposure_subquery_sql(spec)
-    params["inst"] = inst
     amp = spec.level == "AMP"
-    table = "amp_stats" if amp else "detector_stats"
-    amp_col = "s.amp_index" if amp else "-1"
-    sql = (
-        f"SELECT s.exposure_id, s.detector_id, {amp_col}, s.median, s.sigma, s.n_pixels "
-        f"FROM {table} s JOIN exposure e "
-        "ON e.instrument_id = s.instrument_id AND e.id = s.exposure_id "
-        f"WHERE s.instrument_id = :inst AND {where}"
-    )
-    rows = backend_of(conn).fetch_raw(conn, sql, params)
-    if not rows:
+    columns = stats_store(conn).fetch(conn, spec.level, inst, exposure_ids.tolist())
+    if not len(columns["exposure_id"]):
         raise SolveError(
             f"no {spec.level.lower()}-level statistics for the {len(exposure_ids)} exposure(s) "
             f"of {spec.describe()}: ingest statistics first"
         )
-    # One C-level conversion of the fetched tuples (None → NaN). Ids below 2**53 are exact in
-    # float64; rounding is monotonic, so a converted id of magnitude >= 2**53 means some id
-    # may have been rounded, and the id columns are then read again exactly from the tuples.
-    table = np.array(rows, dtype=float)
-    ids = table[:, :3]
-    if len(ids) and np.abs(ids).max() >= _FLOAT_EXACT:
-        exp_col, det_col, amp_idx = (
-            np.fromiter((r[k] for r in rows), dtype=np.int64, count=len(rows)) for k in range(3)
-        )
-    else:
-        exp_col, det_col, amp_idx = (ids[:, k].astype(np.int64) for k in range(3))
-    del rows
-    med, sig, npx = table[:, 3], table[:, 4], table[:, 5]
+    exp_col, det_col = columns["exposure_id"], columns["detector_id"]
+    amp_idx = columns["amp_index"] if amp else np.full(len(exp_col), -1, dtype=np.int64)
+    med, sig, npx = columns["median"], columns["sigma"], columns["n_pixels"]
 
     detectors = np.unique(det_col)
     amp_table = conn.execute(

@@ -232,18 +232,18 @@ def test_failure_inside_the_transaction_rolls_back(
     sim = _sim(lsstcam_spec)
     Registry(engine=engine).ingest_exposures(sim.exposures, source="sim", sha256="e")
     before = _snapshot(engine)
-    import calibreg.registry.ingest as ingest_mod
+    from calibreg.registry.stats_store import StatsStore
 
-    real = ingest_mod.bulk_insert
+    real = StatsStore.write
     calls = []
 
-    def failing(conn, table, frame, cols):
-        calls.append(table)
+    def failing(self, conn, level, frame):
+        calls.append(level)
         if len(calls) == 2:  # after detector_stats were written, before amp_stats
             raise RuntimeError("killed during persist")
-        return real(conn, table, frame, cols)
+        return real(self, conn, level, frame)
 
-    monkeypatch.setattr(ingest_mod, "bulk_insert", failing)
+    monkeypatch.setattr(StatsStore, "write", failing)
     path = _write_stats(tmp_path, sim.stats)
     with pytest.raises(RuntimeError):
         Registry(engine=engine).ingest_stats(

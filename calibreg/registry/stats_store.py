@@ -1,0 +1,567 @@
+"""The statistics store: every SQL statement that touches ``detector_stats`` and ``amp_stats``.
+
+The background statistics are the registry's only big tables (LSSTCam: 3,024 amplifier rows
+per exposure, 10^7-10^8 rows in a survey's registry). Everything that reads or writes them goes
+through one small interface, :class:`StatsStore`, with one implementation per backend; no
+other module builds statistics SQL.
+
+Columnar end to end
+    Reads go database → Arrow → NumPy through the Arrow Database Connectivity drivers
+    (``adbc-driver-sqlite``, ``adbc-driver-postgresql``): no Python tuple is made per row.
+    Measured on this project's 2-core machine, 604,800 of 3 M amplifier rows (``benchmarks/
+    bench_assembly.py``): ``sqlite3`` ``fetchall`` + ``numpy.array`` 0.74-0.79 s, ADBC 0.20-0.44
+    s; psycopg ``fetchall`` 0.80-1.0 s, ``COPY TO STDOUT`` parsed by Arrow's CSV reader
+    0.42-0.52 s, ADBC 0.24-0.47 s. ADBC reads on a connection of its own; on PostgreSQL it
+    imports the caller's transaction snapshot (``pg_export_snapshot`` / ``SET TRANSACTION
+    SNAPSHOT``), so it sees exactly what the caller's transaction sees; on SQLite (WAL) it
+    reads the last committed state, which is what the caller sees as long as it has not
+    written statistics itself in the same transaction (the store never reads back rows it
+    wrote in the same transaction). In-memory SQLite databases, which another connection
+    cannot open, are read through the driver cursor instead.
+
+    Writes stay on the caller's connection, so that a failed ingest writes nothing: rows are
+    sorted by the primary key first (B-tree appends instead of random inserts), then written
+    with the driver's ``executemany`` (SQLite) or a binary ``COPY ... FROM STDIN`` built from
+    the NumPy columns without a Python object per row (PostgreSQL).
+
+After a bulk write the store refreshes the planner's statistics (``ANALYZE`` of the table on
+PostgreSQL, ``PRAGMA optimize`` on SQLite).
+
+The quantum fetch is one query shape on both backends, ``WHERE instrument_id = ? AND
+exposure_id IN (...)`` on the statistics table alone: a range of the primary key per exposure,
+whatever the table's size (checked with ``EXPLAIN`` in ``tests/registry/test_stats_store.py``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import dataclasses
+import os
+import struct
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Table, and_, bindparam, func, select, update
+
+from calibreg.db.models import AmpStats, DetectorStats
+
+#: The value columns of both statistics tables.
+STAT_VALUES = ("median", "sigma", "n_pixels")
+
+#: Exposure ids per ``IN (...)`` list (inlined integers: no bind-parameter limit applies, but
+#: a bounded statement length keeps parsing cheap).
+IN_CHUNK = 5_000
+
+#: Rows per driver call on the write path.
+WRITE_CHUNK = 200_000
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsTable:
+    """One statistics table: its name, key and the version level that reads it."""
+
+    name: str
+    table: Table
+    key: tuple[str, ...]
+    level: str
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Key then value columns (what a fetch returns)."""
+        return (*self.key, *STAT_VALUES)
+
+
+DETECTOR = StatsTable(
+    "detector_stats",
+    DetectorStats.__table__,
+    ("instrument_id", "exposure_id", "detector_id"),
+    "DETECTOR",
+)
+AMP = StatsTable(
+    "amp_stats",
+    AmpStats.__table__,
+    ("instrument_id", "exposure_id", "detector_id", "amp_index"),
+    "AMP",
+)
+TABLES = {"DETECTOR": DETECTOR, "AMP": AMP}
+
+#: Column order of a write (the table's own order).
+_WRITE_COLUMNS = {
+    "DETECTOR": (*DETECTOR.key, *STAT_VALUES, "batch_id"),
+    "AMP": (*AMP.key, *STAT_VALUES, "batch_id"),
+}
+#: Binary-COPY field types (PostgreSQL) of each written column.
+_PG_TYPES = {
+    "instrument_id": ">i4",
+    "exposure_id": ">i8",
+    "detector_id": ">i4",
+    "amp_index": ">i2",
+    "median": ">f8",
+    "sigma": ">f8",
+    "n_pixels": ">i8",
+    "batch_id": ">i4",
+}
+_NULLABLE = ("median", "sigma")
+
+
+def table_of(level: str) -> StatsTable:
+    """Return the statistics table of a version level (``"DETECTOR"`` or ``"AMP"``).
+
+    Raises
+    ------
+    KeyError
+        For another level.
+    """
+    return TABLES[level]
+
+
+class StatsStore:
+    """Reads and writes of the statistics tables on one backend (see the module docstring)."""
+
+    name = ""
+
+    # ------------------------------------------------------------------ reads
+
+    def fetch(
+        self, conn: Connection, level: str, inst: int, exposure_ids: Sequence[int]
+    ) -> dict[str, np.ndarray]:
+        """Return the statistics of ``exposure_ids`` as NumPy columns.
+
+        Parameters
+        ----------
+        conn
+            The caller's connection (its transaction's snapshot is the one read).
+        level
+            ``"DETECTOR"`` or ``"AMP"``.
+        inst
+            Instrument id.
+        exposure_ids
+            Exposure ids (any order; duplicates harmless).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            ``exposure_id``, ``detector_id`` (int64), ``amp_index`` (int64, AMP level only),
+            ``median``, ``sigma`` (float64, NULL → NaN) and ``n_pixels`` (int64), each of
+            length n_rows, in no particular order.
+        """
+        spec = table_of(level)
+        ids = sorted({int(i) for i in exposure_ids})
+        cols = spec.columns[1:]
+        parts = [
+            self._read_columns(conn, self.fetch_sql(level, inst, ids[s : s + IN_CHUNK]), cols)
+            for s in range(0, len(ids), IN_CHUNK)
+        ]
+        if not parts:
+            return _empty(cols)
+        if len(parts) == 1:
+            return parts[0]
+        return {c: np.concatenate([p[c] for p in parts]) for c in cols}
+
+    @staticmethod
+    def fetch_sql(level: str, inst: int, exposure_ids: Sequence[int]) -> str:
+        """Return the one query shape of a quantum fetch (ids inlined: they are validated ints).
+
+        Raises
+        ------
+        ValueError
+            If ``exposure_ids`` is empty.
+        """
+        if not exposure_ids:
+            raise ValueError("no exposure ids")
+        spec = table_of(level)
+        in_list = ", ".join(str(int(i)) for i in exposure_ids)
+        return (
+            f"SELECT {', '.join(spec.columns[1:])} FROM {spec.name} "
+            f"WHERE instrument_id = {int(inst)} AND exposure_id IN ({in_list})"
+        )
+
+    def existing(
+        self, conn: Connection, level: str, inst: int, exposure_ids: Sequence[int]
+    ) -> pd.DataFrame:
+        """Return the stored rows of these exposures (key without ``instrument_id``, values).
+
+        What an ingest diffs its rows against. ``median``/``sigma`` are float64 (NULL → NaN),
+        the key columns and ``n_pixels`` int64.
+        """
+        spec = table_of(level)
+        columns = self.fetch(conn, level, inst, exposure_ids)
+        return pd.DataFrame({c: columns[c] for c in spec.columns[1:]})
+
+    def count_per_exposure(self, level: str, inst: int, exposure_column: Any) -> Any:
+        """Return a scalar subquery counting the rows of each exposure (exposure listings)."""
+        table = table_of(level).table
+        return (
+            select(func.count())
+            .where(table.c.instrument_id == inst, table.c.exposure_id == exposure_column)
+            .scalar_subquery()
+        )
+
+    def exposures_with_stats(
+        self, conn: Connection, level: str, inst: int, exposure_ids: Sequence[int]
+    ) -> set[int]:
+        """Return which of ``exposure_ids`` have at least one statistics row at ``level``."""
+        table = table_of(level).table
+        ids = sorted({int(i) for i in exposure_ids})
+        found: set[int] = set()
+        for s in range(0, len(ids), IN_CHUNK):
+            found.update(
+                conn.execute(
+                    select(table.c.exposure_id)
+                    .where(
+                        table.c.instrument_id == inst,
+                        table.c.exposure_id.in_(ids[s : s + IN_CHUNK]),
+                    )
+                    .distinct()
+                ).scalars()
+            )
+        return found
+
+    def _read_columns(
+        self, conn: Connection, sql: str, columns: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ writes
+
+    def write(self, conn: Connection, level: str, frame: pd.DataFrame) -> int:
+        """Insert new rows on the caller's open transaction, in primary-key order.
+
+        Parameters
+        ----------
+        frame
+            One row per statistic with the table's columns (``instrument_id``, the key,
+            ``median``, ``sigma``, ``n_pixels``, ``batch_id``); NaN medians/sigmas are stored
+            as NULL.
+
+        Returns
+        -------
+        int
+            Rows written.
+        """
+        if frame.empty:
+            return 0
+        spec = table_of(level)
+        columns = _WRITE_COLUMNS[level]
+        arrays = _sorted_columns(frame, spec.key, columns)
+        n = len(frame)
+        for start in range(0, n, WRITE_CHUNK):
+            part = {c: a[start : start + WRITE_CHUNK] for c, a in arrays.items()}
+            self._write_chunk(conn, spec.name, columns, part)
+        self.analyze(conn, level)
+        return n
+
+    def replace(self, conn: Connection, level: str, frame: pd.DataFrame) -> None:
+        """Overwrite the values (and ``batch_id``) of existing rows, matched on the key."""
+        if frame.empty:
+            return
+        spec = table_of(level)
+        table = spec.table
+        values = (*STAT_VALUES, "batch_id")
+        stmt = (
+            update(table)
+            .where(and_(*(table.c[k] == bindparam(f"k_{k}") for k in spec.key)))
+            .values({v: bindparam(f"v_{v}") for v in values})
+        )
+        arrays = _sorted_columns(frame, spec.key, (*spec.key, *values))
+        params = [
+            {
+                **{f"k_{k}": int(arrays[k][i]) for k in spec.key},
+                **{f"v_{v}": _scalar(arrays[v][i]) for v in values},
+            }
+            for i in range(len(frame))
+        ]
+        conn.execute(stmt, params)
+
+    def analyze(self, conn: Connection, level: str) -> None:
+        """Bring the planner's statistics of the table up to date after a bulk write."""
+
+    def _write_chunk(
+        self, conn: Connection, table: str, columns: Sequence[str], arrays: dict[str, np.ndarray]
+    ) -> None:
+        raise NotImplementedError
+
+
+class SQLiteStatsStore(StatsStore):
+    """SQLite: ADBC reads of the database file, ``executemany`` writes."""
+
+    name = "sqlite"
+
+    def _read_columns(
+        self, conn: Connection, sql: str, columns: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        path = _sqlite_path(conn)
+        if path is None:
+            rows = conn.connection.driver_connection.execute(sql).fetchall()
+            return _columns_from_rows(rows, columns)
+
+        def connect() -> Any:
+            import adbc_driver_sqlite.dbapi as adbc
+
+            # Read-only URI: the ADBC connection can never write (or create) the database.
+            return adbc.connect(f"file:{path}?mode=ro", autocommit=True)
+
+        with _reader(f"sqlite:{path}", connect) as reader, reader.cursor() as cursor:
+            cursor.execute(sql)
+            return _columns_from_arrow(cursor.fetch_arrow_table(), columns)
+
+    def analyze(self, conn: Connection, level: str) -> None:
+        """``PRAGMA optimize``: SQLite's own advice to run after large changes (cheap)."""
+        conn.exec_driver_sql("PRAGMA optimize")
+
+    def _write_chunk(
+        self, conn: Connection, table: str, columns: Sequence[str], arrays: dict[str, np.ndarray]
+    ) -> None:
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        py = []
+        for c in columns:
+            a = arrays[c]
+            if c in _NULLABLE:
+                values = a.tolist()
+                nan = np.flatnonzero(np.isnan(a))
+                for i in nan.tolist():
+                    values[i] = None
+                py.append(values)
+            else:
+                py.append(a.tolist())
+        conn.connection.driver_connection.executemany(sql, zip(*py, strict=True))
+
+
+class PostgreSQLStatsStore(StatsStore):
+    """PostgreSQL: ADBC reads in the caller's snapshot, binary ``COPY`` writes."""
+
+    name = "postgresql"
+
+    def _read_columns(
+        self, conn: Connection, sql: str, columns: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        import adbc_driver_postgresql.dbapi as adbc
+
+        snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
+        search_path = conn.exec_driver_sql("SELECT current_setting('search_path')").scalar_one()
+        url = conn.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with (
+            _reader(url, lambda: adbc.connect(url, autocommit=True)) as reader,
+            reader.cursor() as cursor,
+        ):
+            cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                cursor.execute(f"SET LOCAL search_path = {search_path}")
+                cursor.execute(sql)
+                table = cursor.fetch_arrow_table()
+            finally:
+                cursor.execute("ROLLBACK")
+        return _columns_from_arrow(table, columns)
+
+    def analyze(self, conn: Connection, level: str) -> None:
+        """``ANALYZE`` the table (a sample of 30,000 rows: ~0.1 s whatever its size)."""
+        conn.exec_driver_sql(f"ANALYZE {table_of(level).name}")
+
+    def _write_chunk(
+        self, conn: Connection, table: str, columns: Sequence[str], arrays: dict[str, np.ndarray]
+    ) -> None:
+        sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT binary)"
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(sql) as copy:
+            copy.write(_PGCOPY_HEADER)
+            for block in pg_binary_rows(columns, arrays):
+                copy.write(block)
+            copy.write(b"\xff\xff")
+
+
+_PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+
+
+def pg_binary_rows(columns: Sequence[str], arrays: dict[str, np.ndarray]) -> Iterable[bytes]:
+    """Encode rows as PostgreSQL binary ``COPY`` tuples, vectorized (no object per row).
+
+    A tuple is its field count (int16), then per field its length (int32, -1 for NULL) and
+    its big-endian value. Rows are grouped by which nullable fields are NULL (NaN), each group
+    one NumPy structured array; within a group the input order is kept.
+
+    Parameters
+    ----------
+    columns
+        Column names, in the ``COPY`` column-list order; types from ``_PG_TYPES``.
+    arrays
+        One array per column, all of the same length.
+
+    Yields
+    ------
+    bytes
+        The encoded tuples of one null pattern (header and trailer not included).
+    """
+    n = len(arrays[columns[0]])
+    nullable = [c for c in columns if c in _NULLABLE]
+    if n == 0:
+        return
+    pattern = np.zeros(n, dtype=np.int64)
+    for bit, c in enumerate(nullable):
+        pattern |= np.isnan(arrays[c]).astype(np.int64) << bit
+    for code in np.unique(pattern):
+        rows = np.flatnonzero(pattern == code) if len(nullable) else np.arange(n)
+        null = {c for bit, c in enumerate(nullable) if code >> bit & 1}
+        fields: list[tuple[str, str]] = [("nfields", ">i2")]
+        for c in columns:
+            fields.append((f"len_{c}", ">i4"))
+            if c not in null:
+                fields.append((c, _PG_TYPES[c]))
+        out = np.empty(len(rows), dtype=np.dtype(fields))
+        out["nfields"] = len(columns)
+        for c in columns:
+            if c in null:
+                out[f"len_{c}"] = -1
+            else:
+                out[f"len_{c}"] = np.dtype(_PG_TYPES[c]).itemsize
+                out[c] = arrays[c][rows]
+        yield out.tobytes()
+
+
+_STORES: dict[str, StatsStore] = {s.name: s for s in (SQLiteStatsStore(), PostgreSQLStatsStore())}
+
+
+def stats_store(conn: Connection) -> StatsStore:
+    """Return the statistics store of ``conn``'s backend.
+
+    Raises
+    ------
+    NotImplementedError
+        For a dialect calibreg does not run on (the engine factory refuses those first).
+    """
+    try:
+        return _STORES[conn.dialect.name]
+    except KeyError:  # pragma: no cover - make_engine refuses other backends
+        raise NotImplementedError(conn.dialect.name) from None
+
+
+# --------------------------------------------------------------------------- helpers
+
+#: Reader connections kept per thread (ADBC connections are not thread-safe) and per process
+#: (never used across a fork), a few databases each: connecting costs more than a fetch.
+_READERS = threading.local()
+_READERS_PER_THREAD = 4
+#: Every open reader, closed at interpreter exit (a driver finalizer run during shutdown fails).
+_OPEN: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_readers() -> None:
+    for reader in list(_OPEN):
+        with contextlib.suppress(Exception):
+            reader.close()
+
+
+@contextlib.contextmanager
+def _reader(key: str, connect: Callable[[], Any]) -> Iterator[Any]:
+    """Lend this thread's ADBC reader of ``key``; a reader that fails is closed, not kept."""
+    cache: collections.OrderedDict = getattr(_READERS, "cache", None) or collections.OrderedDict()
+    _READERS.cache = cache
+    pid = os.getpid()
+    entry = cache.pop(key, None)
+    if entry is not None and entry[0] != pid:
+        entry = None  # inherited through a fork: the server side belongs to the parent
+    if entry is not None:
+        reader = entry[1]
+    else:
+        reader = connect()
+        _OPEN.add(reader)
+    try:
+        yield reader
+    except BaseException:
+        with contextlib.suppress(Exception):
+            reader.close()
+        raise
+    cache[key] = (pid, reader)
+    while len(cache) > _READERS_PER_THREAD:
+        _, (old_pid, old) = cache.popitem(last=False)
+        if old_pid == pid:
+            with contextlib.suppress(Exception):
+                old.close()
+
+
+def _sqlite_path(conn: Connection) -> str | None:
+    database = conn.engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    from pathlib import Path
+
+    return str(Path(database).expanduser().resolve())
+
+
+def _empty(columns: Sequence[str]) -> dict[str, np.ndarray]:
+    return {c: np.zeros(0, dtype=float if c in _NULLABLE else np.int64) for c in columns}
+
+
+def _columns_from_arrow(table: Any, columns: Sequence[str]) -> dict[str, np.ndarray]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = {}
+    for c in columns:
+        col = table.column(c)
+        if c in _NULLABLE:
+            col = pc.fill_null(col.cast(pa.float64()), np.nan)
+            out[c] = col.to_numpy().astype(np.float64, copy=False)
+        else:
+            out[c] = col.cast(pa.int64()).to_numpy().astype(np.int64, copy=False)
+    return out
+
+
+def _columns_from_rows(rows: list[tuple], columns: Sequence[str]) -> dict[str, np.ndarray]:
+    if not rows:
+        return _empty(columns)
+    out = {}
+    for k, c in enumerate(columns):
+        if c in _NULLABLE:
+            out[c] = np.fromiter(
+                (np.nan if r[k] is None else r[k] for r in rows), dtype=float, count=len(rows)
+            )
+        else:
+            out[c] = np.fromiter((r[k] for r in rows), dtype=np.int64, count=len(rows))
+    return out
+
+
+def _sorted_columns(
+    frame: pd.DataFrame, key: Sequence[str], columns: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Return the frame's columns as NumPy arrays, rows sorted by ``key`` (NaN: missing)."""
+    arrays = {}
+    for c in columns:
+        col = frame[c]
+        if c in _NULLABLE:
+            arrays[c] = col.to_numpy(dtype=float, na_value=np.nan)
+        else:
+            arrays[c] = col.to_numpy(dtype=np.int64)
+    order = np.lexsort([arrays[k] for k in reversed(key)])
+    if not np.all(order[1:] > order[:-1]):
+        arrays = {c: a[order] for c, a in arrays.items()}
+    return arrays
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, np.floating):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+__all__ = [
+    "AMP",
+    "DETECTOR",
+    "STAT_VALUES",
+    "PostgreSQLStatsStore",
+    "SQLiteStatsStore",
+    "StatsStore",
+    "StatsTable",
+    "pg_binary_rows",
+    "stats_store",
+    "table_of",
+]
