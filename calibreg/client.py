@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import numbers
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -30,7 +32,7 @@ from calibreg.domain.fit import VersionFit
 from calibreg.domain.provenance import Who
 from calibreg.domain.quantum import QuantumData, QuantumSpec
 from calibreg.domain.reports import IngestReport, PersistedVersion
-from calibreg.errors import NotFoundError, SchemaError
+from calibreg.errors import InputError, NotFoundError, SchemaError
 from calibreg.formats.timescale import as_tai_ns, parse_wallclock
 from calibreg.registry import catalog, combined, ingest, quantum, tags, versions
 
@@ -286,6 +288,75 @@ class Registry:
                 who=Who.current(),
                 instrument=instrument,
                 replace=replace,
+            )
+
+    def ingest_stats_files(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        instrument: str | None = None,
+        replace: bool = False,
+        exposure: int | str | None = None,
+        detector: int | str | None = None,
+        block_bytes: int = 1 << 25,
+        progress: Callable[[int], None] | None = None,
+    ) -> IngestReport:
+        """Register the statistics of files, streamed block by block (one transaction, one batch).
+
+        What ``calibreg ingest stats FILE...`` does: tables (CSV/Parquet) are read and written
+        ``block_bytes`` at a time (:func:`calibreg.formats.iter_stats`), so peak memory does
+        not grow with the files' size; PropertyList files are one block each.
+
+        Parameters
+        ----------
+        paths
+            The statistics files, in order (row numbers in messages count within each file).
+        instrument, replace
+            As :meth:`ingest_stats`.
+        exposure, detector
+            For PropertyList files (else taken from their names).
+        block_bytes
+            Bytes of a table parsed per block (about 500,000 LSSTCam rows per 32 MiB).
+        progress
+            Called with the number of rows done after each block.
+
+        Raises
+        ------
+        InputError, NotFoundError, ConflictError
+            As :meth:`ingest_stats`; nothing is written.
+        """
+        from calibreg.domain.hashing import sha256_files
+        from calibreg.formats import iter_stats
+
+        paths = list(paths)
+        if not paths:
+            raise InputError("statistics", "no files given")
+        kwargs = {"exposure": exposure, "detector": detector}
+
+        def blocks() -> Iterator[pd.DataFrame]:
+            for path in paths:
+                table = Path(path).suffix.lower() in (".csv", ".parquet", ".pq")
+                for block in iter_stats(path, block_bytes=block_bytes, **({} if table else kwargs)):
+                    yield block.assign(source=str(path))
+
+        source = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
+        try:
+            digest = sha256_files(paths)
+        except OSError as exc:
+            raise InputError(
+                str(getattr(exc, "filename", None) or source),
+                f"cannot read file: {exc.strerror or exc}",
+            ) from None
+        with self.transaction() as conn:
+            return ingest.ingest_stats_blocks(
+                conn,
+                blocks(),
+                source=source,
+                sha256=digest,
+                who=Who.current(),
+                instrument=instrument,
+                replace=replace,
+                progress=progress,
             )
 
     def ingest_inputs(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -115,6 +115,45 @@ def progress(message: str) -> Iterator[None]:
 
     with Console(stderr=True).status(message):
         yield
+
+
+@contextlib.contextmanager
+def row_progress(message: str, unit: str = "rows") -> Iterator[Callable[[int], None]]:
+    """A progress line on stderr counting rows done, with the rate, only on a terminal.
+
+    Yields the callback a streaming facade call takes (``progress=``): it is called with the
+    number of rows done so far. Off a terminal the callback does nothing.
+    """
+    import sys
+
+    if not sys.stderr.isatty():
+        yield lambda _done: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        Progress,
+        ProgressColumn,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f} {unit}/s" if speed else "")
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,.0f} " + unit),
+        RateColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(message, total=None)
+        yield lambda done: bar.update(task, completed=done)
 
 
 def open_registry(db: str | None, *, check_schema: bool = True) -> Registry:

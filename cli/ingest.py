@@ -9,7 +9,7 @@ import typer
 
 if TYPE_CHECKING:
     from calibreg.domain.reports import IngestReport
-from calibreg_cli.common import DbOption, errors, open_registry, progress
+from calibreg_cli.common import DbOption, errors, open_registry, row_progress
 from calibreg_cli.output import ObjFormat, print_json
 
 app = typer.Typer(help="Load input files into the registry.", no_args_is_help=True)
@@ -121,30 +121,13 @@ def stats(
 ) -> None:
     """Register background statistics (all files in one transaction)."""
     with errors(), open_registry(db) as reg:
-        import pandas as pd
-
-        from calibreg.domain.hashing import sha256_files
-        from calibreg.formats import read_stats
-
-        kwargs = {}
+        kwargs: dict[str, int | str] = {}
         if exposure is not None:
             kwargs["exposure"] = int(exposure) if exposure.isdigit() else exposure
         if detector is not None:
             kwargs["detector"] = int(detector) if detector.isdigit() else detector
-        frames = []
-        for path in files:
-            with progress(f"reading {path}"):
-                frame = read_stats(path, **kwargs)
-            frame["source"] = str(path)
-            frames.append(frame)
-        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        source = str(files[0]) if len(files) == 1 else f"{files[0]} (+{len(files) - 1} files)"
-        with progress(f"ingesting {len(frame):,} statistics rows"):
-            report = reg.ingest_stats(
-                frame,
-                source=source,
-                sha256=sha256_files(files),
-                instrument=instrument,
-                replace=replace,
+        with row_progress("ingesting statistics") as advance:
+            report = reg.ingest_stats_files(
+                files, instrument=instrument, replace=replace, progress=advance, **kwargs
             )
         _report(report, fmt)

@@ -1,18 +1,26 @@
-"""Run the Alembic tree shipped inside the package (works from an installed wheel)."""
+"""Run the Alembic tree shipped inside the package (works from an installed wheel).
+
+Alembic is imported only by the functions that migrate or walk the tree: opening a registry
+(:func:`require_current`) reads the database's revision with one query and finds the tree's
+head from the migration files' ``revision``/``down_revision`` lines, so that every CLI command
+does not pay Alembic's import (~0.3 s). A test checks that head against Alembic's own.
+"""
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, func, inspect, select, table
+from sqlalchemy import Connection, Engine, func, inspect, select, table, text
 
 from calibreg.errors import ConflictError, SchemaError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 
 def compare_filter(dialect_name: str) -> Callable[..., bool]:
@@ -65,6 +73,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
     -------
     alembic.config.Config
     """
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("calibreg_migrations")))
     if connection is not None:
@@ -72,11 +82,33 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.M)
+
+
+@functools.cache
 def head_revision() -> str:
-    """Return the newest migration revision this software knows (the tree's single head)."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return head
+    """Return the newest migration revision this software knows (the tree's single head).
+
+    Read from the migration files' ``revision = "..."`` and ``down_revision = "..."`` lines
+    (the revision no other names as its ``down_revision``), without importing Alembic.
+
+    Raises
+    ------
+    calibreg.errors.SchemaError
+        If the shipped tree does not have exactly one head (a packaging error).
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (resources.files("calibreg_migrations") / "versions").iterdir():
+        if not path.name.endswith(".py") or path.name.startswith("__"):
+            continue
+        for key, value in _REVISION_LINE.findall(path.read_text(encoding="utf-8")):
+            names = re.findall(r"[\"']([^\"']+)[\"']", value)
+            (revisions if key == "revision" else parents).update(names)
+    heads = sorted(revisions - parents)
+    if len(heads) != 1:
+        raise SchemaError(f"the shipped migration tree has heads {heads}, expected exactly one")
+    return heads[0]
 
 
 def current_revision(engine_or_conn: Engine | Connection) -> str | None:
@@ -94,11 +126,23 @@ def current_revision(engine_or_conn: Engine | Connection) -> str | None:
     """
     if isinstance(engine_or_conn, Engine):
         with engine_or_conn.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
-    return MigrationContext.configure(engine_or_conn).get_current_revision()
+            return _current(conn)
+    return _current(engine_or_conn)
+
+
+def _current(conn: Connection) -> str | None:
+    """Return the ``alembic_version`` row (one query; Alembic's reader costs its import)."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    found = [r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))]
+    if len(found) > 1:
+        raise SchemaError(f"the database is at several schema revisions: {', '.join(found)}")
+    return found[0] if found else None
 
 
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -106,6 +150,8 @@ def _known(revision: str) -> None:
     """Refuse a revision the tree does not know, in one line (Alembic raises a long chain)."""
     if revision in ("head", "base", "heads"):
         return
+    from alembic.util import CommandError
+
     try:
         found = _script().get_revision(revision)
     except CommandError:  # also ResolutionError: no such or an ambiguous revision
@@ -140,7 +186,7 @@ def destroyed_by_downgrade(conn: Connection, revision: str) -> dict[str, int]:
         For an unknown revision.
     """
     _known(revision)
-    current = MigrationContext.configure(conn).get_current_revision()
+    current = _current(conn)
     if current is None:
         return {}
     target = None if revision == "base" else revision
@@ -174,6 +220,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     calibreg.errors.SchemaError
         For a revision the tree does not know.
     """
+    from alembic import command
+
     _known(revision)
     with engine.connect() as conn:
         command.upgrade(alembic_config(conn), revision)
@@ -203,6 +251,8 @@ def downgrade(engine: Engine, revision: str, *, destroy_data: bool = False) -> N
         When the downgrade would destroy data and ``destroy_data`` is false; the message names
         every table and its row count.
     """
+    from alembic import command
+
     _known(revision)
     with engine.connect() as conn:
         lost = destroyed_by_downgrade(conn, revision)

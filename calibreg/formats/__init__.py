@@ -23,6 +23,7 @@ from calibreg.formats.camera import (
 from calibreg.formats.exposures import EXPOSURE_COLUMNS, ButlerExportLoader, read_exposures
 from calibreg.formats.stats import (
     STATS_COLUMNS,
+    iter_stats,
     parse_stats_filename,
     read_propertylist,
     read_stats,
@@ -45,6 +46,7 @@ __all__ = [
     "ButlerExportLoader",
     "CameraSpec",
     "DetectorSpec",
+    "iter_stats",
     "parse_stats_filename",
     "read_camera",
     "read_exposures",

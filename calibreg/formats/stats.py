@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from calibreg.formats._common import (
     Text,
     check_readable,
     field_name,
+    iter_csv_columns,
     load_json,
     load_yaml,
     read_csv_columns,
@@ -58,6 +59,7 @@ from calibreg.formats._common import (
 
 __all__ = [
     "STATS_COLUMNS",
+    "iter_stats",
     "parse_stats_filename",
     "read_propertylist",
     "read_stats",
@@ -210,7 +212,36 @@ def _detector_column(
     return np.ascontiguousarray(ids, dtype=np.int64), is_id, names
 
 
-def _validate_table(columns: dict[str, pa.ChunkedArray], n_rows: int, source: str) -> pd.DataFrame:
+def _validate_table(
+    columns: dict[str, pa.ChunkedArray], n_rows: int, source: str, first_row: int = 1
+) -> pd.DataFrame:
+    """Convert and check one table (or one block of it, whose first row is ``first_row``)."""
+    try:
+        exposure, det_ids, det_is_id, det_names, amp, median, sigma, n_pixels = _convert_table(
+            columns, n_rows, source
+        )
+    except InputError as err:
+        if first_row == 1 or err.row is None:
+            raise
+        raise InputError(
+            err.source, err.reason, row=err.row + first_row - 1, field=err.field
+        ) from None
+    _check_duplicates(exposure, det_ids, det_is_id, det_names, amp, source, first_row)
+    return pd.DataFrame(
+        {
+            "exposure": exposure,
+            "detector": pd.arrays.IntegerArray(det_ids, ~det_is_id),
+            "detector_name": pd.Series(det_names, dtype=object),
+            "amp": pd.Series(amp, dtype=object),
+            "median": median,
+            "sigma": sigma,
+            "n_pixels": n_pixels,
+            "source_row": np.arange(first_row, first_row + n_rows, dtype=np.int64),
+        }
+    )
+
+
+def _convert_table(columns: dict[str, pa.ChunkedArray], n_rows: int, source: str) -> tuple:
     exposure, _ = _EXPOSURE.column(columns["exposure"], source, field="exposure")
     det_ids, det_is_id, det_names = _detector_column(columns["detector"], source)
     amp = (
@@ -225,19 +256,7 @@ def _validate_table(columns: dict[str, pa.ChunkedArray], n_rows: int, source: st
         else np.full(n_rows, np.nan)
     )
     n_pixels, _ = _N_PIXELS.column(columns["n_pixels"], source, field="n_pixels")
-    _check_duplicates(exposure, det_ids, det_is_id, det_names, amp, source)
-    return pd.DataFrame(
-        {
-            "exposure": exposure,
-            "detector": pd.arrays.IntegerArray(det_ids, ~det_is_id),
-            "detector_name": pd.Series(det_names, dtype=object),
-            "amp": pd.Series(amp, dtype=object),
-            "median": median,
-            "sigma": sigma,
-            "n_pixels": n_pixels,
-            "source_row": np.arange(1, n_rows + 1, dtype=np.int64),
-        }
-    )
+    return exposure, det_ids, det_is_id, det_names, amp, median, sigma, n_pixels
 
 
 def _first(mask: np.ndarray) -> int:
@@ -251,6 +270,7 @@ def _check_duplicates(
     det_names: np.ndarray,
     amp: np.ndarray,
     source: str,
+    first_row: int = 1,
 ) -> None:
     """Refuse two rows for one (exposure, detector, amp), naming both rows."""
     if len(exposure) < 2:
@@ -278,7 +298,9 @@ def _check_duplicates(
     j = _first(same)
     detector = det_ids[i] if det_is_id[i] else det_names[i]
     what = f"exposure {exposure[i]}, detector {detector}, amp {amp[i] or '(detector level)'}"
-    raise InputError(source, f"duplicate statistic for {what} (also row {j + 1})", row=i + 1)
+    raise InputError(
+        source, f"duplicate statistic for {what} (also row {j + first_row})", row=i + first_row
+    )
 
 
 # =========================================================================== PropertyList
@@ -714,6 +736,78 @@ def read_stats(path: PathLike, **kw: Any) -> pd.DataFrame:
     if unknown:
         raise TypeError(f"unexpected keyword arguments {unknown}")
     return read_propertylist(path, **kw)
+
+
+def iter_stats(path: PathLike, *, block_bytes: int = 1 << 25, **kw: Any) -> Iterator[pd.DataFrame]:
+    """Read statistics like `read_stats`, a table one block at a time (bounded memory).
+
+    A CSV table is parsed ``block_bytes`` at a time (about 500,000 LSSTCam rows per 32 MiB),
+    a Parquet table one row group batch at a time; each block is validated like a whole
+    table by `read_stats_table` (the same rules, ``source_row`` counting through the file).
+    A duplicate key within a block is refused here; one across blocks is the registry's to
+    refuse (it sees every block of an ingest). A PropertyList file is one block.
+
+    Yields
+    ------
+    stats : `pandas.DataFrame`
+        Blocks with the columns of `read_stats`, in file order.
+
+    Raises
+    ------
+    calibreg.errors.InputError
+        As `read_stats`, when the block holding the bad row is reached.
+    """
+    source = str(path)
+    check_readable(path)
+    kind = _KINDS.get(Path(path).suffix.lower()) or _sniff(path, source)
+    if kind not in ("csv", "parquet"):
+        yield read_stats(path, **kw)
+        return
+    extra = sorted(k for k, v in kw.items() if v is not None)
+    if extra:
+        raise InputError(source, f"options {extra} apply to PropertyList files, not tables")
+    blocks = (
+        iter_csv_columns(path, source, select=_csv_select(source), block_bytes=block_bytes)
+        if kind == "csv"
+        else _iter_parquet_columns(path, source, block_bytes)
+    )
+    first = 1
+    for columns, n_rows in blocks:
+        if n_rows:
+            yield _validate_table(columns, n_rows, source, first)
+        first += n_rows
+    if first == 1:
+        yield _validate_table(
+            {n: pa.chunked_array([], pa.string()) for n in (*_TABLE_REQUIRED,)}, 0, source
+        )
+
+
+def _csv_select(source: str) -> Any:
+    def select(names: list[str]) -> list[str]:
+        _check_header(names, source)
+        return [n for n in (*_TABLE_REQUIRED, *_TABLE_OPTIONAL) if n in names]
+
+    return select
+
+
+def _iter_parquet_columns(
+    path: PathLike, source: str, block_bytes: int
+) -> Iterator[tuple[dict[str, pa.Array], int]]:
+    import pyarrow.parquet as pq
+
+    try:
+        file = pq.ParquetFile(path)
+        schema_names = file.schema_arrow.names
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for non-Parquet
+        raise InputError(source, f"not a readable Parquet file: {exc}") from None
+    _check_header(list(schema_names), source)
+    wanted = [n for n in (*_TABLE_REQUIRED, *_TABLE_OPTIONAL) if n in schema_names]
+    batch_rows = max(1, block_bytes // 64)
+    try:
+        for batch in file.iter_batches(batch_size=batch_rows, columns=wanted):
+            yield {name: batch.column(name) for name in wanted}, batch.num_rows
+    except Exception as exc:
+        raise InputError(source, f"not a readable Parquet file: {exc}") from None
 
 
 _KINDS = {

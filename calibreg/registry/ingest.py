@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -119,12 +119,7 @@ def _write_plans(
     started: dt.datetime,
 ) -> IngestReport:
     """Refuse conflicts, then write every plan under one new batch (or nothing at all)."""
-    if not replace:
-        for plan in plans:
-            if len(plan.changed):
-                raise _conflict(plan.kind, source, plan.changed, plan.describe)
-    for plan in plans:
-        _refuse_changing_version_inputs(conn, plan, source)
+    _check_plans(conn, plans, source, replace)
     unchanged = sum(p.n_same for p in plans)
     if unchanged == n_rows:
         return IngestReport(kind, source, instrument_label, n_rows, 0, 0, unchanged, None)
@@ -139,12 +134,33 @@ def _write_plans(
         options=options,
         who=who,
     )
+    inserted, replaced = _apply_plans(conn, plans, batch)
+    _close_batch(conn, batch, inserted, replaced, unchanged)
+    return IngestReport(
+        kind, source, instrument_label, n_rows, inserted, replaced, unchanged, batch
+    )
+
+
+def _check_plans(conn: Connection, plans: Sequence[_Plan], source: str, replace: bool) -> None:
+    """Refuse changed rows unless ``replace``, and always the inputs of a version."""
+    if not replace:
+        for plan in plans:
+            if len(plan.changed):
+                raise _conflict(plan.kind, source, plan.changed, plan.describe)
+    for plan in plans:
+        _refuse_changing_version_inputs(conn, plan, source)
+
+
+def _apply_plans(
+    conn: Connection, plans: Sequence[_Plan], batch: int, *, analyze: bool = True
+) -> tuple[int, int]:
+    """Write the plans' new rows and overwrite their changed ones; return both counts."""
     for plan in plans:
         stamp = {"batch_id": batch} if plan.stamp_batch else {}
         if len(plan.new):
             new = plan.new.assign(**plan.fixed, **stamp)
             if plan.stats_level is not None:
-                stats_store(conn).write(conn, plan.stats_level, new)
+                stats_store(conn).write(conn, plan.stats_level, new, analyze=analyze)
             else:
                 records = new.to_dict("records")
                 conn.execute(
@@ -163,12 +179,7 @@ def _write_plans(
             [*plan.fixed, *plan.key],
             [*plan.values, *restamp],
         )
-    inserted = sum(len(p.new) for p in plans)
-    replaced = sum(len(p.changed) for p in plans)
-    _close_batch(conn, batch, inserted, replaced, unchanged)
-    return IngestReport(
-        kind, source, instrument_label, n_rows, inserted, replaced, unchanged, batch
-    )
+    return sum(len(p.new) for p in plans), sum(len(p.changed) for p in plans)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -252,17 +263,18 @@ def _new_batch(
 
 
 def _close_batch(
-    conn: Connection, batch: int, inserted: int, replaced: int, unchanged: int
+    conn: Connection,
+    batch: int,
+    inserted: int,
+    replaced: int,
+    unchanged: int,
+    n_rows: int | None = None,
 ) -> None:
+    values = {"n_inserted": inserted, "n_replaced": replaced, "n_unchanged": unchanged}
+    if n_rows is not None:
+        values["n_rows"] = n_rows
     conn.execute(
-        update(IngestBatch)
-        .where(IngestBatch.id == batch)
-        .values(
-            n_inserted=inserted,
-            n_replaced=replaced,
-            n_unchanged=unchanged,
-            finished_at=utcnow(),
-        )
+        update(IngestBatch).where(IngestBatch.id == batch).values(**values, finished_at=utcnow())
     )
 
 
@@ -640,29 +652,151 @@ def ingest_stats(
     ConflictError
         If stored statistics differ and ``replace`` is false.
     """
-    started = utcnow()
-    backend_of(conn).serialize_ingests(conn)
-    frame = frame.reset_index(drop=True)
-    if "source" not in frame.columns:
-        frame["source"] = source
-    instrument = instrument or _only_instrument(conn, source)
-    inst = instrument_id(conn, instrument)
-    frame = _resolve_stats(conn, inst, instrument, frame)
-    plans = stat_plans(conn, inst, frame)
-    return _write_plans(
+    return ingest_stats_blocks(
         conn,
-        plans,
-        kind="stats",
+        [frame],
         source=source,
         sha256=sha256,
-        instrument_label=instrument,
-        batch_instrument=inst,
-        n_rows=len(frame),
-        replace=replace,
-        options={"instrument": instrument, "replace": replace},
         who=who,
-        started=started,
+        instrument=instrument,
+        replace=replace,
     )
+
+
+def ingest_stats_blocks(
+    conn: Connection,
+    blocks: Iterable[pd.DataFrame],
+    *,
+    source: str,
+    sha256: str,
+    who: Who,
+    instrument: str | None = None,
+    replace: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Register statistics arriving in blocks (:func:`calibreg.formats.iter_stats`).
+
+    One transaction and one batch for every block, as if the blocks were one frame given to
+    :func:`ingest_stats`: each block is resolved, diffed against the stored rows and written
+    before the next is read, so memory holds one block (plus 16 bytes per row for the
+    repeated-key check) whatever the files' size. The batch is opened by the first block
+    that changes anything; when none does, nothing is written. A failure in any block rolls
+    back every block.
+
+    Parameters
+    ----------
+    blocks
+        Frames with the columns of :func:`ingest_stats`'s ``frame``.
+    progress
+        Called with the number of rows done after each block.
+
+    Raises
+    ------
+    InputError
+        As :func:`ingest_stats`; a key given twice in two blocks names both rows.
+    NotFoundError, ConflictError
+        As :func:`ingest_stats`.
+    """
+    started = utcnow()
+    backend_of(conn).serialize_ingests(conn)
+    instrument = instrument or _only_instrument(conn, source)
+    inst = instrument_id(conn, instrument)
+    seen = _SeenKeys()
+    batch: int | None = None
+    n_rows = inserted = replaced = unchanged = 0
+    written: set[str] = set()
+    for block in blocks:
+        frame = block.reset_index(drop=True)
+        if "source" not in frame.columns:
+            frame["source"] = source
+        if frame.empty:
+            continue
+        frame = _resolve_stats(conn, inst, instrument, frame)
+        seen.refuse_repeats(frame)
+        plans = stat_plans(conn, inst, frame)
+        _check_plans(conn, plans, source, replace)
+        n_rows += len(frame)
+        same = sum(p.n_same for p in plans)
+        unchanged += same
+        if same < len(frame):
+            if batch is None:
+                batch = _new_batch(
+                    conn,
+                    kind="stats",
+                    instrument=inst,
+                    source=source,
+                    sha256=sha256,
+                    n_rows=0,
+                    started_at=started,
+                    options={"instrument": instrument, "replace": replace},
+                    who=who,
+                )
+            new, changed = _apply_plans(conn, plans, batch, analyze=False)
+            inserted += new
+            replaced += changed
+            written.update(p.stats_level for p in plans if len(p.new) and p.stats_level)
+        if progress is not None:
+            progress(n_rows)
+    if batch is None:
+        return IngestReport("stats", source, instrument, n_rows, 0, 0, unchanged, None)
+    for level in sorted(written):
+        stats_store(conn).analyze(conn, level)
+    _close_batch(conn, batch, inserted, replaced, unchanged, n_rows=n_rows)
+    return IngestReport("stats", source, instrument, n_rows, inserted, replaced, unchanged, batch)
+
+
+class _SeenKeys:
+    """The keys of the blocks already ingested in one call, to refuse a key given twice.
+
+    Each key is packed into one int64 (a dense code of the exposure, 23 bits; of the
+    detector, 24 bits; amplifier index + 1, 16 bits, 0 at detector level) and kept sorted
+    with where it came from (file and row), 16 bytes per row.
+    """
+
+    def __init__(self) -> None:
+        self._exposure_code: dict[int, int] = {}
+        self._detector_code: dict[int, int] = {}
+        self._sources: list[str] = []
+        self._keys = np.zeros(0, dtype=np.int64)
+        self._where = np.zeros(0, dtype=np.int64)
+
+    @staticmethod
+    def _codes(values: np.ndarray, table: dict[int, int], bits: int) -> np.ndarray:
+        unique, inverse = np.unique(values, return_inverse=True)
+        for v in unique.tolist():
+            table.setdefault(v, len(table))
+        if len(table) >= 1 << bits:
+            raise InputError("statistics", f"more than {1 << bits:,} distinct keys in one ingest")
+        codes = np.fromiter((table[v] for v in unique.tolist()), dtype=np.int64, count=len(unique))
+        return codes[inverse]
+
+    def refuse_repeats(self, frame: pd.DataFrame) -> None:
+        """Refuse a row of ``frame`` whose key an earlier block gave; then remember them all."""
+        exp = self._codes(frame["exposure"].to_numpy(np.int64), self._exposure_code, 23)
+        det = self._codes(frame["detector"].to_numpy(np.int64), self._detector_code, 24)
+        amp = frame["amp_index"].to_numpy(dtype=np.int64, na_value=-1) + 1
+        keys = (exp << 40) | (det << 16) | amp
+        if len(self._keys):
+            pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+            hit = self._keys[pos] == keys
+            if hit.any():
+                i = int(np.flatnonzero(hit)[0])
+                where = int(self._where[pos[i]])
+                other, row = self._sources[where >> 40], where & ((1 << 40) - 1)
+                raise _row_error(
+                    frame, i, "exposure/detector/amp", f"duplicate key (also at {other} row {row})"
+                )
+        names = frame["source"].astype(str).to_numpy()
+        file_codes = np.zeros(len(frame), dtype=np.int64)
+        for name in pd.unique(names):
+            if name not in self._sources:
+                self._sources.append(name)
+            file_codes[names == name] = self._sources.index(name)
+        where = (file_codes << 40) | frame["source_row"].to_numpy(dtype=np.int64, na_value=0)
+        keys_all = np.concatenate([self._keys, keys])
+        order = np.argsort(keys_all, kind="stable")  # two sorted runs: ~linear
+        self._keys = keys_all[order]
+        self._where = np.concatenate([self._where, where])[order]
 
 
 def stat_plans(conn: Connection, inst: int, frame: pd.DataFrame) -> list[_Plan]:
@@ -896,4 +1030,4 @@ def _existing_exposure_ids(conn: Connection, inst: int, ids: list[int]) -> list[
     return _chunked_frame(conn, stmt, Exposure.id, ids, ["id"])["id"].tolist()
 
 
-__all__ = ["ingest_camera", "ingest_exposures", "ingest_stats"]
+__all__ = ["ingest_camera", "ingest_exposures", "ingest_stats", "ingest_stats_blocks"]

@@ -230,7 +230,9 @@ class StatsStore:
 
     # ------------------------------------------------------------------ writes
 
-    def write(self, conn: Connection, level: str, frame: pd.DataFrame) -> int:
+    def write(
+        self, conn: Connection, level: str, frame: pd.DataFrame, *, analyze: bool = True
+    ) -> int:
         """Insert new rows on the caller's open transaction, in primary-key order.
 
         Parameters
@@ -239,6 +241,9 @@ class StatsStore:
             One row per statistic with the table's columns (``instrument_id``, the key,
             ``median``, ``sigma``, ``n_pixels``, ``batch_id``); NaN medians/sigmas are stored
             as NULL.
+        analyze
+            Refresh the planner's statistics afterwards (a caller writing several blocks
+            calls :meth:`analyze` once at the end instead).
 
         Returns
         -------
@@ -254,7 +259,8 @@ class StatsStore:
         for start in range(0, n, WRITE_CHUNK):
             part = {c: a[start : start + WRITE_CHUNK] for c, a in arrays.items()}
             self._write_chunk(conn, spec.name, columns, part)
-        self.analyze(conn, level)
+        if analyze:
+            self.analyze(conn, level)
         return n
 
     def replace(self, conn: Connection, level: str, frame: pd.DataFrame) -> None:

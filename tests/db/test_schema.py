@@ -233,3 +233,12 @@ def test_statistics_references_enforced_both_ways(engine) -> None:
     with transaction(engine) as conn:  # a non-key change of a referenced parent is fine
         conn.execute(text("UPDATE amplifier SET gain = 1.5"))
         conn.execute(text("UPDATE exposure SET obs_id = 'x'"))
+
+
+def test_head_read_from_the_files_is_alembics_head() -> None:
+    """Opening a registry finds the head without Alembic; it must be Alembic's own head."""
+    from alembic.script import ScriptDirectory
+
+    from calibreg.db.migrate import alembic_config, head_revision
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()

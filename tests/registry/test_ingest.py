@@ -237,11 +237,11 @@ def test_failure_inside_the_transaction_rolls_back(
     real = StatsStore.write
     calls = []
 
-    def failing(self, conn, level, frame):
+    def failing(self, conn, level, frame, **kw):
         calls.append(level)
         if len(calls) == 2:  # after detector_stats were written, before amp_stats
             raise RuntimeError("killed during persist")
-        return real(self, conn, level, frame)
+        return real(self, conn, level, frame, **kw)
 
     monkeypatch.setattr(StatsStore, "write", failing)
     path = _write_stats(tmp_path, sim.stats)

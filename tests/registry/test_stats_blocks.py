@@ -1,0 +1,188 @@
+"""Streaming ingest: files read and written block by block behave as one whole-file ingest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select, text
+
+from calibreg.client import Registry
+from calibreg.db.models import IngestBatch
+from calibreg.errors import ConflictError, InputError
+from calibreg.formats import iter_stats, read_stats
+from calibreg.services.simulate import simulate_flats
+from tests.conftest import LSSTCAM_YAML
+
+#: Small enough that a few-exposure LSSTCam file spans many blocks.
+TINY = 50_000
+
+
+@pytest.fixture(scope="module")
+def sim(lsstcam_spec):
+    return simulate_flats(lsstcam_spec, n_exposures=6, seed=4, n_missing_frames=2)
+
+
+@pytest.fixture
+def files(tmp_path, sim):
+    csv = tmp_path / "stats.csv"
+    parquet = tmp_path / "stats.parquet"
+    sim.stats.to_csv(csv, index=False)
+    sim.stats.to_parquet(parquet, index=False)
+    return {"csv": csv, "parquet": parquet}
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(block=st.integers(min_value=1_000, max_value=3_000_000))
+def test_blocks_concatenate_to_the_whole_file(files, block) -> None:
+    for path in files.values():
+        blocks = list(iter_stats(path, block_bytes=block))
+        whole = read_stats(path)
+        got = pd.concat(blocks, ignore_index=True)
+        pd.testing.assert_frame_equal(got, whole, check_exact=True)
+        assert got["source_row"].tolist() == list(range(1, len(whole) + 1))
+
+
+def test_a_bad_value_in_a_late_block_names_its_row_in_the_file(tmp_path, sim) -> None:
+    bad = sim.stats.copy()
+    row = len(bad) - 17  # 0-based frame position → data row row + 1
+    bad["n_pixels"] = bad["n_pixels"].astype(object)
+    bad.loc[row, "n_pixels"] = "-3"
+    path = tmp_path / "bad.csv"
+    bad.to_csv(path, index=False)
+    with pytest.raises(InputError) as err:
+        list(iter_stats(path, block_bytes=TINY))
+    assert err.value.row == row + 1
+    assert err.value.field == "n_pixels"
+    with pytest.raises(InputError) as whole:
+        read_stats(path)
+    assert whole.value.row == row + 1
+
+
+@pytest.fixture
+def registry(engine, lsstcam_spec, sim):
+    reg = Registry(engine=engine)
+    reg.ingest_camera(lsstcam_spec, source=str(LSSTCAM_YAML), sha256="c", instrument="LSSTCam")
+    reg.ingest_exposures(sim.exposures, source="sim", sha256="e")
+    return reg
+
+
+def _stats(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT exposure_id, detector_id, amp_index, median, sigma, n_pixels, batch_id "
+                "FROM amp_stats ORDER BY exposure_id, detector_id, amp_index"
+            )
+        ).all()
+        det = conn.execute(
+            text(
+                "SELECT exposure_id, detector_id, median, sigma, n_pixels, batch_id "
+                "FROM detector_stats ORDER BY exposure_id, detector_id"
+            )
+        ).all()
+    return [tuple(r) for r in rows] + [tuple(r) for r in det]
+
+
+def _batches(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count()).select_from(IngestBatch).where(IngestBatch.kind == "stats")
+        ).scalar_one()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_streamed_ingest_equals_the_whole_file(
+    registry, engine, files, sim, fmt, lsstcam_spec
+) -> None:
+    path = files[fmt]
+    done: list[int] = []
+    rep = registry.ingest_stats_files(
+        [path], instrument="LSSTCam", block_bytes=TINY, progress=done.append
+    )
+    assert rep.n_rows == rep.n_inserted == len(sim.stats)
+    assert len(done) > 3, "the file must span several blocks"
+    assert done == sorted(done) and done[-1] == len(sim.stats)
+    assert _batches(engine) == 1
+    stored = _stats(engine)
+    assert len(stored) == len(sim.stats)
+    # Ground truth: every simulated value is stored as it was generated (NaN as NULL).
+    truth = sim.stats
+    amp = truth[truth["amp"].notna()]
+    got = {(r[0], r[1], r[2]): r[3] for r in stored if len(r) == 7}
+    index = {(d.id, a.name): a.index for d in lsstcam_spec.detectors for a in d.amplifiers}
+    for e, d, a, m in amp[["exposure", "detector", "amp", "median"]].itertuples(index=False):
+        value = got[(int(e), int(d), index[(int(d), a)])]
+        assert (value is None and np.isnan(m)) or value == m
+    # Identical again: nothing written, not even a batch.
+    again = registry.ingest_stats_files([path], instrument="LSSTCam", block_bytes=TINY)
+    assert again.batch_id is None
+    assert again.n_unchanged == len(sim.stats)
+    assert _stats(engine) == stored
+    assert _batches(engine) == 1
+
+
+def test_a_key_repeated_in_a_later_block_names_both_rows(registry, engine, tmp_path, sim):
+    frame = sim.stats.copy()
+    dup = frame.iloc[[3]]
+    frame = pd.concat([frame, dup], ignore_index=True)  # last row repeats data row 4
+    path = tmp_path / "dup.csv"
+    frame.to_csv(path, index=False)
+    before = _stats(engine)
+    with pytest.raises(InputError) as err:
+        registry.ingest_stats_files([path], instrument="LSSTCam", block_bytes=TINY)
+    assert err.value.row == len(frame)
+    assert f"{path} row 4" in str(err.value)
+    assert _stats(engine) == before
+    assert _batches(engine) == 0
+
+
+def test_a_key_repeated_in_another_file_names_both(registry, engine, tmp_path, sim) -> None:
+    first = tmp_path / "a.csv"
+    second = tmp_path / "b.parquet"
+    sim.stats.iloc[:1000].to_csv(first, index=False)
+    sim.stats.iloc[999:2000].to_parquet(second, index=False)
+    with pytest.raises(InputError) as err:
+        registry.ingest_stats_files([first, second], instrument="LSSTCam", block_bytes=TINY)
+    assert err.value.source == str(second)
+    assert err.value.row == 1
+    assert f"{first} row 1000" in str(err.value)
+    assert _stats(engine) == []
+
+
+def test_a_failure_in_a_late_block_writes_nothing(registry, engine, tmp_path, sim) -> None:
+    bad = sim.stats.copy()
+    bad.loc[len(bad) - 5, "exposure"] = 999  # unknown exposure, in the last block
+    path = tmp_path / "late.csv"
+    bad.to_csv(path, index=False)
+    with pytest.raises(InputError, match="unknown exposure 999") as err:
+        registry.ingest_stats_files([path], instrument="LSSTCam", block_bytes=TINY)
+    assert err.value.row == len(bad) - 4
+    assert _stats(engine) == []
+    assert _batches(engine) == 0
+
+
+def test_a_conflict_in_a_late_block_needs_replace(registry, engine, files, tmp_path, sim):
+    registry.ingest_stats_files([files["csv"]], instrument="LSSTCam", block_bytes=TINY)
+    stored = _stats(engine)
+    changed = sim.stats.copy()
+    row = int(np.flatnonzero(np.isfinite(changed["median"].to_numpy()))[-1])
+    changed.loc[row, "median"] = changed.loc[row, "median"] * 1.5
+    path = tmp_path / "changed.parquet"
+    changed.to_parquet(path, index=False)
+    with pytest.raises(ConflictError, match="--replace"):
+        registry.ingest_stats_files([path], instrument="LSSTCam", block_bytes=TINY)
+    assert _stats(engine) == stored
+    rep = registry.ingest_stats_files([path], instrument="LSSTCam", block_bytes=TINY, replace=True)
+    assert (rep.n_inserted, rep.n_replaced, rep.n_unchanged) == (0, 1, len(sim.stats) - 1)
+    after = _stats(engine)
+    assert sum(a != b for a, b in zip(after, stored, strict=True)) == 1
+
+
+def test_a_missing_file_is_one_line(registry, tmp_path) -> None:
+    with pytest.raises(InputError, match="cannot read file"):
+        registry.ingest_stats_files([tmp_path / "nope.csv"], instrument="LSSTCam")
