@@ -69,10 +69,8 @@ def read(engine: Engine) -> int:
             return 0 if row is None else int(row[0])
         except Exception:
             conns.pop(engine, None)
-            try:
+            with contextlib.suppress(Exception):
                 raw.close()
-            except Exception:
-                pass
             if attempt:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
