@@ -144,26 +144,25 @@ ex AS (
   FROM req r LEFT JOIN exposure e ON e.instrument_id = :inst AND e.id = r.exposure_id
 ),
 hit AS (
-  SELECT ex.exposure_id, c.id AS cert_id FROM ex JOIN certification c
+  SELECT ex.*, c.id AS cert_id FROM ex JOIN certification c
     ON {probe} AND c.valid_begin >= ex.span_begin AND c.valid_begin < ex.span_end AND {active}
   UNION ALL
-  SELECT ex.exposure_id, (
+  SELECT ex.*, (
       SELECT c.id FROM certification c
       WHERE {probe} AND c.valid_begin < ex.span_begin AND {active}
       ORDER BY c.valid_begin DESC LIMIT 1) AS cert_id
-  FROM ex WHERE ex.span_begin IS NOT NULL
+  FROM ex
   UNION ALL
-  SELECT ex.exposure_id, c.id AS cert_id FROM ex JOIN certification c
+  SELECT ex.*, c.id AS cert_id FROM ex JOIN certification c
     ON {probe} AND c.valid_begin IS NULL AND {active}
   WHERE ex.span_begin IS NOT NULL
 )
-SELECT ex.exposure_id, ex.found, ex.physical_filter, ex.span_begin, ex.span_end_raw,
-       ex.span_end, c.id AS certification_id, c.version_id, c.valid_begin, c.valid_end,
+SELECT h.exposure_id, h.found, h.physical_filter, h.span_begin, h.span_end_raw, h.span_end,
+       c.id AS certification_id, c.version_id, c.valid_begin, c.valid_end,
        v.seq, v.level, v.method, v.content_hash
-FROM ex
-LEFT JOIN hit h ON h.exposure_id = ex.exposure_id
+FROM hit h
 LEFT JOIN certification c ON c.id = h.cert_id
-     AND (c.valid_end IS NULL OR c.valid_end > ex.span_begin)
+     AND (c.valid_end IS NULL OR c.valid_end > h.span_begin)
 LEFT JOIN calibration_version v ON v.id = c.version_id
 """
 
