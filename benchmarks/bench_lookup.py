@@ -216,6 +216,8 @@ def plain_bulk(url: str, ids: list[int], tag_id: int, inst: int) -> list[tuple]:
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
+        if dialect == "postgresql":
+            cur.execute("SET LOCAL jit = off")  # as calibreg does: JIT costs more than the plan
         cur.execute(sql, params)
         rows = cur.fetchall()
         cur.close()
