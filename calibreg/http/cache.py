@@ -187,7 +187,8 @@ class LookupCacheMiddleware:
         cached = self.cache.get(generation, key)
         if cached is not None:
             content, headers = cached
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            # A fresh list each time: middleware downstream (gzip) edits the headers in place.
+            await send({"type": "http.response.start", "status": 200, "headers": list(headers)})
             await send({"type": "http.response.body", "body": content})
             return
         await self._through(scope, receive, send, generation, key, etag)
@@ -221,7 +222,7 @@ class LookupCacheMiddleware:
                 if k.lower() not in (b"cache-control", b"etag")
             ]
             headers += [(b"etag", etag.encode()), (b"cache-control", self.cache_control)]
-            self.cache.put(generation, key, content, headers)
+            self.cache.put(generation, key, content, list(headers))
             await send({**start, "headers": headers})
             await send({"type": "http.response.body", "body": content})
 

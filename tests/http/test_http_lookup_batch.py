@@ -300,3 +300,26 @@ def test_big_bodies_are_streamed(
             assert body == old.content
         again = client.get(url, params=params, headers={"If-None-Match": etag})
         assert again.status_code == 304
+
+
+def test_cached_answer_keeps_its_own_headers_across_encodings(
+    client: TestClient, certified: Sample
+) -> None:
+    # gzip edits response headers in place: a cached answer first sent compressed must still
+    # go out uncompressed, with its own Content-Length, to a client that does not accept gzip.
+    ids = [*EXPOSURE_IDS, *range(1, 200)]
+    zipped = client.post(
+        BATCH,
+        json={"instrument": INSTRUMENT, "tag": TAG, "exposures": ids},
+        headers={"Accept-Encoding": "gzip"},
+    )
+    assert zipped.headers["content-encoding"] == "gzip"
+    for _ in range(2):
+        plain = client.post(
+            BATCH,
+            json={"instrument": INSTRUMENT, "tag": TAG, "exposures": ids},
+            headers={"Accept-Encoding": "identity"},
+        )
+        assert "content-encoding" not in plain.headers
+        assert int(plain.headers["content-length"]) == len(plain.content)
+        assert plain.json() == zipped.json()
