@@ -120,6 +120,9 @@ class Registry:
 
     def close(self) -> None:
         """Release the connection pool (unless the engine was handed in)."""
+        watcher = getattr(self, "_generation_watcher", None)
+        if watcher is not None:
+            watcher.close()
         if self._owns_engine:
             self.engine.dispose()
 
@@ -642,6 +645,19 @@ class Registry:
         """
         with translate_errors(self.database):
             return generation.read(self.engine)
+
+    def watch_certification_generation(self) -> Any:
+        """Return a callable giving the certification generation cheaply, for a read service.
+
+        On PostgreSQL a thread LISTENs for the triggers' notifications, so a call reads a
+        Python attribute (the new value arrives milliseconds after a commit; while the listening
+        connection is down, calls read the counter). On SQLite each call is one primary-key
+        read. See :class:`calibreg.registry.generation.Watcher`.
+        """
+        watcher = getattr(self, "_generation_watcher", None)
+        if watcher is None:
+            watcher = self._generation_watcher = generation.Watcher(self.engine)
+        return watcher
 
     def certifications(
         self, tag: str | None = None, *, include_closed: bool = False

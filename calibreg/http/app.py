@@ -849,7 +849,8 @@ def create_app(registry: Registry, *, lookup_max_age: int = LOOKUP_MAX_AGE) -> F
     app.include_router(router)
     # Outermost last: read-only guard → gzip → lookup cache → routes. The cache keeps
     # uncompressed bodies; gzip compresses per client.
-    generation = getattr(registry, "certification_generation", None)
+    watch = getattr(registry, "watch_certification_generation", None)
+    generation = watch() if watch is not None else None
     if generation is not None:  # a registry (or a test's stand-in) that counts certifications
         app.add_middleware(LookupCacheMiddleware, generation=generation, max_age=lookup_max_age)
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM, compresslevel=5)

@@ -11,6 +11,7 @@ import datetime as dt
 import gzip
 import io
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -227,7 +228,13 @@ def test_a_certification_elsewhere_changes_etag_and_answer(own) -> None:
         )
         writer.decertify(TAG, INSTRUMENT, FILTER, tai_ns(T0_UTC))
         writer.certify(sample.detector_versions[0], TAG, tai_ns(T0_UTC), force=True)
-        after = client.get(lookup, headers={"If-None-Match": before.headers["etag"]})
+        # PostgreSQL: the new generation arrives by NOTIFY, milliseconds after the commit.
+        deadline = time.monotonic() + 5
+        while True:
+            after = client.get(lookup, headers={"If-None-Match": before.headers["etag"]})
+            if after.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
         assert after.status_code == 200
         assert after.headers["etag"] != before.headers["etag"]
         assert after.json()["version_id"] == sample.detector_versions[0]
@@ -239,6 +246,9 @@ def test_a_certification_elsewhere_changes_etag_and_answer(own) -> None:
         # as_of before the change still answers the old version (reproducible reads).
         when = dt.datetime.now(dt.UTC).isoformat()
         writer.decertify(TAG, INSTRUMENT, FILTER, tai_ns(T0_UTC))
+        deadline = time.monotonic() + 5
+        while client.get(lookup).status_code != 404 and time.monotonic() < deadline:
+            time.sleep(0.01)
         old = client.get(
             "/lookup",
             params={
