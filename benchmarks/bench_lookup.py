@@ -471,7 +471,8 @@ def bench_http(
                 t = time.perf_counter()
                 resp = client.post("/lookup/batch", json=body)
                 times.append(time.perf_counter() - t)
-                assert resp.status_code == 200 and resp.json()["counts"] == {"ok": len(ids)}
+                assert resp.status_code == 200, resp.text[:200]
+                assert resp.json()["counts"] == {"ok": len(ids)}
             results["batch"] = {"first": times[0], "cached": statistics.median(times[1:])}
     return results
 
