@@ -46,7 +46,7 @@ MAX_BODY = 8 * 1024 * 1024
 class LookupCache:
     """A bounded LRU of response bodies, all of one generation (a new generation empties it)."""
 
-    def __init__(self, max_entries: int = 4096, max_bytes: int = 128 * 1024 * 1024) -> None:
+    def __init__(self, max_entries: int = 100_000, max_bytes: int = 128 * 1024 * 1024) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._generation: int | None = None
