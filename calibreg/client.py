@@ -34,7 +34,16 @@ from calibreg.domain.quantum import QuantumData, QuantumSpec
 from calibreg.domain.reports import IngestReport, PersistedVersion
 from calibreg.errors import InputError, NotFoundError, SchemaError
 from calibreg.formats.timescale import as_tai_ns, parse_wallclock
-from calibreg.registry import catalog, combined, ingest, quantum, tags, versions
+from calibreg.registry import (
+    catalog,
+    combined,
+    generation,
+    ingest,
+    lookups,
+    quantum,
+    tags,
+    versions,
+)
 
 if TYPE_CHECKING:
     from calibreg.db.session import Connection, Engine
@@ -113,6 +122,9 @@ class Registry:
 
     def close(self) -> None:
         """Release the connection pool (unless the engine was handed in)."""
+        watcher = getattr(self, "_generation_watcher", None)
+        if watcher is not None:
+            watcher.close()
         if self._owns_engine:
             self.engine.dispose()
 
@@ -655,6 +667,68 @@ class Registry:
                 as_of=when,
                 explain=explain,
             )
+
+    def lookup_many(
+        self,
+        instrument: str,
+        tag: str,
+        exposures: Any = None,
+        *,
+        day_obs: int | tuple[int, int] | None = None,
+        exposure_range: tuple[int, int] | None = None,
+        as_of: dt.datetime | str | None = None,
+    ) -> pd.DataFrame:
+        """Return the version certified in ``tag`` for many exposures at once (best references).
+
+        Each answer is what :meth:`lookup` with ``exposure=`` says, as a row with a ``status``
+        (``ok``, ``unknown_exposure``, ``no_timespan``, ``nothing_certified``, ``ambiguous``)
+        instead of an exception. Select with exactly one of ``exposures`` (an iterable of int
+        ids; duplicates answered once), ``day_obs`` (a day or an inclusive ``(first, last)``)
+        or ``exposure_range`` (inclusive ids). One query, whatever the number of exposures.
+        See :func:`calibreg.registry.lookups.lookup_many`.
+
+        Raises
+        ------
+        NotFoundError
+            For an unknown instrument or tag.
+        InputError
+            For a bad selection: none or several, a non-integer id, more than 100,000 ids.
+        """
+        when = None if as_of is None else parse_wallclock(as_of, field="as_of", source="Registry")
+        if isinstance(exposures, str | bytes):
+            raise InputError("lookup", "exposures: give a list of int ids", field="exposures")
+        with self.read() as conn:
+            return lookups.lookup_many(
+                conn,
+                instrument,
+                tag,
+                exposures=exposures,
+                day_obs=day_obs,
+                exposure_range=exposure_range,
+                as_of=when,
+            )
+
+    def certification_generation(self) -> int:
+        """Return the registry's certification generation (bumped by every certify/decertify).
+
+        A read service keys its cached lookup answers on it: while it is unchanged, every
+        lookup answer is. One primary-key read (see :mod:`calibreg.registry.generation`).
+        """
+        with translate_errors(self.database):
+            return generation.read(self.engine)
+
+    def watch_certification_generation(self) -> Any:
+        """Return a callable giving the certification generation cheaply, for a read service.
+
+        On PostgreSQL a thread LISTENs for the triggers' notifications, so a call reads a
+        Python attribute (the new value arrives milliseconds after a commit; while the listening
+        connection is down, calls read the counter). On SQLite each call is one primary-key
+        read. See :class:`calibreg.registry.generation.Watcher`.
+        """
+        watcher = getattr(self, "_generation_watcher", None)
+        if watcher is None:
+            watcher = self._generation_watcher = generation.Watcher(self.engine)
+        return watcher
 
     def certifications(
         self, tag: str | None = None, *, include_closed: bool = False

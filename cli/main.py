@@ -126,13 +126,22 @@ def exposures(
 def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        "-w",
+        help="Worker processes, each with its own SO_REUSEPORT socket and lookup cache.",
+    ),
+    max_age: int = typer.Option(
+        5, "--max-age", help="Seconds a cache may serve a lookup answer before revalidating."
+    ),
     db: DbOption = None,
 ) -> None:
     """Serve the registry read-only over HTTP (JSON; OpenAPI at /openapi.json)."""
     with errors():
         from calibreg.http.server import serve as run_server
 
-        run_server(db, host=host, port=port)
+        run_server(db, host=host, port=port, workers=workers, lookup_max_age=max_age)
 
 
 @app.command()

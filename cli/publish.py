@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 from calibreg_cli.common import DbOption, errors, open_registry
-from calibreg_cli.output import Format, ObjFormat, print_frame, print_json, print_mapping
+from calibreg_cli.output import (
+    Format,
+    ObjFormat,
+    fail,
+    print_frame,
+    print_json,
+    print_mapping,
+)
 
 
 def _tai(value: str | None, option: str) -> int | None:
@@ -162,16 +169,48 @@ def lookup(
     exposure: int | None = typer.Option(
         None, "--exposure", help="Match this exposure's whole timespan (not with --time)."
     ),
+    exposures: str | None = typer.Option(
+        None,
+        "--exposures",
+        help="Many exposures at once: ids and ranges ('1,5,100-200'), a file of one id (or "
+        "range) per line, or '-' for standard input. One query answers all; prints a table.",
+    ),
+    day_obs: str | None = typer.Option(
+        None, "--day-obs", help="Every exposure of a day (YYYYMMDD) or days ('D1-D2')."
+    ),
     as_of: str | None = typer.Option(None, "--as-of", help="Answer as the tag stood then."),
     explain: bool = typer.Option(False, "--explain", help="List the ranges considered."),
     db: DbOption = None,
-    fmt: ObjFormat = typer.Option(ObjFormat.table, "--format"),
+    fmt: Format = typer.Option(
+        Format.table, "--format", help="table or json; csv too with --exposures/--day-obs."
+    ),
 ) -> None:
-    """Which version is valid for INSTRUMENT/FILTER at TIME (or EXPOSURE) in TAG."""
+    """Which version is valid for INSTRUMENT/FILTER at TIME (or EXPOSURE) in TAG.
+
+    With --exposures or --day-obs: the version for each of many exposures, one row each, with
+    a status (ok, unknown_exposure, no_timespan, nothing_certified, ambiguous).
+    """
     from calibreg.errors import NothingCertifiedError
     from calibreg.formats.timescale import parse_wallclock
 
+    if exposures is not None or day_obs is not None:
+        _lookup_many(
+            instrument,
+            tag,
+            exposures,
+            day_obs,
+            physical_filter,
+            time,
+            exposure,
+            as_of,
+            explain,
+            db,
+            fmt,
+        )
+        return
     with errors(), open_registry(db) as reg:
+        if fmt == Format.csv:
+            fail("--format csv needs --exposures or --day-obs (one lookup prints table or json)")
         when = None if as_of is None else parse_wallclock(as_of, field="as_of", source="--as-of")
         try:
             res = reg.lookup(
@@ -189,7 +228,7 @@ def lookup(
             raise
         considered = res.pop("explain", None)
         cert = res.pop("certification")
-        if fmt == ObjFormat.json:
+        if fmt == Format.json:
             res = _with_instants(res, "time_tai_ns")
             res["certification"] = _with_instants(cert, "valid_begin", "valid_end")
             print_json({**res, **({"explain": considered} if considered is not None else {})})
@@ -203,6 +242,149 @@ def lookup(
         print_mapping(res, fmt, title="lookup")
         if considered is not None:
             _print_explain(considered)
+
+
+#: The most ids a range in --exposures may expand to (the bulk lookup's own limit).
+MAX_IDS = 100_000
+
+
+def _parse_ids(text: str, where: str, ids: list[int]) -> None:
+    """Append the ids of one comma list (``1,5,100-200``) to ``ids``; one-line errors."""
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        lo, sep, hi = item.partition("-") if not item.startswith("-") else (item, "", "")
+        try:
+            first = int(lo)
+            last = int(hi) if sep else first
+        except ValueError:
+            fail(
+                f"{where}: {item[:40]!r} is not an exposure id or a range like 100-200"
+                + (" (nor a file)" if where == "--exposures" else "")
+            )
+        if last < first:
+            fail(f"{where}: empty range {item[:40]!r}")
+        if last - first + 1 + len(ids) > MAX_IDS:
+            fail(f"{where}: more than {MAX_IDS:,} exposure ids: split the list")
+        ids.extend(range(first, last + 1))
+
+
+def read_exposure_ids(spec: str) -> list[int]:
+    """The ids of ``--exposures``: a comma list with ranges, a file, or '-' (stdin)."""
+    import pathlib
+    import sys
+
+    if spec == "-":
+        lines = sys.stdin.read().splitlines()
+        source = "stdin"
+    elif (
+        pathlib.Path(spec).is_file()
+        or any(c in spec for c in "/\\")
+        or pathlib.Path(spec).suffix.lower() in (".txt", ".csv", ".lst", ".ids")
+    ):
+        path = pathlib.Path(spec)
+        try:
+            lines = path.read_text().splitlines()
+        except UnicodeDecodeError:
+            fail(f"{spec}: not a text file of exposure ids")
+        source = spec
+    else:
+        ids: list[int] = []
+        _parse_ids(spec, "--exposures", ids)
+        return ids
+    ids = []
+    for number, line in enumerate(lines, start=1):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            _parse_ids(line, f"{source} line {number}", ids)
+    return ids
+
+
+def _day_obs(text: str) -> int | tuple[int, int]:
+    lo, sep, hi = text.partition("-")
+    try:
+        return (int(lo), int(hi)) if sep else int(lo)
+    except ValueError:
+        fail(f"--day-obs: {text[:40]!r} is not a day (YYYYMMDD) or a range D1-D2")
+
+
+def _lookup_many(
+    instrument: str,
+    tag: str,
+    exposures: str | None,
+    day_obs: str | None,
+    physical_filter: str | None,
+    time: str | None,
+    exposure: int | None,
+    as_of: str | None,
+    explain: bool,
+    db: str | None,
+    fmt: Format,
+) -> None:
+    """``calibreg lookup --exposures/--day-obs``: one row per exposure."""
+    from calibreg.formats.timescale import parse_wallclock
+
+    with errors():
+        if exposures is not None and day_obs is not None:
+            fail("give --exposures or --day-obs, not both")
+        clash = [
+            name
+            for name, value in (
+                ("--time", time),
+                ("--exposure", exposure),
+                ("--filter", physical_filter),
+                ("--explain", explain or None),
+            )
+            if value is not None
+        ]
+        if clash:
+            fail(f"{', '.join(clash)} cannot be combined with --exposures/--day-obs")
+        ids = None if exposures is None else read_exposure_ids(exposures)
+        if ids is not None and not ids:
+            fail(f"no exposure ids in {exposures!r}")
+        days = None if day_obs is None else _day_obs(day_obs)
+        when = None if as_of is None else parse_wallclock(as_of, field="as_of", source="--as-of")
+        with open_registry(db) as reg:
+            frame = reg.lookup_many(instrument, tag, ids, day_obs=days, as_of=when)
+        if fmt == Format.table:
+            frame = frame.copy()
+            frame["valid"] = [
+                None if s != "ok" else _range(_int(b), _int(e))
+                for s, b, e in zip(
+                    frame["status"], frame["valid_begin"], frame["valid_end"], strict=True
+                )
+            ]
+            frame["ambiguous_versions"] = [
+                "" if v is None else " ".join(map(str, v)) for v in frame["ambiguous_versions"]
+            ]
+            frame = frame[
+                [
+                    "exposure",
+                    "status",
+                    "physical_filter",
+                    "version_id",
+                    "seq",
+                    "certification_id",
+                    "valid",
+                    "ambiguous_versions",
+                ]
+            ].rename(columns={"physical_filter": "filter", "ambiguous_versions": "ambiguous"})
+        elif fmt == Format.csv:
+            frame = frame.copy()
+            frame["ambiguous_versions"] = [
+                None if v is None else " ".join(map(str, v)) for v in frame["ambiguous_versions"]
+            ]
+        print_frame(frame, fmt, title=f"{instrument} in {tag}")
+        counts = frame["status"].value_counts()
+        summary = ", ".join(f"{counts[s]} {s}" for s in counts.index)
+        typer.echo(f"{len(frame)} exposure(s): {summary or 'none'}", err=True)
+
+
+def _int(value: object) -> int | None:
+    import pandas as pd
+
+    return None if value is None or pd.isna(value) else int(value)
 
 
 def _print_explain(considered: list[dict]) -> None:

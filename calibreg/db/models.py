@@ -476,3 +476,19 @@ class Certification(Base):
     decertified_by: Mapped[str | None] = mapped_column(BoundedText(limits.CERTIFIED_BY))
     replaces_id: Mapped[int | None] = mapped_column(ForeignKey("certification.id"))
     comparison: Mapped[dict | None] = mapped_column(JSONDoc)
+
+
+class CertificationGeneration(Base):
+    """One row: a counter bumped by every write that can change a lookup's answer.
+
+    Triggers (migration 0007) add one for each statement that inserts or updates a
+    certification and for each write to ``exposure``, in the writing transaction, so a read
+    service can cache lookup answers under it and derive ETags from it
+    (:mod:`calibreg.registry.generation`).
+    """
+
+    __tablename__ = "certification_generation"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)

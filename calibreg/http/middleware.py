@@ -1,5 +1,8 @@
 """The read-only guard: GET and HEAD pass, every other method gets 405 on every path.
 
+One exception: ``POST /lookup/batch``, a read-only *query* whose exposure list does not fit in
+a URL (10,000 ids). It writes nothing; POST is only the way to send a body.
+
 Done in the ASGI layer rather than per route because Starlette answers an unrouted method on an
 unknown path with 404, and the contract is that *any* write attempt is refused as a method
 error (405 with ``Allow: GET, HEAD``), whatever the path. HEAD is served by running the GET
@@ -14,6 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from calibreg.http.encoding import JSON_TYPE, NO_CACHE, render_json
 
 ALLOWED_METHODS = ("GET", "HEAD")
+#: Read-only queries that take a body: path → the methods allowed there.
+QUERY_PATHS = {"/lookup/batch": ("GET", "HEAD", "POST")}
 
 
 class ReadOnlyMiddleware:
@@ -28,6 +33,10 @@ class ReadOnlyMiddleware:
             await self.app(scope, receive, send)
             return
         method = scope["method"]
+        allowed = QUERY_PATHS.get(scope.get("path", ""), ALLOWED_METHODS)
+        if method == "POST" and "POST" in allowed:
+            await self.app(scope, receive, send)
+            return
         if method == "HEAD":
             # A new scope dict: the server keeps its own, so it still knows this is a HEAD.
             get_scope = {**scope, "method": "GET"}
@@ -43,7 +52,8 @@ class ReadOnlyMiddleware:
             {
                 "error": {
                     "code": 405,
-                    "message": f"{method} is not allowed: this API is read-only (GET, HEAD)",
+                    "message": f"{method} is not allowed: this API is read-only "
+                    f"({', '.join(allowed)})",
                 }
             }
         )
@@ -54,7 +64,7 @@ class ReadOnlyMiddleware:
                 "headers": [
                     (b"content-type", JSON_TYPE.encode()),
                     (b"content-length", str(len(body)).encode()),
-                    (b"allow", ", ".join(ALLOWED_METHODS).encode()),
+                    (b"allow", ", ".join(allowed).encode()),
                     (b"cache-control", NO_CACHE.encode()),
                 ],
             }

@@ -13,10 +13,11 @@ pieces, so every past state of a tag can be read back with ``as_of``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, or_, select, update
 
 from calibreg.db.models import CalibrationVersion, Certification, Exposure, Instrument, Tag
 from calibreg.db.types import utcnow
@@ -519,15 +520,17 @@ def lookup(
     return result
 
 
+#: An exposure's filter and timespan (built once; see _over_statement).
+_SPAN = select(Exposure.timespan_begin, Exposure.timespan_end, Exposure.physical_filter).where(
+    Exposure.instrument_id == bindparam("inst"), Exposure.id == bindparam("exposure")
+)
+
+
 def _exposure_span(
     conn: Connection, inst: int, instrument: str, exposure: int, physical_filter: str | None
 ) -> tuple[str, int, int | None]:
     """Return an exposure's filter and timespan (begin, end) for a lookup by exposure."""
-    row = conn.execute(
-        select(Exposure.timespan_begin, Exposure.timespan_end, Exposure.physical_filter).where(
-            Exposure.instrument_id == inst, Exposure.id == exposure
-        )
-    ).one_or_none()
+    row = conn.execute(_SPAN, {"inst": inst, "exposure": exposure}).one_or_none()
     if row is None:
         raise NotFoundError(f"unknown exposure {exposure} of {instrument}")
     if row.timespan_begin is None:
@@ -542,18 +545,24 @@ def _exposure_span(
     return row.physical_filter, int(row.timespan_begin), end
 
 
-def _certified_over(
-    conn: Connection,
-    inst: int | None,
-    instrument: str,
-    physical_filter: str,
-    tag: str,
-    begin: int,
-    end: int,
-    as_of: dt.datetime | None,
-) -> list[Any]:
-    """Return the certifications overlapping ``[begin, end)``: one indexed query."""
+@functools.lru_cache(maxsize=8)
+def _over_statement(by_id: bool, with_as_of: bool) -> Any:
+    """Return the lookup query, built once per shape with bind parameters (a lookup binds).
+
+    Building a SELECT costs more than running it; the statement is the same for every lookup
+    of a shape, so it is made once and SQLAlchemy's compiled cache does the rest.
+    """
     v = CalibrationVersion
+    if with_as_of:
+        active = [
+            Certification.certified_at <= bindparam("as_of"),
+            or_(
+                Certification.decertified_at.is_(None),
+                Certification.decertified_at > bindparam("as_of"),
+            ),
+        ]
+    else:
+        active = [Certification.decertified_at.is_(None)]
     stmt = (
         select(
             *Certification.__table__.columns,
@@ -566,20 +575,41 @@ def _certified_over(
         .join(Tag, Tag.id == Certification.tag_id)
         .join(v, v.id == Certification.version_id)
         .where(
-            Tag.name == tag,
-            Certification.physical_filter == physical_filter,
-            *_active(as_of),
-            *_overlaps(begin, end),
+            Tag.name == bindparam("tag"),
+            Certification.physical_filter == bindparam("filter"),
+            *active,
+            or_(Certification.valid_end.is_(None), Certification.valid_end > bindparam("begin")),
+            or_(Certification.valid_begin.is_(None), Certification.valid_begin < bindparam("end")),
         )
         .order_by(_begin_key)
     )
+    if by_id:
+        return stmt.where(Certification.instrument_id == bindparam("inst"))
+    return stmt.join(Instrument, Instrument.id == Certification.instrument_id).where(
+        Instrument.name == bindparam("instrument")
+    )
+
+
+def _certified_over(
+    conn: Connection,
+    inst: int | None,
+    instrument: str,
+    physical_filter: str,
+    tag: str,
+    begin: int,
+    end: int,
+    as_of: dt.datetime | None,
+) -> list[Any]:
+    """Return the certifications overlapping ``[begin, end)``: one indexed query."""
+    params: dict[str, Any] = {"tag": tag, "filter": physical_filter, "begin": begin, "end": end}
     if inst is not None:
-        stmt = stmt.where(Certification.instrument_id == inst)
+        params["inst"] = inst
     else:
-        stmt = stmt.join(Instrument, Instrument.id == Certification.instrument_id).where(
-            Instrument.name == instrument
-        )
-    return list(conn.execute(stmt).all())
+        params["instrument"] = instrument
+    if as_of is not None:
+        params["as_of"] = as_of
+    stmt = _over_statement(inst is not None, as_of is not None)
+    return list(conn.execute(stmt, params).all())
 
 
 def _considered(

@@ -23,7 +23,7 @@ from http_sample import FILTER, INSTRUMENT, TAG, Sample
 
 import calibreg
 from calibreg.client import Registry
-from calibreg.http.encoding import IMMUTABLE, NO_CACHE
+from calibreg.http.encoding import IMMUTABLE, NO_CACHE, lookup_cache_control
 
 STARTUP_TIMEOUT = 30.0
 
@@ -171,7 +171,7 @@ def test_lookup(http: httpx.Client, certified: Sample) -> None:
     )
     assert resp.status_code == 200, resp.text
     assert resp.json()["version_id"] == certified.detector_versions[-1]
-    assert resp.headers["cache-control"] == NO_CACHE
+    assert resp.headers["cache-control"] == lookup_cache_control()
 
 
 def test_errors(http: httpx.Client) -> None:
