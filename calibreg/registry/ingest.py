@@ -703,12 +703,15 @@ def ingest_stats_blocks(
     inst = instrument_id(conn, instrument)
     seen = _SeenKeys()
     batch: int | None = None
-    n_rows = inserted = replaced = unchanged = 0
+    n_rows = inserted = replaced = unchanged = given = 0
     written: set[str] = set()
     for block in blocks:
         frame = block.reset_index(drop=True)
         if "source" not in frame.columns:
             frame["source"] = source
+        if "source_row" not in frame.columns:  # a frame built in memory: its own row numbers
+            frame["source_row"] = np.arange(given + 1, given + len(frame) + 1, dtype=np.int64)
+        given += len(frame)
         if frame.empty:
             continue
         frame = _resolve_stats(conn, inst, instrument, frame)
