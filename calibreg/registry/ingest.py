@@ -50,6 +50,7 @@ from calibreg.db.models import (
     VersionExposure,
 )
 from calibreg.db.types import utcnow
+from calibreg.domain.progress import Progress, report
 from calibreg.domain.provenance import Who
 from calibreg.domain.reports import IngestReport
 from calibreg.errors import ConflictError, InputError, NotFoundError
@@ -672,7 +673,7 @@ def ingest_stats_blocks(
     who: Who,
     instrument: str | None = None,
     replace: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> IngestReport:
     """Register statistics arriving in blocks (:func:`calibreg.formats.iter_stats`).
 
@@ -688,7 +689,9 @@ def ingest_stats_blocks(
     blocks
         Frames with the columns of :func:`ingest_stats`'s ``frame``.
     progress
-        Called with the number of rows done after each block.
+        A :class:`~calibreg.domain.progress.Progress` callback, called after each block
+        with stage ``"stored"``: rows compared and written so far, and the new, changed and
+        unchanged counts as detail.
 
     Raises
     ------
@@ -738,8 +741,12 @@ def ingest_stats_blocks(
             inserted += new
             replaced += changed
             written.update(p.stats_level for p in plans if len(p.new) and p.stats_level)
-        if progress is not None:
-            progress(n_rows)
+        report(
+            progress,
+            "stored",
+            n_rows,
+            detail=f"{inserted:,} new, {replaced:,} changed, {unchanged:,} unchanged",
+        )
     if batch is None:
         return IngestReport("stats", source, instrument, n_rows, 0, 0, unchanged, None)
     for level in sorted(written):
