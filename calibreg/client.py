@@ -30,6 +30,7 @@ from calibreg.db.session import (
 )
 from calibreg.domain.fit import VersionFit
 from calibreg.domain.progress import Progress, report
+from calibreg.domain.streams import read_ahead
 from calibreg.domain.provenance import Who
 from calibreg.domain.quantum import QuantumData, QuantumSpec
 from calibreg.domain.reports import IngestReport, PersistedVersion
@@ -375,7 +376,7 @@ class Registry:
         with self.transaction() as conn:
             return ingest.ingest_stats_blocks(
                 conn,
-                blocks(),
+                read_ahead(blocks()),  # parse the next block while this one is written
                 source=source,
                 sha256=digest,
                 who=Who.current(),
