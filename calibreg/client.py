@@ -30,10 +30,10 @@ from calibreg.db.session import (
 )
 from calibreg.domain.fit import VersionFit
 from calibreg.domain.progress import Progress, report
-from calibreg.domain.streams import read_ahead
 from calibreg.domain.provenance import Who
 from calibreg.domain.quantum import QuantumData, QuantumSpec
 from calibreg.domain.reports import IngestReport, PersistedVersion
+from calibreg.domain.streams import read_ahead
 from calibreg.errors import InputError, NotFoundError, SchemaError
 from calibreg.formats.timescale import as_tai_ns, parse_wallclock
 from calibreg.registry import (
@@ -312,7 +312,7 @@ class Registry:
         replace: bool = False,
         exposure: int | str | None = None,
         detector: int | str | None = None,
-        block_bytes: int = 1 << 25,
+        block_bytes: int = 1 << 24,
         progress: Progress | None = None,
     ) -> IngestReport:
         """Register the statistics of files, streamed block by block (one transaction, one batch).
@@ -330,7 +330,7 @@ class Registry:
         exposure, detector
             For PropertyList files (else taken from their names).
         block_bytes
-            Bytes of a table parsed per block (about 500,000 LSSTCam rows per 32 MiB).
+            Bytes of a table parsed per block (about 250,000 LSSTCam rows per 16 MiB).
         progress
             A :class:`~calibreg.domain.progress.Progress` callback, called after each block
             with stage ``"read"`` (rows read and checked, of a total estimated from the files'
@@ -361,7 +361,9 @@ class Registry:
                     read = min(read + block_bytes, size) if table else size
                     total = rows * sum(sizes) / max(done_bytes + read, 1)
                     report(progress, "read", rows, max(rows, round(total)))
-                    yield block.assign(source=str(path))
+                    block["source"] = str(path)  # in place: no copy of the block
+                    yield block
+                    del block
                 done_bytes += size
             report(progress, "read", rows, rows)
 

@@ -117,7 +117,7 @@ def stats(
     ),
     replace: ReplaceOption = False,
     block_mib: float = typer.Option(
-        32.0,
+        16.0,
         "--block-mib",
         min=0.01,
         help="MiB of a table read, checked and written at a time (bounds the memory used).",

@@ -3,7 +3,8 @@
 An ingest alternates between parsing a block of a file (pyarrow's CSV reader and NumPy release
 the GIL) and writing the previous one to the database (SQLite's ``sqlite3_step`` and libpq's
 COPY release it too); reading one block ahead overlaps the two on a second core. At most
-``depth`` items wait in the queue, so memory stays bounded by ``depth + 1`` blocks.
+``depth`` items are produced ahead (counting the one being produced), so memory holds at most
+``depth + 1`` blocks: the one in use and the ones read ahead.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def read_ahead(items: Iterable[T], depth: int = 1) -> Iterator[T]:
     items : iterable
         Any iterable; it is consumed in one background thread.
     depth : int
-        Items produced ahead of the consumer (``>= 1``).
+        Items produced ahead of the consumer, counting the one being produced (``>= 1``):
+        the next is started only when the consumer takes one.
 
     Yields
     ------
@@ -48,38 +50,42 @@ def read_ahead(items: Iterable[T], depth: int = 1) -> Iterator[T]:
     """
     if depth < 1:
         raise ValueError("depth must be at least 1")
-    box: queue.Queue = queue.Queue(maxsize=depth)
+    box: queue.SimpleQueue = queue.SimpleQueue()
+    slots = threading.Semaphore(depth)  # items produced (or being produced) not yet taken
     stop = threading.Event()
 
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                box.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def produce() -> None:
-        try:
-            for item in items:
-                if not put((item, None)):
+        it = iter(items)
+        while True:
+            while not slots.acquire(timeout=0.05):
+                if stop.is_set():
                     return
-        except BaseException as exc:  # handed to the consumer, raised there
-            put((_DONE, exc))
-            return
-        put((_DONE, None))
+            if stop.is_set():
+                return
+            try:
+                item = next(it)
+            except StopIteration:
+                box.put((_DONE, None))
+                return
+            except BaseException as exc:  # handed to the consumer, raised there
+                box.put((_DONE, exc))
+                return
+            box.put((item, None))
+            del item  # the queue holds it; the producer keeps no second reference
 
     worker = threading.Thread(target=produce, name="calibreg-read-ahead", daemon=True)
     worker.start()
     try:
         while True:
             item, exc = box.get()
+            slots.release()  # taken: the producer may start on the next one
             if item is _DONE:
                 if exc is not None:
                     raise exc
                 return
             yield item
+            del item
     finally:
         stop.set()
+        slots.release()
         worker.join()

@@ -710,6 +710,7 @@ def ingest_stats_blocks(
     written: set[str] = set()
     for block in blocks:
         frame = block.reset_index(drop=True)
+        del block  # only the working copy stays alive
         if "source" not in frame.columns:
             frame["source"] = source
         if "source_row" not in frame.columns:  # a frame built in memory: its own row numbers
@@ -803,10 +804,13 @@ class _SeenKeys:
                 self._sources.append(name)
             file_codes[names == name] = self._sources.index(name)
         where = (file_codes << 40) | frame["source_row"].to_numpy(dtype=np.int64, na_value=0)
-        keys_all = np.concatenate([self._keys, keys])
-        order = np.argsort(keys_all, kind="stable")  # two sorted runs: ~linear
-        self._keys = keys_all[order]
-        self._where = np.concatenate([self._where, where])[order]
+        # Merge the block's keys into the sorted ones without sorting (or copying) them all
+        # again: what is kept grows by 16 bytes a row, the transient by one block.
+        order = np.argsort(keys, kind="stable")
+        keys, where = keys[order], where[order]
+        at = np.searchsorted(self._keys, keys)
+        self._keys = np.insert(self._keys, at, keys)
+        self._where = np.insert(self._where, at, where)
 
 
 def stat_plans(conn: Connection, inst: int, frame: pd.DataFrame) -> list[_Plan]:
