@@ -350,6 +350,16 @@ class Registry:
             raise InputError("statistics", "no files given")
         kwargs = {"exposure": exposure, "detector": detector}
 
+        estimate: list[int | None] = [None]
+
+        def relay(stage: str, done: int, total: int | None = None, **kw: Any) -> None:
+            """Give the written rows the total estimated from the files read so far."""
+            if stage == "read":
+                estimate[0] = total
+            elif stage == "stored" and total is None:
+                total = max(done, estimate[0] or 0) or None
+            report(progress, stage, done, total, **kw)
+
         def blocks() -> Iterator[pd.DataFrame]:
             sizes = [os.path.getsize(p) for p in paths]  # readable: hashed already
             rows = done_bytes = 0
@@ -360,12 +370,12 @@ class Registry:
                     rows += len(block)
                     read = min(read + block_bytes, size) if table else size
                     total = rows * sum(sizes) / max(done_bytes + read, 1)
-                    report(progress, "read", rows, max(rows, round(total)))
+                    relay("read", rows, max(rows, round(total)))
                     block["source"] = str(path)  # in place: no copy of the block
                     yield block
                     del block
                 done_bytes += size
-            report(progress, "read", rows, rows)
+            relay("read", rows, rows)
 
         source = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
         try:
@@ -384,7 +394,7 @@ class Registry:
                 who=Who.current(),
                 instrument=instrument,
                 replace=replace,
-                progress=progress,
+                progress=None if progress is None else relay,
             )
 
     def ingest_inputs(

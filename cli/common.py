@@ -126,18 +126,29 @@ def progress_bars() -> Iterator[Progress]:
                 return Text(f"{task.completed:,.0f} {unit}")
             return Text(f"{task.completed:,.0f}/{task.total:,.0f} {unit}")
 
+    started: list[float] = []  # when the command asked for bars: the work's start
+
+    def rate(task: Any) -> float | None:
+        """The stage's mean rate since the work started (steadier than Rich's windowed speed
+        for a few large updates, and not inflated for a stage that reports late)."""
+        if not started or not task.completed or task.start_time is None:
+            return None
+        end = task.start_time + task.finished_time if task.finished else bars.get_time()
+        return task.completed / (end - started[0]) if end > started[0] else None
+
     class Rate(ProgressColumn):
         def render(self, task: Any) -> Text:
-            speed = task.finished_speed or task.speed
+            speed = rate(task)
             unit = task.fields.get("unit", "")
             return Text(f"{speed:,.0f} {unit}/s" if speed and speed >= 1 else "", style="cyan")
 
     class Time(ProgressColumn):
         def render(self, task: Any) -> Text:
-            if task.finished or task.total is None or task.time_remaining is None:
-                seconds, style = task.finished_time or task.elapsed or 0, "yellow"
-                return Text(_clock(seconds), style=style)
-            return Text(f"eta {_clock(task.time_remaining)}", style="green")
+            speed = rate(task)
+            if task.finished or task.total is None or not speed:
+                seconds = (task.finished_time if task.finished else task.elapsed) or 0
+                return Text(_clock(seconds), style="yellow")
+            return Text(f"eta {_clock((task.total - task.completed) / speed)}", style="green")
 
     bars = Progress(
         SpinnerColumn(finished_text="[green]✓"),
@@ -166,6 +177,7 @@ def progress_bars() -> Iterator[Progress]:
         bars.refresh()
 
     with bars:
+        started.append(bars.get_time())
         try:
             yield advance
         finally:

@@ -691,7 +691,7 @@ def ingest_stats_blocks(
     progress
         A :class:`~calibreg.domain.progress.Progress` callback, called after each block
         with stage ``"stored"``: rows compared and written so far, and the new, changed and
-        unchanged counts as detail.
+        unchanged counts (those not zero) as detail.
 
     Raises
     ------
@@ -746,7 +746,11 @@ def ingest_stats_blocks(
             progress,
             "stored",
             n_rows,
-            detail=f"{inserted:,} new, {replaced:,} changed, {unchanged:,} unchanged",
+            detail=", ".join(
+                f"{n:,} {what}"
+                for n, what in ((inserted, "new"), (replaced, "changed"), (unchanged, "unchanged"))
+                if n
+            ),
         )
     if batch is None:
         return IngestReport("stats", source, instrument, n_rows, 0, 0, unchanged, None)
