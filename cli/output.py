@@ -85,22 +85,94 @@ def print_frame(
         frame.to_csv(sys.stdout, index=False)
         return
     specs = _specs(frame, columns)
+    cells = {spec.name: [_cell(v, spec.digits) for v in frame[spec.name]] for spec in specs}
+    out = console()
+    left_out: list[str] = []
+    while sum(_widths(specs, cells)[1]) + _gaps(specs) > out.width and any(
+        c.optional for c in specs
+    ):
+        last = max(i for i, c in enumerate(specs) if c.optional)
+        left_out.insert(0, specs.pop(last).title)
+    widths = _layout(specs, cells, out.width)
     table = new_table(title)
-    for spec in specs:
-        values = frame[spec.name]
-        numeric = _is_numeric(values)
+    for spec, width in zip(specs, widths, strict=True):
         table.add_column(
-            spec.header or spec.name,
-            justify="right" if numeric else "left",
-            no_wrap=spec.whole,
-            overflow="ellipsis" if spec.whole else "fold",
+            spec.title,
+            justify="right" if _is_numeric(frame[spec.name]) else "left",
+            overflow="fold",
+            width=width,
         )
-    cells = [[_cell(v, spec.digits) for v in frame[spec.name]] for spec in specs]
-    for row in zip(*cells, strict=True):
-        table.add_row(*row)
-    console().print(table)
+    from rich.text import Text
+
+    def text(value: str, whole: bool | None) -> Text:  # Text: no markup read into values
+        return Text(value, no_wrap=True, overflow="ellipsis") if whole else Text(value)
+
+    for row in zip(*(cells[spec.name] for spec in specs), strict=True):
+        table.add_row(*(text(v, spec.whole) for v, spec in zip(row, specs, strict=True)))
+    out.print(table)
     if frame.empty:
         typer.echo("(no rows)", err=True)
+    if left_out:
+        typer.echo(
+            f"(left out at {out.width} columns: {', '.join(left_out)}; a wider terminal or "
+            "--format csv shows them)",
+            err=True,
+        )
+
+
+#: Characters between two columns of a terminal table (see :func:`new_table`).
+COLUMN_GAP = 2
+
+
+def _gaps(specs: Sequence[Column]) -> int:
+    return COLUMN_GAP * max(len(specs) - 1, 0)
+
+
+def _widths(
+    specs: Sequence[Column], cells: Mapping[str, Sequence[str]]
+) -> tuple[list[int], list[int]]:
+    """Each column's natural width and the narrowest width that cuts no value.
+
+    Natural: the longest line, and the heading on one line. Narrowest: a column kept whole
+    needs its longest line, a wrapping column its longest word; a heading may wrap at spaces.
+    """
+    from rich.cells import cell_len
+
+    natural, narrowest = [], []
+    for spec in specs:
+        values = cells[spec.name]
+        lines = [line for v in values for line in (v.splitlines() or [""])]
+        words = [w for v in values for w in v.split()]
+        longest_line = max((cell_len(x) for x in lines), default=0)
+        longest_word = max((cell_len(w) for w in words), default=0)
+        head_word = max(cell_len(w) for w in (spec.title.split() or [""]))
+        natural.append(max(longest_line, cell_len(spec.title), 1))
+        narrowest.append(max(longest_line if spec.whole else longest_word, head_word, 1))
+    return natural, narrowest
+
+
+def _layout(
+    specs: Sequence[Column], cells: Mapping[str, Sequence[str]], width: int
+) -> list[int | None]:
+    """Column widths that fit ``width`` wrapping only at spaces, where that is possible.
+
+    Returns ``None`` for every column when the table fits as it is. Otherwise the widest
+    column gives up one character at a time, never below its narrowest (:func:`_widths`:
+    whole columns only wrap their heading). Rich's own squeeze, which cuts words, is left
+    only for a table that cannot fit at all.
+    """
+    natural, narrowest = _widths(specs, cells)
+    avail = width - _gaps(specs)
+    if sum(natural) <= avail:
+        return [None] * len(specs)
+    widths = list(natural)
+    while sum(widths) > avail:
+        shrinkable = [i for i in range(len(specs)) if widths[i] > narrowest[i]]
+        if not shrinkable:
+            return [None] * len(specs)
+        widest = max(shrinkable, key=lambda i: widths[i])
+        widths[widest] -= 1
+    return list(widths)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,12 +190,21 @@ class Column:
         the values (whole when every value is at most :data:`WHOLE_MAX` characters).
     digits
         Significant digits of floating-point values.
+    optional
+        Leave the column out when the terminal is too narrow for the table (the last
+        optional column first; a note on stderr says so).
     """
 
     name: str
     header: str | None = None
     whole: bool | None = None
     digits: int = 7
+    optional: bool = False
+
+    @property
+    def title(self) -> str:
+        """The column's heading."""
+        return self.header or self.name
 
 
 #: Values up to this many characters are kept whole (not wrapped) by default.
@@ -204,17 +285,23 @@ def short_hash(value: str | None, n: int = 12) -> str:
 
 
 def short_instant(text: str | None) -> str:
-    """A UTC ISO-8601 instant without a zero fraction (``...:23.000000000Z`` → ``...:23Z``).
+    """A UTC ISO-8601 instant without its zero fraction and zero seconds, for a table.
 
-    Exact: only zeros are dropped, so the instant is unchanged.
+    ``2026-01-15T02:59:23.000000000Z`` → ``2026-01-15T02:59:23Z``, and
+    ``2026-01-01T00:00:00.000000000Z`` → ``2026-01-01T00:00Z`` (both ISO 8601). Exact: only
+    zeros are dropped, so the instant is unchanged. Other text is returned as it is.
     """
     if not text:
         return ""
-    head, dot, rest = text.partition(".")
-    if not dot or not rest.endswith("Z"):
+    if not text.endswith("Z") or "T" not in text:
         return text
-    fraction = rest[:-1].rstrip("0")
-    return f"{head}.{fraction}Z" if fraction else f"{head}Z"
+    head, _, fraction = text[:-1].partition(".")
+    fraction = fraction.rstrip("0")
+    if fraction:
+        return f"{head}.{fraction}Z"
+    if head.endswith(":00") and head.count(":") == 2:
+        head = head[:-3]
+    return f"{head}Z"
 
 
 def short_time(value: Any) -> str:

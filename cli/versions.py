@@ -39,7 +39,10 @@ def list_(
         None, "--limit", min=1, help="Only the newest N versions (still listed oldest first)."
     ),
     wide: bool = typer.Option(
-        False, "--wide", "-w", help="Every column (sizes, iterations, rms, hash) in the table."
+        False,
+        "--wide",
+        "-w",
+        help="Also hash, sizes, rms, iterations (as many as the terminal's width holds).",
     ),
     db: DbOption = None,
     fmt: Format = FormatOpt,
@@ -77,7 +80,7 @@ def list_(
         )
     ]
     frame["created"] = [short_time(t) for t in frame["created_at"]]
-    frame["hash"] = [short_hash(h) for h in frame["content_hash"]]
+    frame["hash"] = [short_hash(h, 10) for h in frame["content_hash"]]
     frame["certified_in"] = ["\n".join(t) for t in certified]  # a tag a line, each whole
     columns = [
         Column("id", whole=True),
@@ -85,13 +88,13 @@ def list_(
         Column("seq", whole=True),
         Column("method", whole=True),
         *(
-            [
-                Column("n_exposures", "exps"),
-                Column("n_rows", "rows"),
-                Column("iterations", "iter"),
-                Column("converged", "conv"),
-                Column("rms", digits=3),
-                Column("hash", whole=True),
+            [  # at a narrow terminal the last ones are left out first (a note says so)
+                Column("hash", whole=True, optional=True),
+                Column("n_exposures", "exps", optional=True),
+                Column("n_rows", "rows", optional=True),
+                Column("rms", digits=3, optional=True),
+                Column("iterations", "iter", optional=True),
+                Column("converged", "conv", optional=True),
             ]
             if wide
             else []
