@@ -381,6 +381,7 @@ def _lookup_many(
             frame["ambiguous_versions"] = [
                 None if v is None else " ".join(map(str, v)) for v in frame["ambiguous_versions"]
             ]
+            print_frame(frame, fmt)
         else:
             print_frame(frame, fmt)
         counts = frame["status"].value_counts()
