@@ -254,10 +254,7 @@ def diff(
         summary[key] = _percent(summary.get(key))
     print_mapping(summary, ObjFormat.table, title=f"version {v2} against version {v1}")
     if newly:
-        print_flag_table(
-            [{**item, "flags": item["flags"]} for item in newly],
-            title=f"newly flagged in version {v2}",
-        )
+        print_flag_table(newly, title=f"newly flagged in version {v2}")
     _print_changes(table, v1, v2, None if all_rows else top)
 
 

@@ -10,10 +10,11 @@ from calibreg_cli.output import Column, Format, print_frame, short_instant
 
 from calibreg.formats.timescale import format_instant, parse_time
 
-WORDS = (
+SENTENCE = (
     "the lamp level drifted during the sequence so every exposure carries its own scale "
     "and each amplifier its gain ratio times the vignetting of the focal plane"
-).split()
+)
+WORDS = SENTENCE.split()
 
 
 def frame() -> pd.DataFrame:
