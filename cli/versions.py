@@ -13,7 +13,6 @@ from calibreg_cli.output import (
     Column,
     Format,
     ObjFormat,
-    console,
     print_frame,
     print_json,
     print_mapping,
@@ -210,13 +209,12 @@ def print_flag_table(items: list[dict], *, title: str, legend: bool = True) -> N
 
 
 def print_flag_legend(names: Iterable[str]) -> None:
-    """Print what each quality flag among ``names`` means, one wrapped line each."""
+    """Print what each quality flag among ``names`` means, one line each (not wrapped)."""
     from calibreg.domain.quality import FLAG_HELP, FLAGS
 
     seen = set(names)
-    out = console()
-    for name in (n for n in FLAGS if n in seen):
-        out.print(f"  {name}: {FLAG_HELP.get(name, '')}", markup=False, highlight=False)
+    for name in (n for n in FLAGS if n in seen):  # one line each, so it can be grepped
+        typer.echo(f"  {name}: {FLAG_HELP.get(name, '')}")
 
 
 @app.command()
