@@ -766,3 +766,51 @@ class Registry:
         """Return certification rows, newest first."""
         with self.read() as conn:
             return tags.certifications(conn, tag, include_closed=include_closed)
+
+    # ----------------------------------------------------------------- terminal views
+    def newest_versions(
+        self,
+        limit: int,
+        *,
+        instrument: str | None = None,
+        physical_filter: str | None = None,
+        level: str | None = None,
+    ) -> pd.DataFrame:
+        """Return the newest ``limit`` versions, listed oldest first (columns of :meth:`versions`).
+
+        Raises
+        ------
+        ValueError
+            If ``limit`` is not positive.
+        NotFoundError
+            For an unknown instrument.
+        """
+        with self.read() as conn:
+            return versions.newest_versions(
+                conn,
+                limit,
+                instrument=instrument,
+                physical_filter=physical_filter,
+                level=level,
+            )
+
+    def history_with_flags(
+        self, *, instrument: str, physical_filter: str, detector: int | str, amp: str | None = None
+    ) -> pd.DataFrame:
+        """Return :meth:`history` with the detector's name, the error and the quality flags.
+
+        See :func:`calibreg.registry.versions.history_with_flags`.
+
+        Raises
+        ------
+        NotFoundError
+            For an unknown instrument, detector or amplifier.
+        """
+        with self.read() as conn:
+            return versions.history_with_flags(
+                conn,
+                instrument=instrument,
+                physical_filter=physical_filter,
+                detector=detector,
+                amp=amp,
+            )

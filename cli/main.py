@@ -17,7 +17,7 @@ from calibreg_cli import db as db_cmds
 from calibreg_cli import ingest as ingest_cmds
 from calibreg_cli import plot, publish, solve, versions
 from calibreg_cli.common import DbOption, OneLineErrors, errors, open_registry
-from calibreg_cli.output import Format, print_frame
+from calibreg_cli.output import Column, Format, print_frame, short_instant
 
 app = typer.Typer(
     name="calibreg",
@@ -81,9 +81,21 @@ def detectors(
     db: DbOption = None,
     fmt: Format = FormatOpt,
 ) -> None:
-    """List an instrument's detectors."""
+    """List an instrument's detectors (focal-plane offsets in mm, yaw in degrees)."""
     with errors(), open_registry(db) as reg:
-        print_frame(reg.detectors(instrument), fmt, title=f"{instrument} detectors")
+        frame = reg.detectors(instrument)
+    columns = [
+        Column("id", whole=True),
+        Column("name", whole=True),
+        Column("purpose", whole=True),
+        Column("physical_type", "type", whole=True),
+        Column("serial", whole=True),
+        Column("n_amplifiers", "amps"),
+        Column("offset_x", "x (mm)", digits=6),
+        Column("offset_y", "y (mm)", digits=6),
+        Column("yaw", "yaw (deg)", digits=6, optional=True),
+    ]
+    print_frame(frame, fmt, title=f"{instrument} detectors", columns=columns)
 
 
 @app.command()
@@ -93,33 +105,31 @@ def exposures(
     db: DbOption = None,
     fmt: Format = FormatOpt,
 ) -> None:
-    """List an instrument's exposures (timespans shown in UTC)."""
+    """List an instrument's exposures (timespans shown in UTC) and their statistics counts.
+
+    The table shows the columns a person scans; JSON and CSV carry every column.
+    """
     with errors(), open_registry(db) as reg:
         frame = _with_utc(reg.exposures(instrument, physical_filter), fmt)
-        if fmt == Format.table:  # the terminal view; json/csv carry every column
-            frame = frame[
-                [
-                    "id",
-                    "physical_filter",
-                    "obs_id",
-                    "observation_type",
-                    "day_obs",
-                    "exposure_time",
-                    "timespan_begin",
-                    "detector_stats",
-                    "amp_stats",
-                ]
-            ].rename(
-                columns={
-                    "physical_filter": "filter",
-                    "observation_type": "type",
-                    "exposure_time": "exptime",
-                    "timespan_begin": "begin (UTC)",
-                    "detector_stats": "det stats",
-                    "amp_stats": "amp stats",
-                }
-            )
-        print_frame(frame, fmt, title=f"{instrument} exposures")
+    if fmt == Format.table:
+        frame["begin"] = [
+            short_instant(t).removesuffix("Z").replace("T", " ") if t else ""
+            for t in frame["timespan_begin"]
+        ]
+        frame["stats"] = [
+            f"{d}/{a}" for d, a in zip(frame["detector_stats"], frame["amp_stats"], strict=True)
+        ]
+    columns = [
+        Column("id", whole=True),
+        Column("day_obs", whole=True, optional=True),
+        Column("obs_id", whole=True),
+        Column("physical_filter", "filter", whole=True),
+        Column("observation_type", "type", whole=True, optional=True),
+        Column("exposure_time", "exptime (s)", whole=False),
+        Column("begin", "begin (UTC)", whole=False),
+        Column("stats", "stats det/amp", whole=False),
+    ]
+    print_frame(frame, fmt, title=f"{instrument} exposures", columns=columns)
 
 
 @app.command()

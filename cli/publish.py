@@ -5,12 +5,15 @@ from __future__ import annotations
 import typer
 from calibreg_cli.common import DbOption, errors, open_registry
 from calibreg_cli.output import (
+    Column,
     Format,
     ObjFormat,
     fail,
     print_frame,
     print_json,
     print_mapping,
+    short_instant,
+    short_time,
 )
 
 
@@ -350,7 +353,7 @@ def _lookup_many(
         if fmt == Format.table:
             frame = frame.copy()
             frame["valid"] = [
-                None if s != "ok" else _range(_int(b), _int(e))
+                "" if s != "ok" else _short_range(_int(b), _int(e))
                 for s, b, e in zip(
                     frame["status"], frame["valid_begin"], frame["valid_end"], strict=True
                 )
@@ -358,24 +361,29 @@ def _lookup_many(
             frame["ambiguous_versions"] = [
                 "" if v is None else " ".join(map(str, v)) for v in frame["ambiguous_versions"]
             ]
-            frame = frame[
-                [
-                    "exposure",
-                    "status",
-                    "physical_filter",
-                    "version_id",
-                    "seq",
-                    "certification_id",
-                    "valid",
-                    "ambiguous_versions",
-                ]
-            ].rename(columns={"physical_filter": "filter", "ambiguous_versions": "ambiguous"})
+            print_frame(
+                frame,
+                fmt,
+                title=f"{instrument} in {tag}",
+                columns=[
+                    Column("exposure", whole=True),
+                    Column("status", whole=True),
+                    Column("physical_filter", "filter", whole=True),
+                    Column("version_id", "version", whole=True),
+                    Column("seq", whole=True),
+                    Column("certification_id", "cert", whole=True),
+                    Column("valid", "valid [from → until)", whole=False),
+                    Column("ambiguous_versions", "ambiguous", whole=False),
+                ],
+            )
         elif fmt == Format.csv:
             frame = frame.copy()
             frame["ambiguous_versions"] = [
                 None if v is None else " ".join(map(str, v)) for v in frame["ambiguous_versions"]
             ]
-        print_frame(frame, fmt, title=f"{instrument} in {tag}")
+            print_frame(frame, fmt)
+        else:
+            print_frame(frame, fmt)
         counts = frame["status"].value_counts()
         summary = ", ".join(f"{counts[s]} {s}" for s in counts.index)
         typer.echo(f"{len(frame)} exposure(s): {summary or 'none'}", err=True)
@@ -395,16 +403,30 @@ def _print_explain(considered: list[dict]) -> None:
             {
                 "certification": c["certification_id"],
                 "version": c["version_id"],
-                "begin": _utc(c["valid_begin"], "unbounded"),
-                "end": _utc(c["valid_end"], "open"),
-                "decertified_at": c["decertified_at"],
-                "matched": c["matched"],
+                "begin": short_instant(_utc(c["valid_begin"], "unbounded")),
+                "end": short_instant(_utc(c["valid_end"], "open")),
+                "decertified_at": short_time(c["decertified_at"]),
+                "matched": "yes" if c["matched"] else "no",
                 "why": c["why"],
             }
             for c in considered
         ]
     )
-    print_frame(frame, Format.table, title="ranges considered")
+    columns = [
+        Column("certification", "cert", whole=True),
+        Column("version", whole=True),
+        Column("begin", "valid from", whole=True),
+        Column("end", "until", whole=True),
+        Column("decertified_at", "decertified", whole=False),
+        Column("matched", whole=True),
+        Column("why", whole=False),
+    ]
+    print_frame(frame, Format.table, title="ranges considered", columns=columns)
+
+
+def _short_range(begin: int | None, end: int | None) -> str:
+    """``[begin, end)`` for a table: ``2026-01-01T00:00Z → open`` (wraps at the arrow)."""
+    return f"{short_instant(_utc(begin, 'unbounded'))} → {short_instant(_utc(end, 'open'))}"
 
 
 def tags_list(
@@ -422,7 +444,39 @@ def tags_list(
             print_json([_with_instants(r, "valid_begin", "valid_end") for r in rows])
             return
         frame = pd.DataFrame(rows, dtype=object)
-        if not frame.empty:
-            frame["valid_begin"] = [_utc(v, "unbounded") for v in frame["valid_begin"]]
-            frame["valid_end"] = [_utc(v, "open") for v in frame["valid_end"]]
-        print_frame(frame, fmt, title="certifications")
+        if fmt == Format.csv:
+            if not frame.empty:
+                frame["valid_begin"] = [_utc(v, "unbounded") for v in frame["valid_begin"]]
+                frame["valid_end"] = [_utc(v, "open") for v in frame["valid_end"]]
+            print_frame(frame, fmt)
+            return
+        if frame.empty:
+            typer.echo("no certifications" + (f" in tag {tag!r}" if tag else ""), err=True)
+            return
+        frame["quantum"] = [
+            f"{i} {f}" for i, f in zip(frame["instrument"], frame["physical_filter"], strict=True)
+        ]
+        frame["valid"] = [
+            _short_range(b, e)
+            for b, e in zip(frame["valid_begin"], frame["valid_end"], strict=True)
+        ]
+        frame["certified"] = [
+            f"{short_time(t)} {who}"
+            for t, who in zip(frame["certified_at"], frame["certified_by"], strict=True)
+        ]
+        frame["decertified"] = [
+            "" if t is None or pd.isna(t) else f"{short_time(t)} {who or ''}".strip()
+            for t, who in zip(frame["decertified_at"], frame["decertified_by"], strict=True)
+        ]
+        columns = [
+            Column("certification_id", "id", whole=True),
+            Column("tag", whole=True),
+            Column("quantum", "instrument filter", whole=False),
+            Column("version_id", "version", whole=True),
+            Column("valid", "valid [from → until)", whole=False),
+            Column("certified", "certified (UTC, by)", whole=False, optional=True),
+        ]
+        if history:
+            columns.append(Column("decertified", whole=False, optional=True))
+            columns.append(Column("replaces_id", "replaces", whole=True, optional=True))
+        print_frame(frame, fmt, title="certifications", columns=columns)

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from calibreg_cli.common import DbOption, errors, open_registry
-from calibreg_cli.output import Format, ObjFormat, print_frame, print_json, print_mapping
+from calibreg_cli.output import (
+    Column,
+    Format,
+    ObjFormat,
+    print_frame,
+    print_json,
+    print_mapping,
+    short_hash,
+    short_time,
+)
 
 from calibreg.domain.vocabulary import Level
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 app = typer.Typer(help="List, show, compare and verify calibration versions.", no_args_is_help=True)
 FormatOpt = typer.Option(Format.table, "--format", help="table, json or csv.")
@@ -20,19 +34,74 @@ def list_(
     instrument: str | None = typer.Option(None, "--instrument", "-i"),
     physical_filter: str | None = typer.Option(None, "--filter", "-f"),
     level: Level | None = typer.Option(None, "--level", case_sensitive=False),
-    limit: int | None = typer.Option(None, "--limit"),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Only the newest N versions (still listed oldest first)."
+    ),
+    wide: bool = typer.Option(
+        False,
+        "--wide",
+        "-w",
+        help="Also hash, sizes, rms, iterations (as many as the terminal's width holds).",
+    ),
     db: DbOption = None,
     fmt: Format = FormatOpt,
 ) -> None:
-    """List versions, oldest first."""
+    """List versions, oldest first, with the tags each is certified in.
+
+    The table shows the columns a person scans (id, quantum, seq, method, created, certified
+    in); ``--wide`` adds the rest, the content hash abbreviated. JSON and CSV carry every
+    column, the full hash and ``certified_in`` (active certifications' tags).
+    """
     with errors(), open_registry(db) as reg:
-        frame = reg.versions(
-            instrument=instrument,
-            physical_filter=physical_filter,
-            level=level.value if level else None,
-            limit=limit,
+        filters = {
+            "instrument": instrument,
+            "physical_filter": physical_filter,
+            "level": level.value if level else None,
+        }
+        frame = reg.versions(**filters) if limit is None else reg.newest_versions(limit, **filters)
+        tags: dict[int, set[str]] = {}
+        for cert in reg.certifications():
+            tags.setdefault(int(cert["version_id"]), set()).add(cert["tag"])
+    certified = [sorted(tags.get(int(v), ())) for v in frame["id"]]
+    frame = frame.copy()
+    if fmt == Format.json:
+        frame["certified_in"] = certified
+        print_frame(frame, fmt)
+        return
+    frame["certified_in"] = [" ".join(t) for t in certified]
+    if fmt == Format.csv:
+        print_frame(frame, fmt)
+        return
+    frame["quantum"] = [
+        f"{i} {f} {lv}"
+        for i, f, lv in zip(
+            frame["instrument"], frame["physical_filter"], frame["level"], strict=True
         )
-        print_frame(frame, fmt, title="calibration versions")
+    ]
+    frame["created"] = [short_time(t) for t in frame["created_at"]]
+    frame["hash"] = [short_hash(h, 10) for h in frame["content_hash"]]
+    frame["certified_in"] = ["\n".join(t) for t in certified]  # a tag a line, each whole
+    columns = [
+        Column("id", whole=True),
+        Column("quantum", whole=False),  # wraps at its spaces when narrow
+        Column("seq", whole=True),
+        Column("method", whole=True),
+        *(
+            [  # at a narrow terminal the last ones are left out first (a note says so)
+                Column("hash", whole=True, optional=True),
+                Column("n_exposures", "exps", optional=True),
+                Column("n_rows", "rows", optional=True),
+                Column("rms", digits=3, optional=True),
+                Column("iterations", "iter", optional=True),
+                Column("converged", "conv", optional=True),
+            ]
+            if wide
+            else []
+        ),
+        Column("created", "created (UTC)", whole=False),
+        Column("certified_in", "certified in", whole=True),
+    ]
+    print_frame(frame, fmt, title="calibration versions", columns=columns)
 
 
 @app.command()
@@ -60,32 +129,91 @@ SHOW_FLAGGED = 20
 
 
 def print_flagged(version: int, flagged: dict) -> None:
-    """Print a version's flagged rows and exposures by name, with the flags' meaning."""
-    from calibreg.domain.quality import FLAG_HELP
+    """Print a version's flagged rows and exposures by name, with the flags' meaning.
 
+    Parameters
+    ----------
+    version
+        The version's id (for the hints).
+    flagged
+        ``{"rows": [{"detector_name", "amp", "flags": [names]}], "exposures": [{"exposure",
+        "flags"}]}`` as :meth:`calibreg.Registry.version` returns it under ``flagged``.
+    """
     rows, exposures = flagged.get("rows", []), flagged.get("exposures", [])
     if not rows and not exposures:
         typer.echo(f"quality flags: none (version {version})")
         return
     typer.echo(f"quality flags: {len(rows)} row(s), {len(exposures)} exposure(s)")
-    seen: set[str] = set()
-    for item in rows[:SHOW_FLAGGED]:
-        label = item["detector_name"] + (f"/{item['amp']}" if item.get("amp") else "")
-        typer.echo(f"  {label:<24} {', '.join(item['flags'])}")
-        seen.update(item["flags"])
-    if len(rows) > SHOW_FLAGGED:
-        typer.echo(f"  ... and {len(rows) - SHOW_FLAGGED} more rows (calibreg scales {version})")
-    for item in exposures[:SHOW_FLAGGED]:
-        typer.echo(f"  exposure {item['exposure']:<15} {', '.join(item['flags'])}")
-        seen.update(item["flags"])
-    if len(exposures) > SHOW_FLAGGED:
-        typer.echo(
-            f"  ... and {len(exposures) - SHOW_FLAGGED} more exposures "
-            f"(calibreg scales {version} --kind exposure)"
+    if rows:
+        print_flag_table(rows[:SHOW_FLAGGED], title="flagged rows", legend=False)
+        if len(rows) > SHOW_FLAGGED:
+            typer.echo(
+                f"... and {len(rows) - SHOW_FLAGGED} more rows "
+                f"(calibreg scales {version} --flagged)"
+            )
+    if exposures:
+        import pandas as pd
+
+        frame = pd.DataFrame(
+            {
+                "exposure": [int(e["exposure"]) for e in exposures[:SHOW_FLAGGED]],
+                "flags": [" ".join(e["flags"]) for e in exposures[:SHOW_FLAGGED]],
+            }
         )
-    for name in [*rows[SHOW_FLAGGED:], *exposures[SHOW_FLAGGED:]]:
-        seen.update(name["flags"])
-    for name in sorted(seen):
+        print_frame(
+            frame,
+            Format.table,
+            title="flagged exposures",
+            columns=[Column("exposure", whole=True), Column("flags", whole=False)],
+        )
+        if len(exposures) > SHOW_FLAGGED:
+            typer.echo(
+                f"... and {len(exposures) - SHOW_FLAGGED} more exposures "
+                f"(calibreg scales {version} --kind exposure --flagged)"
+            )
+    print_flag_legend(name for item in [*rows, *exposures] for name in item["flags"])
+
+
+def print_flag_table(items: list[dict], *, title: str, legend: bool = True) -> None:
+    """Print flagged rows by detector and amplifier name with their flags (and their meaning).
+
+    Parameters
+    ----------
+    items
+        Dicts with ``detector_name``, ``amp`` (``None`` at DETECTOR level) and ``flags`` (a
+        list of flag names).
+    title
+        The table's title.
+    legend
+        Also print one line per flag name saying what it means.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "detector": [i["detector_name"] for i in items],
+            "amp": [i.get("amp") or "" for i in items],
+            "flags": [" ".join(i["flags"]) for i in items],
+            "had": [" ".join(i.get("had") or ()) for i in items],
+        }
+    )
+    columns = [Column("detector", whole=True), Column("amp", whole=True)]
+    columns.append(Column("flags", whole=False))
+    if any(i.get("had") for i in items):
+        columns.append(Column("had", "flags before", whole=False))
+    if not frame["amp"].any():
+        columns = [c for c in columns if c.name != "amp"]
+    print_frame(frame, Format.table, title=title, columns=columns)
+    if legend:
+        print_flag_legend(name for i in items for name in i["flags"])
+
+
+def print_flag_legend(names: Iterable[str]) -> None:
+    """Print what each quality flag among ``names`` means, one line each (not wrapped)."""
+    from calibreg.domain.quality import FLAG_HELP, FLAGS
+
+    seen = set(names)
+    for name in (n for n in FLAGS if n in seen):  # one line each, so it can be grepped
         typer.echo(f"  {name}: {FLAG_HELP.get(name, '')}")
 
 
@@ -93,26 +221,94 @@ def print_flagged(version: int, flagged: dict) -> None:
 def diff(
     v1: int = typer.Argument(...),
     v2: int = typer.Argument(...),
+    top: int = typer.Option(
+        20, "--top", "-n", min=1, help="How many of the largest changes the table shows."
+    ),
+    all_rows: bool = typer.Option(False, "--all", help="Every matched row in the table."),
     db: DbOption = None,
     fmt: Format = FormatOpt,
 ) -> None:
-    """Compare two versions row by row: ratio v2/v1, max and rms relative change."""
+    """Compare two versions row by row: the summary, then the largest changes of v2/v1.
+
+    The table lists the ``--top`` rows with the largest relative change (|v2/v1 - 1|), largest
+    first, or every row with ``--all``; ``--format csv`` and ``json`` carry every row and column.
+    """
     with errors(), open_registry(db) as reg:
         cmp = reg.compare(v1, v2)
-        if not cmp.get("comparable", True):
-            from calibreg_cli.output import fail
+    if not cmp.get("comparable", True):
+        from calibreg_cli.output import fail
 
-            fail(f"versions {v1} and {v2} are not comparable: {cmp['reason']}")
-        table = cmp.pop("table")
-        if fmt == Format.json:
-            print_json({**cmp, "rows": table.to_dict("records")})
-            return
-        if fmt == Format.csv:
-            print_frame(table, fmt)
-            return
-        print_frame(table, fmt, title=f"row scales: version {v2} / version {v1}")
-        summary = {k: v for k, v in cmp.items() if k != "worst"}
-        print_mapping(summary, ObjFormat.table, title="summary")
+        fail(f"versions {v1} and {v2} are not comparable: {cmp['reason']}")
+    table = cmp.pop("table")
+    if fmt == Format.json:
+        print_json({**cmp, "rows": table.to_dict("records")})
+        return
+    if fmt == Format.csv:
+        print_frame(table, fmt)
+        return
+    newly = cmp.get("newly_flagged", [])
+    summary = {k: v for k, v in cmp.items() if k not in ("worst", "newly_flagged", "comparable")}
+    for key in ("max_abs_rel_change", "rms_rel_change"):
+        summary[key] = _percent(summary.get(key))
+    print_mapping(summary, ObjFormat.table, title=f"version {v2} against version {v1}")
+    if newly:
+        print_flag_table(newly, title=f"newly flagged in version {v2}")
+    _print_changes(table, v1, v2, None if all_rows else top)
+
+
+def _percent(value: object, sign: str = "") -> str:
+    """A relative change as a percentage, 3 significant digits (``nan`` when undefined)."""
+    import math
+
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "nan"
+    return f"{value * 100:{sign}.3g}%"
+
+
+def _print_changes(table: pd.DataFrame, v1: int, v2: int, top: int | None) -> None:
+    """The matched rows, largest |relative change| first (``top`` of them, or all)."""
+    import numpy as np
+
+    frame = table.copy()
+    size = np.nan_to_num(frame["rel_change"].abs().to_numpy(float), nan=-1.0)  # NaN last
+    order = np.argsort(-size, kind="stable")
+    frame = frame.iloc[order, :]
+    n = len(frame)
+    if top is not None:
+        frame = frame.head(top)
+    frame["change"] = [_percent(v, "+") for v in frame["rel_change"]]
+    frame["flags"] = [
+        _flag_text(a, b) for a, b in zip(frame["flags_a"], frame["flags_b"], strict=True)
+    ]
+    shown = f"the {len(frame)} largest of {n} changes" if len(frame) < n else f"all {n} rows"
+    columns: list[Column] = [
+        Column("detector_name", "detector", whole=True),
+        Column("amp", whole=True),
+        Column("scale_a", f"v{v1}"),
+        Column("scale_b", f"v{v2}"),
+        Column("change", whole=True),
+        Column("significance", "σ", digits=3),
+        Column("flags", whole=False),
+    ]
+    if not frame["amp"].fillna("").astype(bool).any():  # DETECTOR level
+        columns = [c for c in columns if c.name != "amp"]
+    print_frame(frame, Format.table, title=f"row scales, {shown}", columns=columns)
+    if len(frame) < n:
+        typer.echo("(--all or --format csv for every row, --top N for more)", err=True)
+
+
+def _flag_text(a: object, b: object) -> str:
+    """A row's flags in both versions: ``name`` if in both, ``+name`` gained, ``-name`` lost."""
+    import pandas as pd
+
+    from calibreg.domain.quality import flag_names
+
+    fa = 0 if a is None or pd.isna(a) else int(a)
+    fb = 0 if b is None or pd.isna(b) else int(b)
+    both = list(flag_names(fa & fb))
+    gained = [f"+{n}" for n in flag_names(fb & ~fa)]
+    lost = [f"-{n}" for n in flag_names(fa & ~fb)]
+    return " ".join([*both, *gained, *lost])
 
 
 @app.command()
@@ -150,35 +346,48 @@ def scales(
 ) -> None:
     """Print a version's scales with errors and flags: per row (G) or per exposure (E).
 
-    ``error`` is the standard error (same units as the scale), ``reduced_chi2`` the row's or
-    exposure's χ²/dof, ``flag_names`` its quality flags (``calibreg versions show V`` explains
-    them).
+    ``error`` is the standard error (same units as the scale), ``χ²/dof`` the row's or
+    exposure's reduced χ², ``flags`` its quality flags by name, explained below the table.
+    Rows are named by detector and amplifier. JSON and CSV carry every column (``flags`` as a
+    bitmask and ``flag_names``).
     """
     with errors(), open_registry(db) as reg:
         if rejected:
             frame = reg.rejected(version)
-            print_frame(frame, fmt, title=f"version {version}: rejected entries")
+            columns = [
+                Column("detector_name", "detector", whole=True),
+                Column("amp", whole=True),
+                Column("exposure", whole=True),
+                Column("residual", "log residual", digits=4),
+                Column("reason", whole=True),
+            ]
+            print_frame(frame, fmt, title=f"version {version}: rejected entries", columns=columns)
             return
         frame = reg.scales(version, kind.value)
-        if flagged:
-            frame = frame[frame["flags"] != 0]
-        if fmt == Format.table:  # the columns a person scans; json/csv carry every one
-            keep = [c for c in TABLE_SCALE_COLUMNS if c in frame.columns]
-            frame = frame[keep]
-        print_frame(frame, fmt, title=f"version {version} {kind.value}")
-
-
-#: The columns of `scales` in a terminal table.
-TABLE_SCALE_COLUMNS = (
-    "exposure",
-    "detector_name",
-    "amp",
-    "scale",
-    "error",
-    "reduced_chi2",
-    "n_used",
-    "flag_names",
-)
+    if flagged:
+        frame = frame[frame["flags"] != 0]
+    if fmt != Format.table:
+        print_frame(frame, fmt)
+        return
+    frame = frame.assign(flags_text=[n.replace(",", " ") for n in frame["flag_names"]])
+    columns = [
+        Column("exposure", whole=True),
+        Column("detector_name", "detector", whole=True),
+        Column("amp", whole=True),
+        Column("scale"),
+        Column("error", digits=3),
+        Column("reduced_chi2", "χ²/dof", digits=3),
+        Column("n_used", "n_used"),
+        Column("flags_text", "flags", whole=False),
+    ]
+    if "amp" in frame.columns and not frame["amp"].fillna("").astype(bool).any():
+        columns = [c for c in columns if c.name != "amp"]  # DETECTOR level
+    what = "row" if kind == Kind.row else "exposure"
+    title = f"version {version}: {what} scales" + (" (flagged only)" if flagged else "")
+    print_frame(frame, fmt, title=title, columns=columns)
+    n_flagged = int((frame["flags"] != 0).sum())
+    typer.echo(f"{n_flagged} of {len(frame)} {what}(s) flagged")
+    print_flag_legend(n for names in frame["flag_names"] for n in names.split(",") if n)
 
 
 def history(
@@ -189,12 +398,39 @@ def history(
     db: DbOption = None,
     fmt: Format = FormatOpt,
 ) -> None:
-    """One detector's (or amplifier's) scale in every version, oldest first."""
+    """One detector's (or amplifier's) scale in every version, oldest first, with its flags.
+
+    JSON and CSV carry every column: ``detector_name``, ``error``, ``flags`` (bitmask) and
+    ``flag_names`` besides the scale.
+    """
     with errors(), open_registry(db) as reg:
-        frame = reg.history(
+        frame = reg.history_with_flags(
             instrument=instrument, physical_filter=physical_filter, detector=detector, amp=amp
         )
-        print_frame(frame, fmt, title=f"{instrument} {physical_filter} {detector} {amp or ''}")
+    if fmt != Format.table:
+        print_frame(frame, fmt)
+        return
+    name = frame["detector_name"].iloc[0] if len(frame) else detector
+    frame = frame.assign(
+        created=[short_time(t) for t in frame["created_at"]],
+        flags_text=[n.replace(",", " ") for n in frame["flag_names"]],
+    )
+    columns = [
+        Column("version", whole=True),
+        Column("seq", whole=True),
+        Column("method", whole=True),
+        Column("created", "created (UTC)", whole=False),
+        Column("scale"),
+        Column("error", digits=3),
+        Column("flags_text", "flags", whole=False),
+    ]
+    level = "AMP" if amp else "DETECTOR"
+    title = f"{instrument} {physical_filter} {name}{' ' + amp if amp else ''} ({level} level)"
+    print_frame(frame, fmt, title=title, columns=columns)
+    n_flagged = int((frame["flags"] != 0).sum())
+    if n_flagged:
+        typer.echo(f"flagged in {n_flagged} of {len(frame)} version(s)")
+    print_flag_legend(n for names in frame["flag_names"] for n in names.split(",") if n)
 
 
 class ExportFormat(enum.StrEnum):
@@ -209,18 +445,113 @@ def export(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="File to write (.yaml/.yml or .json); default stdout JSON."
     ),
+    sidecar: bool = typer.Option(
+        True,
+        "--sidecar/--no-sidecar",
+        help="With --output, also write FILE's provenance and quality flags beside it "
+        "(NAME.calibreg.yaml or .json).",
+    ),
     db: DbOption = None,
 ) -> None:
-    """Export a version as cp_pipe's cpFlatNormScales structure (YAML or JSON by suffix)."""
+    """Export a version as cp_pipe's cpFlatNormScales structure (YAML or JSON by suffix).
+
+    The structure is exactly cp_pipe's, so it has no room for calibreg's provenance or
+    quality flags: with ``--output`` a sidecar file beside it carries them (version id, seq,
+    content hash, input fingerprint, config, provenance, and the flagged rows by detector and
+    amplifier name with the reason of each flag).
+    """
     with errors(), open_registry(db) as reg:
         from calibreg.formats.cp_pipe import dump_cp_pipe
 
+        kind = "yaml" if output and output.suffix in (".yaml", ".yml") else "json"
         structure = reg.cp_pipe(version)
-        text = dump_cp_pipe(
-            structure, "yaml" if output and output.suffix in (".yaml", ".yml") else "json"
-        )
+        record = reg.version(version) if output is not None and sidecar else None
+        text = dump_cp_pipe(structure, kind)
         if output is None:
             typer.echo(text, nl=False)
-        else:
-            output.write_text(text)
-            typer.echo(f"wrote version {version} as cp_pipe scales to {output}", err=True)
+            return
+        output.write_text(text)
+        typer.echo(f"wrote version {version} as cp_pipe scales to {output}", err=True)
+        if record is not None:
+            path = sidecar_path(output)
+            path.write_text(_dump_sidecar(export_sidecar(record, reg.database, output), kind))
+            report = record.get("flagged") or {}
+            typer.echo(
+                f"wrote its provenance and quality flags ({len(report.get('rows', []))} "
+                f"flagged row(s), {len(report.get('exposures', []))} flagged exposure(s)) "
+                f"to {path}",
+                err=True,
+            )
+
+
+def sidecar_path(output: Path) -> Path:
+    """Where the sidecar of an exported file goes: ``scales.yaml`` → ``scales.calibreg.yaml``."""
+    return output.with_name(f"{output.stem}.calibreg{output.suffix or '.json'}")
+
+
+#: The version fields an export's sidecar carries (as the butler's ``*_calibreg`` sidecar).
+SIDECAR_FIELDS = (
+    "seq",
+    "level",
+    "method",
+    "content_hash",
+    "input_fingerprint",
+    "n_exposures",
+    "n_rows",
+    "config",
+    "provenance",
+    "software_version",
+    "schema_revision",
+    "user_name",
+    "host",
+    "created_at",
+)
+
+
+def export_sidecar(record: dict, database: str, output: Path) -> dict:
+    """The sidecar of an exported version: identity, provenance and quality flags.
+
+    Parameters
+    ----------
+    record
+        :meth:`calibreg.Registry.version`'s record of the version.
+    database
+        The registry's URL, password masked.
+    output
+        The exported file (named in the sidecar).
+
+    Returns
+    -------
+    dict
+        JSON-able: ``calibreg_version_id``, ``instrument``, ``physical_filter``, the
+        :data:`SIDECAR_FIELDS`, ``database``, ``scales_file``, ``exported_at`` and
+        ``quality_flags`` (:func:`calibreg.domain.quality.flag_report`: the flagged rows by
+        detector and amplifier name, the flagged exposures, and what each flag means).
+    """
+    import datetime as dt
+
+    from calibreg.domain.jsonable import jsonable
+    from calibreg.domain.quality import flag_report
+
+    return jsonable(
+        {
+            "calibreg_version_id": int(record["id"]),
+            "instrument": record["instrument"],
+            "physical_filter": record["physical_filter"],
+            **{key: record.get(key) for key in SIDECAR_FIELDS},
+            "database": database,
+            "scales_file": output.name,
+            "exported_at": dt.datetime.now(dt.UTC),
+            "quality_flags": flag_report(record.get("flagged")),
+        }
+    )
+
+
+def _dump_sidecar(obj: dict, kind: str) -> str:
+    from calibreg.domain.jsonable import dumps
+
+    if kind == "json":
+        return dumps(obj, indent=2) + "\n"
+    import yaml
+
+    return yaml.safe_dump(obj, sort_keys=False, allow_unicode=True)

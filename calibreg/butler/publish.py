@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from calibreg.butler._lsst import daf_butler, open_butler, tai_ns_timespan, timespan_tai_ns
 from calibreg.domain.jsonable import jsonable
+from calibreg.domain.quality import flag_report
 from calibreg.errors import CalibregError, ConflictError, InputError, NotFoundError
 
 if TYPE_CHECKING:
@@ -216,6 +217,7 @@ def _sidecar(
             "tag": tag,
             "calibration_collection": collection,
             "validity_tai_ns": [[b, e] for b, e in ranges],
+            "quality_flags": flag_report(version.get("flagged")),
             "published_at": dt.datetime.now(dt.UTC),
         }
     )

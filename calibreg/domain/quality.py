@@ -6,7 +6,8 @@ without importing the solver. The flags are documented in :mod:`calibreg.engine.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "EXPOSURE_FLAGS",
@@ -18,6 +19,7 @@ __all__ = [
     "ROW_FLAGS",
     "flag_counts",
     "flag_names",
+    "flag_report",
 ]
 
 #: Every flag name; bit ``i`` of a row's or exposure's mask is ``FLAGS[i]``.
@@ -81,3 +83,43 @@ def flag_counts(masks: Iterable[int]) -> dict[str, int]:
     values = [int(m) for m in masks]
     out = {name: sum(1 for m in values if m & FLAG_BITS[name]) for name in FLAGS}
     return {name: n for name, n in out.items() if n}
+
+
+def flag_report(flagged: Mapping[str, Sequence[Mapping[str, Any]]] | None) -> dict[str, Any]:
+    """Return a version's flagged rows and exposures with what each flag means (for sidecars).
+
+    Parameters
+    ----------
+    flagged
+        ``{"rows": [{"detector", "detector_name", "amp", "flags": [names], ...}],
+        "exposures": [{"exposure", "flags": [names]}]}``, as
+        :func:`calibreg.registry.versions.flagged_summary` returns it (``None``: nothing).
+
+    Returns
+    -------
+    dict
+        ``rows`` (``detector``, ``detector_name``, ``amp``, ``flags``), ``exposures``
+        (``exposure``, ``flags``), their counts ``n_rows`` and ``n_exposures``, and ``help``:
+        ``flag name → its meaning`` for the flags that occur (FLAGS order).
+    """
+    rows = [
+        {
+            "detector": int(r["detector"]),
+            "detector_name": r["detector_name"],
+            "amp": r.get("amp"),
+            "flags": list(r["flags"]),
+        }
+        for r in (flagged or {}).get("rows", [])
+    ]
+    exposures = [
+        {"exposure": int(e["exposure"]), "flags": list(e["flags"])}
+        for e in (flagged or {}).get("exposures", [])
+    ]
+    seen = {name for item in [*rows, *exposures] for name in item["flags"]}
+    return {
+        "n_rows": len(rows),
+        "n_exposures": len(exposures),
+        "rows": rows,
+        "exposures": exposures,
+        "help": {name: FLAG_HELP[name] for name in FLAGS if name in seen},
+    }

@@ -719,3 +719,93 @@ def amplifier_names(
     for det, name in rows:
         names[int(det)].append(str(name))
     return names
+
+
+def newest_versions(
+    conn: Connection,
+    limit: int,
+    *,
+    instrument: str | None = None,
+    physical_filter: str | None = None,
+    level: str | None = None,
+) -> pd.DataFrame:
+    """Return the newest ``limit`` versions (highest ids), listed oldest first.
+
+    Columns as :func:`list_versions`. Filters as there; ``limit`` must be positive.
+
+    Raises
+    ------
+    ValueError
+        If ``limit`` is not positive.
+    NotFoundError
+        For an unknown instrument.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be positive, not {limit}")
+    stmt = _version_select()
+    if instrument is not None:
+        stmt = stmt.where(CalibrationVersion.instrument_id == instrument_id(conn, instrument))
+    if physical_filter is not None:
+        stmt = stmt.where(CalibrationVersion.physical_filter == physical_filter)
+    if level is not None:
+        stmt = stmt.where(CalibrationVersion.level == level.upper())
+    stmt = stmt.order_by(CalibrationVersion.id.desc()).limit(limit)
+    frame = query_frame(conn, stmt, VERSION_COLUMNS)
+    return frame.iloc[::-1].reset_index(drop=True)
+
+
+def history_with_flags(
+    conn: Connection,
+    *,
+    instrument: str,
+    physical_filter: str,
+    detector: int | str,
+    amp: str | None = None,
+) -> pd.DataFrame:
+    """Return :func:`history` with the row's name, error and quality flags in each version.
+
+    Columns: those of :func:`history`, then ``detector_name``, ``error`` (standard error of
+    ``scale``), ``flags`` (bitmask, :data:`calibreg.domain.quality.FLAGS`) and
+    ``flag_names`` (comma separated, empty when none). Versions written before migration 0006
+    report a ``flagged`` row as ``no_data``.
+
+    Raises
+    ------
+    NotFoundError
+        For an unknown instrument, detector or amplifier.
+    """
+    frame = history(
+        conn,
+        instrument=instrument,
+        physical_filter=physical_filter,
+        detector=detector,
+        amp=amp,
+    )
+    inst = instrument_id(conn, instrument)
+    det_id = _detector_id(conn, inst, instrument, detector)
+    name = conn.execute(
+        select(Detector.name).where(Detector.instrument_id == inst, Detector.id == det_id)
+    ).scalar_one()
+    v, r = CalibrationVersion, VersionRow
+    stmt = (
+        select(v.id, r.error, r.flags)
+        .join(r, r.version_id == v.id)
+        .where(
+            v.instrument_id == inst,
+            v.physical_filter == physical_filter,
+            r.detector_id == det_id,
+        )
+    )
+    if amp is None:
+        stmt = stmt.where(v.level == "DETECTOR")
+    else:
+        stmt = stmt.where(v.level == "AMP", r.amp_name == amp)
+    extra = query_frame(conn, stmt, ["version", "error", "flags_raw"])
+    frame = frame.merge(extra, on="version", how="left", validate="one_to_one")
+    raw = frame.pop("flags_raw")
+    no_data = np.where(frame["flagged"].to_numpy(bool), FLAG_BITS["no_data"], 0)
+    flags = np.where(raw.isna().to_numpy(), no_data, raw.fillna(0).to_numpy(np.int64))
+    frame.insert(frame.columns.get_loc("detector") + 1, "detector_name", name)
+    frame["flags"] = flags.astype(np.int64)
+    frame["flag_names"] = [",".join(flag_names(int(m))) for m in flags]
+    return frame
