@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from calibreg_cli.common import DbOption, errors, open_registry
+from calibreg_cli.common import DbOption, errors, open_registry, progress_bars
 from calibreg_cli.output import (
     Column,
     Format,
@@ -321,7 +321,8 @@ def verify(
     with errors(), open_registry(db) as reg:
         from calibreg.services.solve import verify_version
 
-        result = verify_version(reg, version)
+        with progress_bars() as advance:
+            result = verify_version(reg, version, progress=advance)
         print_mapping(result, fmt, title=f"verify version {version}")
         if not result["ok"]:
             raise typer.Exit(1)
@@ -464,13 +465,20 @@ def export(
         from calibreg.formats.cp_pipe import dump_cp_pipe
 
         kind = "yaml" if output and output.suffix in (".yaml", ".yml") else "json"
-        structure = reg.cp_pipe(version)
-        record = reg.version(version) if output is not None and sidecar else None
-        text = dump_cp_pipe(structure, kind)
+        with progress_bars() as advance:
+            steps = 3 if output is not None else 2
+            advance("export", 0, steps, unit="steps", detail="reading the scales")
+            structure = reg.cp_pipe(version)
+            record = reg.version(version) if output is not None and sidecar else None
+            advance("export", 1, steps, unit="steps", detail=f"encoding {kind}")
+            text = dump_cp_pipe(structure, kind)
+            advance("export", 2, steps, unit="steps", detail=f"{len(text):,} bytes")
+            if output is not None:
+                output.write_text(text)
+                advance("export", 3, steps, unit="steps", detail=f"written to {output.name}")
         if output is None:
             typer.echo(text, nl=False)
             return
-        output.write_text(text)
         typer.echo(f"wrote version {version} as cp_pipe scales to {output}", err=True)
         if record is not None:
             path = sidecar_path(output)

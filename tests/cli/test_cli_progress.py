@@ -177,3 +177,27 @@ def test_the_client_reports_stages_through_the_callback(flats) -> None:
     assert read[-1] == (flats["rows"], flats["rows"])
     assert len(read) >= 3
     assert [d for s, d, _ in calls if s == "stored"][-1] == flats["rows"]
+
+
+def test_verify_and_export_show_their_stages(flats, tmp_path) -> None:
+    db = flats["db"]
+    subprocess.run(
+        calibreg("ingest", "stats", flats["stats"], "--instrument", "LSSTCam", "--db", db),
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        calibreg("solve", "-i", "LSSTCam", "-f", "r_57", "--db", db),
+        check=True,
+        capture_output=True,
+    )
+    status, _, screen = on_a_terminal(calibreg("versions", "verify", "1", "--db", db))
+    assert status == 0, screen
+    assert counts(screen, "assembly", "exposures")[-1] == (6, 6), screen
+    assert counts(screen, "uncertainties", "steps")[-1] == (1, 1), screen
+    status, _, screen = on_a_terminal(
+        calibreg("export", "1", "-o", tmp_path / "scales.yaml", "--db", db)
+    )
+    assert status == 0, screen
+    assert counts(screen, "export", "steps")[-1] == (3, 3), screen
+    assert (tmp_path / "scales.yaml").stat().st_size > 0
