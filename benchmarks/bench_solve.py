@@ -28,7 +28,7 @@ import numpy as np
 from calibreg.client import Registry
 from calibreg.db.migrate import upgrade
 from calibreg.db.session import make_engine
-from calibreg.formats import read_camera, read_exposures, read_stats
+from calibreg.formats import read_camera, read_exposures
 from calibreg.registry.quantum import QuantumSpec, assemble
 from calibreg.services.simulate import simulate_flats
 from calibreg.task import FlatNormalizationTask
@@ -76,12 +76,8 @@ def main() -> None:
             Registry(engine=engine).ingest_exposures(
                 read_exposures(exp_csv), source=str(exp_csv), sha256="e"
             )
-            Registry(engine=engine).ingest_stats(
-                read_stats(stats_csv),
-                source=str(stats_csv),
-                sha256="s",
-                instrument="LSSTCam",
-            )
+            # What `calibreg ingest stats FILE` does: the streamed, block-by-block ingest.
+            Registry(engine=engine).ingest_stats_files([stats_csv], instrument="LSSTCam")
             t1 = time.perf_counter()
             task = FlatNormalizationTask()
             task.config.level = "AMP"
