@@ -194,10 +194,12 @@ def focal_plane_figure(
     finite = vals[np.isfinite(vals)]
     half = float(np.percentile(np.abs(finite - 1.0), 99.5)) if finite.size else 0.0
     half = half if half > 0 else 1e-6
-    coll = PatchCollection(patches, cmap="RdBu_r", edgecolor="none")
+    import matplotlib
+
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.75")  # grey: no valid value
+    coll = PatchCollection(patches, cmap=cmap, edgecolor="none")
     coll.set_array(np.ma.masked_invalid(vals))
     coll.set_clim(1.0 - half, 1.0 + half)
-    coll.cmap.set_bad("0.75")
     ax.add_collection(coll)
 
     # Every detector's outline: science thin grey, guider/wavefront in their own style.
@@ -387,7 +389,14 @@ def _series_name(registry: Registry, version: int) -> str:
     """Name a version's series: its method plus its exposure selection, if any."""
     record = registry.version(version)
     selection = record.get("selection") or {}
-    text = ", ".join(f"{k}={v}" for k, v in sorted(selection.items()) if v not in (None, "", []))
+    parts = []
+    for key, value in sorted(selection.items()):
+        if value in (None, "", [], ()):
+            continue
+        if isinstance(value, list | tuple):  # explicit exposure ids: say how many
+            value = f"{len(value)} ids" if len(value) > 3 else ",".join(map(str, value))
+        parts.append(f"{key}={value}")
+    text = ", ".join(parts)
     return record["method"] + (f" [{text}]" if text else "")
 
 
