@@ -135,13 +135,29 @@ def serve(
     max_age: int = typer.Option(
         5, "--max-age", help="Seconds a cache may serve a lookup answer before revalidating."
     ),
+    access_log: bool = typer.Option(
+        True,
+        "--access-log/--no-access-log",
+        help="One line per request on stderr (turn off for benchmarks).",
+    ),
     db: DbOption = None,
 ) -> None:
-    """Serve the registry read-only over HTTP (JSON; OpenAPI at /openapi.json)."""
+    """Serve the registry read-only over HTTP (JSON; docs at /docs, OpenAPI at /openapi.json).
+
+    Prints where it listens, the database (password masked) and its schema revision; Ctrl-C
+    stops it (exit status 0).
+    """
     with errors():
         from calibreg.http.server import serve as run_server
 
-        run_server(db, host=host, port=port, workers=workers, lookup_max_age=max_age)
+        run_server(
+            db,
+            host=host,
+            port=port,
+            workers=workers,
+            lookup_max_age=max_age,
+            access_log=access_log,
+        )
 
 
 @app.command()
