@@ -6,6 +6,7 @@ Heavy libraries (pandas, SQLAlchemy, NumPy) are imported inside commands so that
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -165,12 +166,21 @@ def demo(
     db: DbOption = None,
     exposures: int = typer.Option(40, "--exposures", help="Flat exposures to simulate."),
     seed: int = typer.Option(20261123, "--seed"),
+    workdir: Path = typer.Option(
+        Path("calibreg-demo"),
+        "--dir",
+        help="Folder for the demo's registry and files (made if missing).",
+    ),
 ) -> None:
-    """Run the whole job on simulated LSSTCam flats: ingest, solve, verify, certify, export."""
+    """Tour the whole job on simulated LSSTCam flats: ingest, solve, verify, certify, export.
+
+    Prints each step's command as you would type it, and ends with three commands to look at
+    the result. Everything it writes goes into --dir; its own SQLite registry is made afresh.
+    """
     with errors():
         from calibreg.services.demo import run_demo
 
-        run_demo(db, n_exposures=exposures, seed=seed)
+        run_demo(db, n_exposures=exposures, seed=seed, workdir=workdir)
 
 
 if __name__ == "__main__":  # pragma: no cover
