@@ -163,6 +163,8 @@ def row_figure(fit: VersionFit, *, detector: int | str, amp: str | None = None) 
     rows = fit.find_rows(detector, amp)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    if rows.size > 10:  # 16 amplifiers: 20 colours, so no two share one
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
     for r in rows:
         b, res = fit.background[r], fit.log_residuals[r]
         use, rej = fit.used[r], fit.rejected[r]
