@@ -295,7 +295,8 @@ def focal_plane_figure(
     digits = max(2, math.ceil(-math.log10(half)) + 1)
     ax.set_title(
         f"{version['instrument']} {version['physical_filter']} {version['level']} — {what}\n"
-        f"colour range 1 ± {half:.3g}  ({1 - half:.{digits}f} … {1 + half:.{digits}f})",
+        f"colour range 1 ± {half:.3g}  ({1 - half:.{digits}f} … {1 + half:.{digits}f}), "
+        f"median {np.median(finite) if finite.size else np.nan:.{digits}f}",
         fontsize=10,
     )
     from matplotlib.ticker import FuncFormatter
