@@ -14,7 +14,7 @@ import datetime as dt
 import numbers
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +29,11 @@ from calibreg.db.session import (
     translate_errors,
 )
 from calibreg.domain.fit import VersionFit
+from calibreg.domain.progress import Progress, report
 from calibreg.domain.provenance import Who
 from calibreg.domain.quantum import QuantumData, QuantumSpec
 from calibreg.domain.reports import IngestReport, PersistedVersion
+from calibreg.domain.streams import read_ahead
 from calibreg.errors import InputError, NotFoundError, SchemaError
 from calibreg.formats.timescale import as_tai_ns, parse_wallclock
 from calibreg.registry import (
@@ -310,8 +312,8 @@ class Registry:
         replace: bool = False,
         exposure: int | str | None = None,
         detector: int | str | None = None,
-        block_bytes: int = 1 << 25,
-        progress: Callable[[int], None] | None = None,
+        block_bytes: int = 1 << 24,
+        progress: Progress | None = None,
     ) -> IngestReport:
         """Register the statistics of files, streamed block by block (one transaction, one batch).
 
@@ -328,9 +330,12 @@ class Registry:
         exposure, detector
             For PropertyList files (else taken from their names).
         block_bytes
-            Bytes of a table parsed per block (about 500,000 LSSTCam rows per 32 MiB).
+            Bytes of a table parsed per block (about 250,000 LSSTCam rows per 16 MiB).
         progress
-            Called with the number of rows done after each block.
+            A :class:`~calibreg.domain.progress.Progress` callback, called after each block
+            with stage ``"read"`` (rows read and checked, of a total estimated from the files'
+            sizes) and ``"stored"`` (rows compared and written, with the new/changed/unchanged
+            counts as detail).
 
         Raises
         ------
@@ -346,10 +351,21 @@ class Registry:
         kwargs = {"exposure": exposure, "detector": detector}
 
         def blocks() -> Iterator[pd.DataFrame]:
-            for path in paths:
+            sizes = [os.path.getsize(p) for p in paths]  # readable: hashed already
+            rows = done_bytes = 0
+            for path, size in zip(paths, sizes, strict=True):
                 table = Path(path).suffix.lower() in (".csv", ".parquet", ".pq")
+                read = 0
                 for block in iter_stats(path, block_bytes=block_bytes, **({} if table else kwargs)):
-                    yield block.assign(source=str(path))
+                    rows += len(block)
+                    read = min(read + block_bytes, size) if table else size
+                    total = rows * sum(sizes) / max(done_bytes + read, 1)
+                    report(progress, "read", rows, max(rows, round(total)))
+                    block["source"] = str(path)  # in place: no copy of the block
+                    yield block
+                    del block
+                done_bytes += size
+            report(progress, "read", rows, rows)
 
         source = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
         try:
@@ -362,7 +378,7 @@ class Registry:
         with self.transaction() as conn:
             return ingest.ingest_stats_blocks(
                 conn,
-                blocks(),
+                read_ahead(blocks()),  # parse the next block while this one is written
                 source=source,
                 sha256=digest,
                 who=Who.current(),
@@ -405,10 +421,14 @@ class Registry:
             return catalog.geometry(conn, instrument)
 
     # ----------------------------------------------------------------- solving
-    def assemble(self, spec: QuantumSpec) -> QuantumData:
-        """Return the quantum's statistics as matrices (one query)."""
+    def assemble(self, spec: QuantumSpec, *, progress: Progress | None = None) -> QuantumData:
+        """Return the quantum's statistics as matrices (one query).
+
+        ``progress`` hears stage ``"assembly"`` (see
+        :func:`calibreg.registry.quantum.assemble`).
+        """
         with self.read() as conn:
-            return quantum.assemble(conn, spec)
+            return quantum.assemble(conn, spec, progress=progress)
 
     def persist(
         self,

@@ -8,43 +8,13 @@ the commands fail with one line saying how to install it.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-
 import typer
-from calibreg_cli.common import DbOption, errors, open_registry
+from calibreg_cli.common import DbOption, errors, open_registry, progress_bars
 from calibreg_cli.output import ObjFormat, print_json
 
 publish_app = typer.Typer(
     help="Publish calibration versions to other systems.", no_args_is_help=True
 )
-
-
-@contextlib.contextmanager
-def _progress_bar(label: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar on stderr when attached to a terminal (else nothing is drawn)."""
-    import sys
-
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 def ingest(
@@ -74,7 +44,7 @@ def ingest(
 
         daf_butler()  # the install hint comes before any database error
         names = [c for item in collections for c in item.split(",") if c.strip()]
-        with open_registry(db) as reg, _progress_bar("reading datasets") as progress:
+        with open_registry(db) as reg, progress_bars() as advance:
             report = ingest_butler(
                 reg,
                 repo,
@@ -84,7 +54,7 @@ def ingest(
                 dataset_type=dataset_type,
                 replace=replace,
                 jobs=jobs,
-                progress=progress,
+                progress=lambda done, total: advance("datasets read", done, total, unit="files"),
             )
         if fmt == ObjFormat.json:
             import dataclasses

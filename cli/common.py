@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -18,6 +18,7 @@ except ImportError:  # pragma: no cover - older Typer on Click itself
 
 if TYPE_CHECKING:
     from calibreg.client import Registry
+    from calibreg.domain.progress import Progress
 from calibreg_cli.output import fail, one_line
 
 DbOption = Annotated[
@@ -101,59 +102,86 @@ def errors() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def progress(message: str) -> Iterator[None]:
-    """A spinner on stderr while long work runs, only when attached to a terminal.
+def progress_bars() -> Iterator[Progress]:
+    """Progress bars on stderr for the stages a long command reports, only on a terminal.
 
-    Scripts and pipes (and ``--format json``, whose stdout must stay pure JSON) see nothing.
+    Yields a :class:`calibreg.domain.progress.Progress` callback to hand to the facade call
+    (``progress=``): each stage it names gets one line with a bar (when its total is known),
+    the count done of the total, the rate and the time left (or elapsed, when the total is
+    unknown). Scripts and pipes (and ``--format json``, whose stdout must stay pure JSON)
+    see nothing: off a terminal the callback does nothing. Lines stay on the screen when the
+    command ends, so the counts of the last run can be read.
     """
-    import sys
-
     if not sys.stderr.isatty():
-        yield
+        yield _silent
         return
     from rich.console import Console
-
-    with Console(stderr=True).status(message):
-        yield
-
-
-@contextlib.contextmanager
-def row_progress(message: str, unit: str = "rows") -> Iterator[Callable[[int], None]]:
-    """A progress line on stderr counting rows done, with the rate, only on a terminal.
-
-    Yields the callback a streaming facade call takes (``progress=``): it is called with the
-    number of rows done so far. Off a terminal the callback does nothing.
-    """
-    import sys
-
-    if not sys.stderr.isatty():
-        yield lambda _done: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        Progress,
-        ProgressColumn,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn
     from rich.text import Text
 
-    class RateColumn(ProgressColumn):
+    class Counts(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            unit = task.fields.get("unit", "")
+            if task.total is None:
+                return Text(f"{task.completed:,.0f} {unit}")
+            return Text(f"{task.completed:,.0f}/{task.total:,.0f} {unit}")
+
+    class Rate(ProgressColumn):
         def render(self, task: Any) -> Text:
             speed = task.finished_speed or task.speed
-            return Text(f"{speed:,.0f} {unit}/s" if speed else "")
+            unit = task.fields.get("unit", "")
+            return Text(f"{speed:,.0f} {unit}/s" if speed and speed >= 1 else "", style="cyan")
 
-    columns = (
-        SpinnerColumn(),
+    class Time(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            if task.finished or task.total is None or task.time_remaining is None:
+                seconds, style = task.finished_time or task.elapsed or 0, "yellow"
+                return Text(_clock(seconds), style=style)
+            return Text(f"eta {_clock(task.time_remaining)}", style="green")
+
+    bars = Progress(
+        SpinnerColumn(finished_text="[green]✓"),
         TextColumn("{task.description}"),
-        TextColumn("{task.completed:,.0f} " + unit),
-        RateColumn(),
-        TimeElapsedColumn(),
+        BarColumn(bar_width=12),
+        Counts(),
+        Rate(),
+        Time(),
+        console=Console(stderr=True),
+        refresh_per_second=8,
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(message, total=None)
-        yield lambda done: bar.update(task, completed=done)
+    tasks: dict[str, Any] = {}
+
+    def advance(
+        stage: str,
+        done: int,
+        total: int | None = None,
+        *,
+        unit: str = "rows",
+        detail: str = "",
+    ) -> None:
+        label = f"{stage} [dim]{detail}[/]" if detail else stage
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(label, total=total, unit=unit)
+        bars.update(tasks[stage], completed=done, total=total, description=label)
+        bars.refresh()
+
+    with bars:
+        try:
+            yield advance
+        finally:
+            for task in bars.tasks:  # what was done is done: no spinner left turning
+                if not task.finished:
+                    bars.update(task.id, total=task.completed)
+
+
+def _silent(*_args: Any, **_kwargs: Any) -> None:
+    """The progress callback off a terminal: nothing to draw."""
+
+
+def _clock(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def open_registry(db: str | None, *, check_schema: bool = True) -> Registry:

@@ -9,7 +9,7 @@ import typer
 
 if TYPE_CHECKING:
     from calibreg.domain.reports import IngestReport
-from calibreg_cli.common import DbOption, errors, open_registry, row_progress
+from calibreg_cli.common import DbOption, errors, open_registry, progress_bars
 from calibreg_cli.output import ObjFormat, print_json
 
 app = typer.Typer(help="Load input files into the registry.", no_args_is_help=True)
@@ -116,6 +116,12 @@ def stats(
         help="Detector id or name, for PropertyList files (else from the file name).",
     ),
     replace: ReplaceOption = False,
+    block_mib: float = typer.Option(
+        16.0,
+        "--block-mib",
+        min=0.01,
+        help="MiB of a table read, checked and written at a time (bounds the memory used).",
+    ),
     db: DbOption = None,
     fmt: FormatOption = ObjFormat.table,
 ) -> None:
@@ -126,8 +132,13 @@ def stats(
             kwargs["exposure"] = int(exposure) if exposure.isdigit() else exposure
         if detector is not None:
             kwargs["detector"] = int(detector) if detector.isdigit() else detector
-        with row_progress("ingesting statistics") as advance:
+        with progress_bars() as advance:
             report = reg.ingest_stats_files(
-                files, instrument=instrument, replace=replace, progress=advance, **kwargs
+                files,
+                instrument=instrument,
+                replace=replace,
+                block_bytes=int(block_mib * (1 << 20)),
+                progress=advance,
+                **kwargs,
             )
         _report(report, fmt)

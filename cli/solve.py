@@ -11,7 +11,7 @@ from calibreg.domain.vocabulary import Level, Method, Variance, Weights
 
 if TYPE_CHECKING:
     from calibreg.domain.quantum import Selection
-from calibreg_cli.common import DbOption, errors, open_registry, progress
+from calibreg_cli.common import DbOption, errors, open_registry, progress_bars
 from calibreg_cli.output import ObjFormat, fail, print_json, print_mapping
 
 
@@ -121,11 +121,11 @@ def solve(
             variance=variance.value,
             selection=selection,
         )
-        with progress("solving"), open_registry(db) as reg:
+        with progress_bars() as advance, open_registry(db) as reg:
             if all_filters:
-                results = solve_all_filters(reg, request, jobs=jobs)
+                results = solve_all_filters(reg, request, jobs=jobs, progress=advance)
             else:
-                results = [solve_quantum(reg, request)]
+                results = [solve_quantum(reg, request, progress=advance)]
         failed = [r for r in results if "error" in r]
         if fmt == ObjFormat.json:
             print_json(results if all_filters else results[0])

@@ -51,6 +51,7 @@ from scipy.linalg import get_blas_funcs
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from calibreg.domain.progress import Progress, Throttle, report
 from calibreg.domain.vocabulary import Method, Variance, Weights
 
 from .quality import (
@@ -366,6 +367,7 @@ def _alternating(
     max_iter: int,
     tol: float,
     sums: tuple[np.ndarray, ...],
+    on_sweep: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """Run the reference iteration, vectorised: same update order, same per-sweep normalization.
 
@@ -384,7 +386,7 @@ def _alternating(
     e = b * inv_c
     converged = False
     sweeps = 0
-    for sweeps in range(1, max_iter + 1):  # noqa: B007 - the count is reported
+    for sweeps in range(1, max_iter + 1):
         g_new = (a - _mv(w, e)) * inv_r
         e_new = (b - _vm(g_new, w)) * inv_c
         flux = float(norm_w @ np.exp(g_new)) / norm_total
@@ -395,6 +397,8 @@ def _alternating(
             float(np.max(np.abs(e_new - e), initial=0.0)),
         )
         g, e = g_new, e_new
+        if on_sweep is not None:
+            on_sweep(sweeps)
         if change <= tol:
             converged = True
             break
@@ -854,6 +858,7 @@ def _robust(
     clip_sigma: float,
     max_clip_iter: int,
     th: QualityThresholds,
+    on_pass: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool, np.ndarray]:
     """Weighted least squares inside an iterative rejection, from a start outliers cannot steer.
 
@@ -910,6 +915,8 @@ def _robust(
         prev = (g, e) if fits > 0 else None
         g, e, w_used, _, fit_converged = _fit(solve, y, w0, used, act_r, act_c, model, prev)
         fits += 1
+        if on_pass is not None:
+            on_pass(fits)
         w = _model_weights(y, w0, valid, g, e) if model else w0
     return g, e, w_used, used, fits, bool(fit_converged and stable), stuck
 
@@ -1103,6 +1110,7 @@ def measure_scales(
     variance: str = "model",
     errors: bool = True,
     quality: QualityThresholds | None = None,
+    progress: Progress | None = None,
 ) -> ScaleSolution:
     """Find exposure scales ``E`` and row scales ``G`` with ``background ≈ G[:, None] · E``.
 
@@ -1167,6 +1175,10 @@ def measure_scales(
     quality : QualityThresholds, optional
         Thresholds of the quality flags (defaults documented in
         :class:`calibreg.engine.quality.QualityThresholds`).
+    progress : calibreg.domain.progress.Progress, optional
+        Called as the solve goes: stage ``"rejection passes"`` (robust: passes done of
+        ``max_clip_iter``), ``"sweeps"`` (alternating: sweeps of ``max_iter``, at most ten
+        reports a second), ``"fit"`` (exact) and ``"uncertainties"``. Nothing is printed.
 
     Returns
     -------
@@ -1201,29 +1213,46 @@ def measure_scales(
         act_r, act_c = w.any(axis=1), w.any(axis=0)
         return _exact(y, w, act_r, act_c, max_iter, tol, _sums(y, w), x0=x0)
 
+    throttle = Throttle(progress)
+
+    def on_sweep(n: int) -> None:
+        throttle("sweeps", n, max_iter, unit="sweeps")
+
     def alternating(w: np.ndarray, x0: tuple[np.ndarray, np.ndarray] | None) -> tuple:
         act_r, act_c = w.any(axis=1), w.any(axis=0)
-        return _alternating(y, w, row_norm, act_r, act_c, max_iter, tol, _sums(y, w))
+        return _alternating(
+            y, w, row_norm, act_r, act_c, max_iter, tol, _sums(y, w), on_sweep=on_sweep
+        )
+
+    def on_pass(n: int) -> None:
+        report(progress, "rejection passes", n, int(max_clip_iter), unit="passes")
 
     stuck_rejected = None
     if method == "robust" and max_clip_iter > 0:
+        report(progress, "rejection passes", 0, int(max_clip_iter), unit="passes")
         g, e, w, used, iterations, converged, stuck_rejected = _robust(
-            exact, y, w0, valid, model, float(clip_sigma), int(max_clip_iter), th
+            exact, y, w0, valid, model, float(clip_sigma), int(max_clip_iter), th, on_pass
         )
+        report(progress, "rejection passes", iterations, iterations, unit="passes")
         act_r, act_c = used.any(axis=1), used.any(axis=0)
     else:
         used = valid
         act_r, act_c = used.any(axis=1), used.any(axis=0)
         _check_connected(w0, act_r, act_c)
         solver = alternating if method == "alternating" else exact
+        report(progress, "fit", 0, 1, unit="fits")
         g, e, w, iterations, converged = _fit(
             solver, y, w0, used, act_r, act_c, model, all_valid=True
         )
+        if method == "alternating":
+            throttle("sweeps", iterations, iterations, unit="sweeps", final=True)
+        report(progress, "fit", 1, 1, unit="fits")
         if method == "robust":
             iterations = 1
 
     row_norm = row_norm * act_r
     G, E, g, e = _normalize(g, e, row_norm, act_r, act_c)
+    report(progress, "uncertainties", 0, 1, unit="steps")
     stats = _statistics(
         y,
         w,
@@ -1241,6 +1270,7 @@ def measure_scales(
         th,
         stuck_rejected,
     )
+    report(progress, "uncertainties", 1, 1, unit="steps")
     model_matrix = G[:, None] * E[None, :]
     return ScaleSolution(
         exp_scales=E,

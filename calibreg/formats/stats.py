@@ -738,12 +738,13 @@ def read_stats(path: PathLike, **kw: Any) -> pd.DataFrame:
     return read_propertylist(path, **kw)
 
 
-def iter_stats(path: PathLike, *, block_bytes: int = 1 << 25, **kw: Any) -> Iterator[pd.DataFrame]:
+def iter_stats(path: PathLike, *, block_bytes: int = 1 << 24, **kw: Any) -> Iterator[pd.DataFrame]:
     """Read statistics like `read_stats`, a table one block at a time (bounded memory).
 
-    A CSV table is parsed ``block_bytes`` at a time (about 500,000 LSSTCam rows per 32 MiB),
-    a Parquet table one row group batch at a time; each block is validated like a whole
-    table by `read_stats_table` (the same rules, ``source_row`` counting through the file).
+    A CSV table is parsed ``block_bytes`` at a time (about 250,000 LSSTCam rows per 16 MiB;
+    medians and sigmas on the float fast path of `read_stats`), a Parquet table one row group
+    batch at a time; each block is validated like a whole table by `read_stats_table` (the
+    same rules, ``source_row`` counting through the file).
     A duplicate key within a block is refused here; one across blocks is the registry's to
     refuse (it sees every block of an ingest). A PropertyList file is one block.
 
@@ -767,14 +768,23 @@ def iter_stats(path: PathLike, *, block_bytes: int = 1 << 25, **kw: Any) -> Iter
     if extra:
         raise InputError(source, f"options {extra} apply to PropertyList files, not tables")
     blocks = (
-        iter_csv_columns(path, source, select=_csv_select(source), block_bytes=block_bytes)
+        iter_csv_columns(
+            path,
+            source,
+            select=_csv_select(source),
+            block_bytes=block_bytes,
+            float_columns=frozenset({"median", "sigma"}),
+        )
         if kind == "csv"
         else _iter_parquet_columns(path, source, block_bytes)
     )
     first = 1
     for columns, n_rows in blocks:
         if n_rows:
-            yield _validate_table(columns, n_rows, source, first)
+            frame = _validate_table(columns, n_rows, source, first)
+            del columns  # the text of the block is not kept while the caller uses it
+            yield frame
+            del frame
         first += n_rows
     if first == 1:
         yield _validate_table(
@@ -805,7 +815,10 @@ def _iter_parquet_columns(
     batch_rows = max(1, block_bytes // 64)
     try:
         for batch in file.iter_batches(batch_size=batch_rows, columns=wanted):
-            yield {name: batch.column(name) for name in wanted}, batch.num_rows
+            columns, n_rows = {name: batch.column(name) for name in wanted}, batch.num_rows
+            del batch
+            yield columns, n_rows
+            del columns
     except Exception as exc:
         raise InputError(source, f"not a readable Parquet file: {exc}") from None
 

@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import Connection, Select, func, select
 
 from calibreg.db.models import Amplifier, Detector, Exposure
+from calibreg.domain.progress import Progress, report
 from calibreg.domain.quantum import QuantumData, QuantumSpec
 from calibreg.domain.vocabulary import SELECTION_FIELDS
 from calibreg.errors import SolveError
@@ -63,15 +64,21 @@ def select_exposures(conn: Connection, spec: QuantumSpec) -> list[int]:
     return ids
 
 
-def assemble(conn: Connection, spec: QuantumSpec) -> QuantumData:
+def assemble(
+    conn: Connection, spec: QuantumSpec, *, progress: Progress | None = None
+) -> QuantumData:
     """Read the quantum's statistics into matrices in one query.
 
     Rows are the detectors that have at least one statistic in the quantum (DETECTOR level),
     or every amplifier of those detectors in camera order (AMP level); columns are the
-    quantum's exposures in id order.
+    quantum's exposures in id order. ``progress`` (a
+    :class:`~calibreg.domain.progress.Progress`) hears stage ``"assembly"`` in exposures:
+    none done when the exposures are chosen, all of them once the matrices are filled.
     """
     inst = instrument_id(conn, spec.instrument)
     exposure_ids = np.asarray(select_exposures(conn, spec), dtype=np.int64)
+    n_exp = len(exposure_ids)
+    report(progress, "assembly", 0, n_exp, unit="exposures")
     amp = spec.level == "AMP"
     columns = stats_store(conn).fetch(conn, spec.level, inst, exposure_ids.tolist())
     if not len(columns["exposure_id"]):
@@ -120,6 +127,7 @@ def assemble(conn: Connection, spec: QuantumSpec) -> QuantumData:
     sigma[row_of, col_of] = sig
     counts[row_of, col_of] = npx
     present[row_of, col_of] = True
+    report(progress, "assembly", n_exp, n_exp, unit="exposures", detail=f"{len(med):,} statistics")
     return QuantumData(
         spec=spec,
         exposure_ids=exposure_ids,

@@ -8,11 +8,12 @@ Used by the CLI (one quantum, or every filter in parallel worker processes) and 
 from __future__ import annotations
 
 import dataclasses
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from calibreg.domain.progress import Progress, report
 from calibreg.domain.quality import flag_counts
 from calibreg.domain.quantum import QuantumSpec, Selection
 from calibreg.domain.vocabulary import Level, Method, Weights
@@ -65,8 +66,12 @@ def make_task(request: SolveRequest) -> FlatNormalizationTask:
     return task
 
 
-def solve_quantum(registry: Registry, request: SolveRequest) -> dict[str, Any]:
+def solve_quantum(
+    registry: Registry, request: SolveRequest, *, progress: Progress | None = None
+) -> dict[str, Any]:
     """Solve one quantum through the Task and persist it; return a summary.
+
+    ``progress`` hears the Task's stages (assembly, the solve's passes or sweeps, persist).
 
     Raises
     ------
@@ -74,7 +79,7 @@ def solve_quantum(registry: Registry, request: SolveRequest) -> dict[str, Any]:
         If the quantum has no exposures or statistics, or its data cannot be solved.
     """
     task = make_task(request)
-    result = task.runQuantum(registry, request.spec())
+    result = task.runQuantum(registry, request.spec(), progress=progress)
     sol, data, ver = result.solution, result.data, result.version
     return {
         "version_id": ver.id,
@@ -126,11 +131,18 @@ def _solve_one(args: tuple[str, SolveRequest]) -> dict[str, Any]:
 
 
 def solve_all_filters(
-    registry: Registry, request: SolveRequest, *, jobs: int = 1
+    registry: Registry,
+    request: SolveRequest,
+    *,
+    jobs: int = 1,
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """Solve every filter of the instrument (each its own version), in ``jobs`` processes.
 
-    A filter that fails gives ``{"physical_filter": ..., "error": ...}`` in its place.
+    A filter that fails gives ``{"physical_filter": ..., "error": ...}`` in its place; the
+    results are in filter order. ``progress`` hears stage ``"quanta"`` (quanta done of the
+    total, as each finishes, with the last one's filter and version as detail); with
+    ``jobs=1`` also each quantum's own stages.
 
     Raises
     ------
@@ -141,23 +153,44 @@ def solve_all_filters(
     if not filters:
         raise SolveError(f"{request.instrument} has no exposures")
     requests = [dataclasses.replace(request, physical_filter=f) for f in filters]
+    total = len(requests)
+
+    def done(n: int, res: dict[str, Any]) -> None:
+        what = (
+            f"failed: {res['physical_filter']}"
+            if "error" in res
+            else (f"{res['physical_filter']} → version {res['version_id']}")
+        )
+        report(progress, "quanta", n, total, unit="quanta", detail=what)
+
+    report(progress, "quanta", 0, total, unit="quanta")
     if jobs <= 1:
         out = []
         for req in requests:
             try:
-                out.append(solve_quantum(registry, req))
+                out.append(solve_quantum(registry, req, progress=progress))
             except Exception as err:
                 out.append({"physical_filter": req.physical_filter, "error": str(err)})
+            done(len(out), out[-1])
         return out
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # no forked DB connections
+    results: dict[int, dict[str, Any]] = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        return list(pool.map(_solve_one, [(registry.url, r) for r in requests]))
+        futures = {pool.submit(_solve_one, (registry.url, r)): i for i, r in enumerate(requests)}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            done(len(results), results[futures[future]])
+    return [results[i] for i in range(total)]
 
 
-def verify_version(registry: Registry, version_id: int) -> dict[str, Any]:
+def verify_version(
+    registry: Registry, version_id: int, *, progress: Progress | None = None
+) -> dict[str, Any]:
     """Re-solve a version's quantum with its stored config; compare scales and inputs.
+
+    ``progress`` hears the assembly's and the solve's stages.
 
     The stored config goes through the Task's own mapping to solver options
     (:meth:`FlatNormalizationTaskConfig.solver_options`), the one used by ``solve``.
@@ -167,7 +200,7 @@ def verify_version(registry: Registry, version_id: int) -> dict[str, Any]:
 
     version = registry.version(version_id)
     spec = QuantumSpec.from_version(version)
-    data = registry.assemble(spec)
+    data = registry.assemble(spec, progress=progress)
     stored_rows = registry.scales(version_id, "row")
     stored_exp = registry.scales(version_id, "exposure")
     config = FlatNormalizationTaskConfig.fromDict(version["config"])
@@ -184,7 +217,13 @@ def verify_version(registry: Registry, version_id: int) -> dict[str, Any]:
             max_rel_diff=None, ok=False, reason="the quantum's exposures or rows changed since"
         )
         return result
-    sol = measure_scales(data.background, data.counts, sigma=data.sigma, **config.solver_options())
+    sol = measure_scales(
+        data.background,
+        data.counts,
+        sigma=data.sigma,
+        progress=progress,
+        **config.solver_options(),
+    )
     diffs = []
     for new, old in (
         (sol.row_scales, stored_rows["scale"].to_numpy(float)),

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from calibreg.domain.progress import Progress, report
 from calibreg.domain.quantum import QuantumData, QuantumSpec, Selection
 from calibreg.domain.vocabulary import (
     HELP,
@@ -69,9 +70,11 @@ class AssembleTask(Task):
     _DefaultName = "assemble"
 
     @timeMethod
-    def run(self, registry: Any, spec: QuantumSpec) -> QuantumData:
+    def run(
+        self, registry: Any, spec: QuantumSpec, *, progress: Progress | None = None
+    ) -> QuantumData:
         """Assemble ``spec`` with ``registry`` and record the matrix sizes."""
-        data = registry.assemble(spec)
+        data = registry.assemble(spec, progress=progress)
         n_row, n_exp = data.shape
         self.metadata["nExposures"] = int(n_exp)
         self.metadata["nRows"] = int(n_row)
@@ -93,14 +96,16 @@ class SolveTask(Task):
         *,
         sigma: np.ndarray | None = None,
         n_missing: int | None = None,
+        progress: Progress | None = None,
         **options: Any,
     ) -> ScaleSolution:
         """Solve with ``options`` (``measure_scales`` keywords); see its documentation.
 
         ``n_missing`` counts matrix entries that had no statistic at all (as opposed to a
-        statistic that is NaN); it is only recorded.
+        statistic that is NaN); it is only recorded. ``progress`` is passed to
+        ``measure_scales``.
         """
-        solution = measure_scales(background, counts, sigma=sigma, **options)
+        solution = measure_scales(background, counts, sigma=sigma, progress=progress, **options)
         md = self.metadata
         n_row, n_exp = solution.shape
         md["method"] = solution.method
@@ -724,7 +729,9 @@ class FlatNormalizationTask(Task):
         return dataclasses.replace(spec, level=self.config.level, selection=selection)
 
     @timeMethod
-    def runQuantum(self, registry: Any, quantum: Any) -> Struct:
+    def runQuantum(
+        self, registry: Any, quantum: Any, *, progress: Progress | None = None
+    ) -> Struct:
         """Assemble, solve and persist one quantum as a new calibration version.
 
         Parameters
@@ -733,6 +740,9 @@ class FlatNormalizationTask(Task):
             The registry (or its URL; the connection is closed afterwards).
         quantum : QuantumSpec, mapping or tuple
             See `quantumSpec`.
+        progress : calibreg.domain.progress.Progress, optional
+            Hears the stages of the assembly (``"assembly"``), of the solve (see
+            ``measure_scales``) and ``"persist"``; nothing is printed.
 
         Returns
         -------
@@ -760,13 +770,14 @@ class FlatNormalizationTask(Task):
 
             registry = Registry(registry)
         try:
-            data = self.assemble.run(registry, spec)
+            data = self.assemble.run(registry, spec, progress=progress)
             try:
                 solution = self.solve.run(
                     data.background,
                     data.counts,
                     sigma=data.sigma,
                     n_missing=data.n_missing,
+                    progress=progress,
                     **self.config.solver_options(),
                 )
             except ValueError as exc:
@@ -778,6 +789,7 @@ class FlatNormalizationTask(Task):
                 exposure_ids=[int(e) for e in data.exposure_ids],
                 amp_names=data.amp_names,
             )
+            report(progress, "persist", 0, 1, unit="versions")
             version = self.persist.run(
                 registry,
                 data,
@@ -786,6 +798,7 @@ class FlatNormalizationTask(Task):
                 metadata=lambda: self.getFullMetadata().to_dict(),
                 started_at=started_at,
             )
+            report(progress, "persist", 1, 1, unit="versions", detail=f"version {version.id}")
         finally:
             if own:
                 registry.close()

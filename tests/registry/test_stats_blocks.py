@@ -101,8 +101,13 @@ def test_streamed_ingest_equals_the_whole_file(
 ) -> None:
     path = files[fmt]
     done: list[int] = []
+
+    def progress(stage: str, n: int, total: int | None = None, **_kw: object) -> None:
+        if stage == "stored":
+            done.append(n)
+
     rep = registry.ingest_stats_files(
-        [path], instrument="LSSTCam", block_bytes=TINY, progress=done.append
+        [path], instrument="LSSTCam", block_bytes=TINY, progress=progress
     )
     assert rep.n_rows == rep.n_inserted == len(sim.stats)
     assert len(done) > 3, "the file must span several blocks"
