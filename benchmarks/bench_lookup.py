@@ -436,6 +436,7 @@ def bench_http(
         str(port_reg),
         "--workers",
         str(args.workers),
+        "--no-access-log",  # a line per request is not what is measured here
     ]
     results: dict = {}
     with (

@@ -6,6 +6,7 @@ Heavy libraries (pandas, SQLAlchemy, NumPy) are imported inside commands so that
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -145,13 +146,29 @@ def serve(
     max_age: int = typer.Option(
         5, "--max-age", help="Seconds a cache may serve a lookup answer before revalidating."
     ),
+    access_log: bool = typer.Option(
+        True,
+        "--access-log/--no-access-log",
+        help="One line per request on stderr (turn off for benchmarks).",
+    ),
     db: DbOption = None,
 ) -> None:
-    """Serve the registry read-only over HTTP (JSON; OpenAPI at /openapi.json)."""
+    """Serve the registry read-only over HTTP (JSON; docs at /docs, OpenAPI at /openapi.json).
+
+    Prints where it listens, the database (password masked) and its schema revision; Ctrl-C
+    stops it (exit status 0).
+    """
     with errors():
         from calibreg.http.server import serve as run_server
 
-        run_server(db, host=host, port=port, workers=workers, lookup_max_age=max_age)
+        run_server(
+            db,
+            host=host,
+            port=port,
+            workers=workers,
+            lookup_max_age=max_age,
+            access_log=access_log,
+        )
 
 
 @app.command()
@@ -159,12 +176,21 @@ def demo(
     db: DbOption = None,
     exposures: int = typer.Option(40, "--exposures", help="Flat exposures to simulate."),
     seed: int = typer.Option(20261123, "--seed"),
+    workdir: Path = typer.Option(
+        Path("calibreg-demo"),
+        "--dir",
+        help="Folder for the demo's registry and files (made if missing).",
+    ),
 ) -> None:
-    """Run the whole job on simulated LSSTCam flats: ingest, solve, verify, certify, export."""
+    """Tour the whole job on simulated LSSTCam flats: ingest, solve, verify, certify, export.
+
+    Prints each step's command as you would type it, and ends with three commands to look at
+    the result. Everything it writes goes into --dir; its own SQLite registry is made afresh.
+    """
     with errors():
         from calibreg.services.demo import run_demo
 
-        run_demo(db, n_exposures=exposures, seed=seed)
+        run_demo(db, n_exposures=exposures, seed=seed, workdir=workdir)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,15 +16,24 @@ app = typer.Typer(
 @app.command("focal-plane")
 def focal_plane(
     version: int = typer.Argument(...),
-    output: Path = typer.Option(None, "--output", "-o", help="Default: focal-plane-vV.png"),
+    compare: int | None = typer.Option(
+        None,
+        "--compare",
+        metavar="V2",
+        help="Draw the ratio G(V2) / G(VERSION) (same instrument and level).",
+    ),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="PNG, PDF or SVG by suffix. Default: focal-plane-vV.png"
+    ),
     db: DbOption = None,
 ) -> None:
-    """Draw a version's row scales (G) at the detectors'/amplifiers' focal-plane positions."""
+    """Draw a version's row scales G (or a ratio of two versions) on the focal plane."""
     with errors():
         from calibreg.services.plots import focal_plane as draw
 
+        default = f"focal-plane-v{version}" + (f"-v{compare}" if compare else "") + ".png"
         with open_registry(db) as reg:
-            path = draw(reg, version, output or Path(f"focal-plane-v{version}.png"))
+            path = draw(reg, version, output or Path(default), compare=compare)
         typer.echo(f"wrote {path}")
 
 
@@ -34,10 +43,12 @@ def history(
     physical_filter: str = typer.Option(..., "--filter", "-f"),
     detector: str = typer.Option(..., "--detector", "-d"),
     amp: str | None = typer.Option(None, "--amp"),
-    output: Path = typer.Option(None, "--output", "-o", help="Default: history-DETECTOR.png"),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="PNG, PDF or SVG by suffix. Default: history-DETECTOR.png"
+    ),
     db: DbOption = None,
 ) -> None:
-    """Plot one detector's (or amplifier's) scale across versions."""
+    """Plot one detector's (or amplifier's) scale G across versions, by date of their inputs."""
     with errors():
         from calibreg.services.plots import history_plot
 

@@ -34,6 +34,7 @@ from calibreg.domain.vocabulary import Level
 from calibreg.errors import InputError
 from calibreg.formats.timescale import parse_time, parse_wallclock, with_instant_fields
 from calibreg.http.cache import LookupCacheMiddleware
+from calibreg.http.docs import install_docs
 from calibreg.http.encoding import (
     IMMUTABLE,
     JSON_TYPE,
@@ -863,10 +864,13 @@ def create_app(registry: Registry, *, lookup_max_age: int = LOOKUP_MAX_AGE) -> F
         version=calibreg.__version__,
         openapi_tags=TAGS,
         license_info={"name": "GPL-3.0-or-later", "identifier": "GPL-3.0-or-later"},
+        docs_url=None,  # /docs and /redoc come from calibreg.http.docs: no CDN
+        redoc_url=None,
     )
     app.state.registry = registry
     install_error_handlers(app)
     app.include_router(router)
+    install_docs(app)
     # Outermost last: read-only guard → gzip → lookup cache → routes. The cache keeps
     # uncompressed bodies; gzip compresses per client.
     watch = getattr(registry, "watch_certification_generation", None)

@@ -1,13 +1,14 @@
 """Plots of one version's fit: residual image, one row against signal, E against exposure time.
 
-Each takes a :class:`calibreg.domain.fit.VersionFit` (``Registry.fit``) and writes PNG, PDF or
-SVG by the output's suffix (matplotlib's Agg backend; no display needed).
+Each takes a :class:`calibreg.domain.fit.VersionFit` (``Registry.fit``): the ``*_figure``
+functions return the matplotlib Figure, the others write it as PNG, PDF or SVG by the output's
+suffix (matplotlib's Agg backend; no display needed).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,7 +16,19 @@ from calibreg.domain.fit import VersionFit
 from calibreg.domain.quality import flag_names
 from calibreg.errors import InputError
 
-__all__ = ["SUFFIXES", "check_output", "exposures_plot", "residual_image", "row_plot"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "SUFFIXES",
+    "check_output",
+    "exposures_figure",
+    "exposures_plot",
+    "residual_figure",
+    "residual_image",
+    "row_figure",
+    "row_plot",
+]
 
 #: What the plots can write, by suffix.
 SUFFIXES = (".png", ".pdf", ".svg")
@@ -50,19 +63,32 @@ def _title(fit: VersionFit) -> str:
 
 
 def _save(fig: Any, output: Path) -> Path:
-    fig.savefig(output, dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    try:
+        fig.savefig(output, dpi=150, bbox_inches="tight")
+    finally:
+        _pyplot().close(fig)
     return output
 
 
 def residual_image(fit: VersionFit, output: str | Path) -> Path:
-    """Draw the row × exposure image of log residuals, rejected and missing entries marked.
+    """Write :func:`residual_figure` to ``output`` (PNG, PDF or SVG).
+
+    Raises
+    ------
+    InputError
+        For another suffix (nothing is drawn or written).
+    """
+    output = check_output(output)
+    return _save(residual_figure(fit), output)
+
+
+def residual_figure(fit: VersionFit) -> Figure:
+    """Return a figure of the row × exposure image of log residuals.
 
     The colour scale is symmetric around 0 (±the 99th percentile of the used residuals);
     rejected entries are outlined in black crosses, missing ones drawn grey; rows carrying a
     quality flag are marked at the left edge.
     """
-    output = check_output(output)
     plt = _pyplot()
     from matplotlib.colors import ListedColormap
 
@@ -104,13 +130,27 @@ def residual_image(fit: VersionFit, output: str | Path) -> Path:
     fig.colorbar(im, ax=ax, label="log B − log(G·E)")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper right", fontsize=7)
-    return _save(fig, output)
+    return fig
 
 
 def row_plot(
     fit: VersionFit, output: str | Path, *, detector: int | str, amp: str | None = None
 ) -> Path:
-    """Draw one row's (or a detector's amplifiers') log residual against signal level B.
+    """Write :func:`row_figure` to ``output`` (PNG, PDF or SVG).
+
+    Raises
+    ------
+    InputError
+        For another suffix (nothing is drawn or written).
+    KeyError
+        If the version has no such detector or amplifier.
+    """
+    output = check_output(output)
+    return _save(row_figure(fit, detector=detector, amp=amp), output)
+
+
+def row_figure(fit: VersionFit, *, detector: int | str, amp: str | None = None) -> Figure:
+    """Return a figure of one row's (or a detector's amplifiers') log residual against B.
 
     Non-linearity shows as a trend, saturation as a drop at the high end; rejected entries
     are drawn as crosses.
@@ -120,10 +160,11 @@ def row_plot(
     KeyError
         If the version has no such detector or amplifier.
     """
-    output = check_output(output)
     rows = fit.find_rows(detector, amp)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    if rows.size > 10:  # 16 amplifiers: 20 colours, so no two share one
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
     for r in rows:
         b, res = fit.background[r], fit.log_residuals[r]
         use, rej = fit.used[r], fit.rejected[r]
@@ -139,20 +180,43 @@ def row_plot(
     ax.set_ylabel("log residual  log B − log(G·E)")
     ax.ticklabel_format(axis="y", useOffset=False)
     ax.set_title(_title(fit) + f"\n{fit.row_label(int(rows[0])).split('/')[0]}", fontsize=9)
-    ax.legend(fontsize=6, ncol=2 if rows.size > 4 else 1)
-    return _save(fig, output)
+    # Beside the axes: a legend of 16 amplifiers inside them hides the points.
+    ax.legend(
+        fontsize=6,
+        ncol=2 if rows.size > 8 else 1,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+    )
+    return fig
 
 
 def exposures_plot(fit: VersionFit, output: str | Path) -> Path:
-    """Draw E (with its standard error) against exposure time, flagged exposures marked.
+    """Write :func:`exposures_figure` to ``output`` (PNG, PDF or SVG).
+
+    Raises
+    ------
+    InputError
+        For another suffix (nothing is drawn or written).
+    """
+    output = check_output(output)
+    return _save(exposures_figure(fit), output)
+
+
+def exposures_figure(fit: VersionFit) -> Figure:
+    """Return a figure of E (with its error) against exposure time, flagged exposures marked.
 
     Falls back to the sequence number, then to the exposure's order in the version, when the
     exposure times are unknown; the x label says which.
     """
-    output = check_output(output)
     plt = _pyplot()
-    if np.isfinite(fit.exposure_time).all():
-        x, xlabel = fit.exposure_time, "exposure time (s)"
+    times = fit.exposure_time
+    one_time = np.isfinite(times).all() and np.unique(times).size == 1 and times.size > 1
+    if np.isfinite(times).all() and not one_time:
+        x, xlabel = times, "exposure time (s)"
+    elif one_time and np.isfinite(fit.seq_num).all():
+        # Equal exposure times would stack every point on one x: spread them by sequence.
+        x, xlabel = fit.seq_num, f"sequence number (every exposure {times[0]:g} s)"
     elif np.isfinite(fit.seq_num).all():
         x, xlabel = fit.seq_num, "sequence number"
     else:
@@ -176,4 +240,4 @@ def exposures_plot(fit: VersionFit, output: str | Path) -> Path:
     ax.ticklabel_format(axis="y", useOffset=False)
     ax.set_title(_title(fit), fontsize=9)
     ax.legend(fontsize=7)
-    return _save(fig, output)
+    return fig
