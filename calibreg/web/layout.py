@@ -145,48 +145,41 @@ def focal_plane(rows: pd.DataFrame, dets: pd.DataFrame, amps: pd.DataFrame) -> d
         pix_x = np.where(unknown, unit, pix_x)
         pix_y = np.where(unknown, unit, pix_y)
     yaw = np.deg2rad(np.nan_to_num(dets["yaw"].to_numpy(float)))
-    det_pos = {int(d): i for i, d in enumerate(dets["id"])}
+    det_x0 = dets["bbox_x0"].to_numpy(float)
+    det_y0 = dets["bbox_y0"].to_numpy(float)
 
-    amp_box: dict[tuple[int, str], tuple[float, float, float, float]] = {}
-    for det_id, name, x0, y0, w, h in zip(
-        amps["detector_id"],
-        amps["name"],
-        amps["bbox_x0"],
-        amps["bbox_y0"],
-        amps["bbox_width"],
-        amps["bbox_height"],
-        strict=True,
-    ):
-        amp_box[(int(det_id), str(name))] = (float(x0), float(y0), float(w), float(h))
-
-    det_col = rows["detector"].to_numpy()
-    amp_col = rows["amp"].to_numpy() if "amp" in rows.columns else np.full(n, None)
-    for k in range(n):
-        i = det_pos.get(int(det_col[k]))
-        if i is None:
-            continue
-        wd, hd = width_px[i], height_px[i]
-        amp = amp_col[k]
-        if amp is None or (isinstance(amp, float) and math.isnan(amp)) or amp == "":
-            lx, ly, w, h = 0.0, 0.0, wd, hd
-        else:
-            box = amp_box.get((int(det_col[k]), str(amp)))
-            if box is None:
-                continue
-            x0, y0, w, h = box
-            lx = x0 - float(dets.at[i, "bbox_x0"]) + w / 2 - wd / 2
-            ly = y0 - float(dets.at[i, "bbox_y0"]) + h / 2 - hd / 2
-        c, s = math.cos(yaw[i]), math.sin(yaw[i])
-        rx, ry = lx * c - ly * s, lx * s + ly * c
-        if abs(s) > abs(c):  # a quarter turn: the box's sides swap
-            w, h = h, w
-        gx = cx[i] + rx * pix_x[i]
-        gy = cy[i] + ry * pix_y[i]
-        ww, hh = w * pix_x[i], h * pix_y[i]
-        out["x"][k] = gx - ww / 2
-        out["y"][k] = -gy - hh / 2
-        out["w"][k] = ww
-        out["h"][k] = hh
+    # Which detector, and which amplifier box (or the whole detector), each row is.
+    i = pd.Index(dets["id"].astype(int)).get_indexer(rows["detector"].astype(int))
+    amp_col = (
+        rows["amp"].astype(object).where(rows["amp"].notna(), "").astype(str).to_numpy()
+        if "amp" in rows.columns
+        else np.full(n, "")
+    )
+    whole = amp_col == ""
+    keys = pd.MultiIndex.from_arrays([amps["detector_id"].astype(int), amps["name"].astype(str)])
+    j = keys.get_indexer(pd.MultiIndex.from_arrays([rows["detector"].astype(int), amp_col]))
+    ok = (i >= 0) & (whole | (j >= 0))
+    i, j, whole = i[ok], j[ok], whole[ok]
+    wd, hd = width_px[i], height_px[i]
+    ax0 = amps["bbox_x0"].to_numpy(float)[j]
+    ay0 = amps["bbox_y0"].to_numpy(float)[j]
+    aw = amps["bbox_width"].to_numpy(float)[j]
+    ah = amps["bbox_height"].to_numpy(float)[j]
+    w = np.where(whole, wd, aw)
+    h = np.where(whole, hd, ah)
+    lx = np.where(whole, 0.0, ax0 - det_x0[i] + aw / 2 - wd / 2)  # box centre - detector centre
+    ly = np.where(whole, 0.0, ay0 - det_y0[i] + ah / 2 - hd / 2)
+    c, s = np.cos(yaw[i]), np.sin(yaw[i])
+    rx, ry = lx * c - ly * s, lx * s + ly * c
+    quarter = np.abs(s) > np.abs(c)  # a quarter turn: the box's sides swap
+    w, h = np.where(quarter, h, w), np.where(quarter, w, h)
+    gx = cx[i] + rx * pix_x[i]
+    gy = cy[i] + ry * pix_y[i]
+    ww, hh = w * pix_x[i], h * pix_y[i]
+    out["x"][ok] = gx - ww / 2
+    out["y"][ok] = -gy - hh / 2
+    out["w"][ok] = ww
+    out["h"][ok] = hh
     return {**{k: np.round(v, 3) for k, v in out.items()}, "placement": placement}
 
 
@@ -245,9 +238,9 @@ def timeline(
         lo, hi = min(finite), max(finite)
     else:
         lo, hi = 0, 1
-    span = max(hi - lo, 86_400 * 10**9)  # at least a day wide
-    lo -= span // 10
-    hi = lo + span + span // 5
+    span = max(hi - lo, 60 * 10**9)  # at least a minute wide
+    lo -= span // 10  # room for ranges unbounded on either side
+    hi += span // 5
 
     def pos(ns: int | None, default: float) -> float:
         if ns is None or pd.isna(ns):
@@ -291,7 +284,7 @@ def timeline(
     ticks = []
     for k in range(6):
         ns = lo + (hi - lo) * k // 5
-        label = (format_instant(ns) or "")[:16].replace("T", " ")
+        label = (format_instant(ns) or "")[:19].replace("T", " ")
         ticks.append({"x": round(width * k / 5, 2), "label": label})
     return {
         "groups": [

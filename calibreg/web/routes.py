@@ -90,7 +90,8 @@ def _when(value: Any) -> str:
         return "—"
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return format_instant(int(value)) or "—"
+    text = format_instant(int(value)) or "—"
+    return text.replace(".000000000Z", "Z")  # exact, without nine zeros
 
 
 _env.filters["num"] = _num

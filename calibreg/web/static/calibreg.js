@@ -193,7 +193,8 @@
     const mag = Math.pow(10, Math.floor(Math.log10(step0)));
     const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => span / s <= count) || 10 * mag;
     const ticks = [];
-    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(v);
+    const first = Math.ceil(lo / step);
+    for (let k = first; k * step <= hi + step * 1e-9; k++) ticks.push(Number((k * step).toPrecision(12)));
     return ticks;
   }
 
@@ -236,7 +237,10 @@
       xticks = [];
       for (let k = 0; k <= 4; k++) xticks.push(xlo + (xhi - xlo) * (0.05 + 0.9 * k / 4));
     } else {
-      xticks = niceTicks(xlo, xhi, 8).filter((v) => Number.isInteger(v));
+      const first = Math.ceil(xlo), last = Math.floor(xhi);
+      const every = Math.max(1, Math.ceil((last - first + 1) / 12));
+      xticks = [];
+      for (let v = first; v <= last; v += every) xticks.push(v);
     }
     for (const v of xticks) {
       el("line", { class: "tick", x1: sx(v), x2: sx(v), y1: H - B, y2: H - B + 5 }, svg);
