@@ -285,17 +285,18 @@ def _map_payload(
         "y": placed["y"],
         "w": placed["w"],
         "h": placed["h"],
-        "det": [int(d) for d in rows["detector"]],
-        "name": [str(n) for n in rows["detector_name"]],
-        "amp": ["" if a is None or pd.isna(a) else str(a) for a in amp],
+        "det": rows["detector"].to_numpy(np.int64),
+        "name": _texts(rows["detector_name"]),
+        "amp": _texts(amp),
         "value": np.asarray(values, float),
         "error": errors.to_numpy(float),
-        "flags": (
-            ["" for _ in range(len(rows))]
-            if flag_names is None
-            else ["" if f is None or pd.isna(f) else str(f) for f in flag_names]
-        ),
+        "flags": [""] * len(rows) if flag_names is None else _texts(flag_names),
     }
+
+
+def _texts(column: pd.Series) -> list[str]:
+    """Return a column as text, missing values as ``""``."""
+    return column.astype(object).where(column.notna(), "").astype(str).tolist()
 
 
 def _exposure_payload(
@@ -304,14 +305,14 @@ def _exposure_payload(
     times = registry.exposure_times(instrument, [int(e) for e in exps["exposure"]])
     begin = dict(zip(times["id"].astype(int), times["timespan_begin"], strict=True))
     x = [utc_ms(begin.get(int(e))) for e in exps["exposure"]]
-    flags = ["" if f is None or pd.isna(f) else str(f) for f in exps["flag_names"]]
+    flags = _texts(exps["flag_names"])
     return (
         {
             "label": "E",
             "x": x,
             "y": exps["scale"].to_numpy(float),
             "yerr": exps["error"].to_numpy(float),
-            "id": [int(e) for e in exps["exposure"]],
+            "id": exps["exposure"].to_numpy(np.int64),
             "flags": flags,
             "xtime": True,
         },

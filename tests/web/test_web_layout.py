@@ -180,3 +180,22 @@ def test_utc_ms_takes_off_the_leap_seconds() -> None:
     expected = dt.datetime(2026, 1, 15, 2, 59, 23, tzinfo=dt.UTC).timestamp() * 1000
     assert utc_ms(tai) == expected
     assert utc_ms(None) is None
+
+
+def test_templates_and_assets_are_package_data() -> None:
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["calibreg"]
+    files = [
+        p.relative_to(root / "calibreg").as_posix()
+        for sub in ("templates", "static")
+        for p in (root / "calibreg" / "web" / sub).iterdir()
+    ]
+    assert files
+    for name in files:
+        assert any(fnmatch.fnmatch(name, g) for g in globs), name
