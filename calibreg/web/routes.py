@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, Undefined
 
 import calibreg
 from calibreg.client import Registry
@@ -65,7 +65,6 @@ PRIVATE_KEYS = frozenset({"database", "url", "database_url", "password"})
 _env = Environment(
     loader=PackageLoader("calibreg.web", "templates"),
     autoescape=True,
-    undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
 )
@@ -73,6 +72,8 @@ _env = Environment(
 
 def _num(value: Any, digits: int = 6) -> str:
     """Format a number for a person: ``digits`` significant digits, ``—`` when missing."""
+    if isinstance(value, Undefined):
+        return "—"
     if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
         return "—"
     if isinstance(value, bool | np.bool_):
@@ -86,7 +87,11 @@ def _when(value: Any) -> str:
     """Format a wall-clock ``datetime`` (UTC) or TAI-ns instant for a person."""
     if isinstance(value, str):
         return value
-    if value is None or (not isinstance(value, dt.datetime) and pd.isna(value)):
+    if (
+        isinstance(value, Undefined)
+        or value is None
+        or (not isinstance(value, dt.datetime) and pd.isna(value))
+    ):
         return "—"
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -94,13 +99,30 @@ def _when(value: Any) -> str:
     return text.replace(".000000000Z", "Z")  # exact, without nine zeros
 
 
+def _json(value: Any) -> str:
+    """Write a mapping or list as compact JSON (text; the template escapes it)."""
+    import orjson
+
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+
+
 _env.filters["num"] = _num
+_env.filters["json"] = _json
 _env.filters["when"] = _when
 _env.globals["software_version"] = calibreg.__version__
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
-VersionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+VersionId = Annotated[str, Path(max_length=40)]
+
+
+def _version_id(text: str) -> int:
+    """Return a version id from the URL (``InputError``: one line, shown as a 422 page)."""
+    if not text.isdigit() or not 1 <= int(text) < 2**63:
+        raise InputError("url", f"a version id is a positive integer, not {text[:40]!r}")
+    return int(text)
+
+
 Text = Annotated[str | None, Query(max_length=400)]
 
 
@@ -325,6 +347,7 @@ def version_page(request: Request, version_id: VersionId) -> Response:
     """One version: quantum, fit quality, provenance, focal-plane map, exposure scales."""
     registry = _registry(request)
     try:
+        version_id = _version_id(version_id)  # type: ignore[assignment]
         record = registry.version(version_id)
         rows = registry.scales(version_id, "row")
         exps = registry.scales(version_id, "exposure")
@@ -380,12 +403,16 @@ def compare_page(request: Request, old_version: VersionId, new_version: VersionI
     """Show the ratio new/old of two versions' row scales: a map and the largest changes."""
     registry = _registry(request)
     try:
+        old_version = _version_id(old_version)  # type: ignore[assignment]
+        new_version = _version_id(new_version)  # type: ignore[assignment]
         old = registry.version(old_version)
         new = registry.version(new_version)
         result = registry.compare(old_version, new_version)
     except CalibregError as err:
         return _error(request, err)
-    table: pd.DataFrame = result.get("table", pd.DataFrame())
+    table = result.get("table")
+    if table is None:
+        table = pd.DataFrame()
     fp = None
     if result.get("comparable", True) and len(table):
         table = table.assign(error=np.nan, flag_names="")

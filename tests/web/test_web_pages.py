@@ -101,9 +101,17 @@ def test_injected_tag_name_is_text(client: TestClient) -> None:
 
 
 def test_unknown_things_are_one_line_404s(client: TestClient) -> None:
-    for path in ("/ui/versions/999999", "/ui/compare/1/999999", "/ui/tags/no-such-tag"):
+    for path, status in (
+        ("/ui/versions/999999", 404),
+        ("/ui/compare/1/999999", 404),
+        ("/ui/tags/no-such-tag", 404),
+        ("/ui/versions/0", 422),
+        ("/ui/versions/abc", 422),
+        ("/ui/versions/99999999999999999999", 422),
+        ("/ui/compare/x/1", 422),
+    ):
         resp = client.get(path)
-        assert resp.status_code == 404
+        assert resp.status_code == status, path
         assert resp.headers["content-type"].startswith("text/html")
         assert "Traceback" not in resp.text
         assert re.search(r'<p class="problem">[^<\n]+</p>', resp.text)
@@ -197,3 +205,10 @@ def test_history_page_values(client: TestClient, web_registry: Registry) -> None
     for version, scale in zip(truth["version"], truth["scale"], strict=True):
         assert f'href="/ui/versions/{version}"' in table
         assert f"{scale:.7g}" in table
+
+
+def test_versions_that_cannot_be_compared_say_why(client: TestClient, web_sample) -> None:
+    resp = client.get(f"/ui/compare/{web_sample.detector_version}/{web_sample.amp_version}")
+    assert resp.status_code == 200
+    assert re.search(r'<p class="problem">levels differ[^<]*</p>', resp.text)
+    assert 'id="fp-map"' not in resp.text
