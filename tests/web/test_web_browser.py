@@ -48,6 +48,27 @@ def load(browser: Any, base: str, path: str) -> None:
     )
 
 
+def click_and_wait(browser: Any, element: Any) -> None:
+    """Click something that navigates, and wait until the next page has loaded and drawn.
+
+    Without the wait, a loaded machine lets the test read the old page (or no page yet).
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, 30).until(ec.staleness_of(old))
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script(
+            "return document.readyState === 'complete' && "
+            "[...document.querySelectorAll('figure[data-plot]')]"
+            ".every(f => f.querySelector('svg, p'))"
+        )
+    )
+
+
 def shoot(browser: Any, shots: Path, url: str, name: str) -> None:
     browser.save_screenshot(str(shots / f"{backend_of(url)}-{name}.png"))
 
@@ -115,7 +136,7 @@ def test_lookup_form_gives_what_the_cli_gives(
         expected = (
             web_sample.amp_version if how == "exposure-early" else web_sample.amp_subset_version
         )
-    browser.find_element(By.ID, "f-submit").click()
+    click_and_wait(browser, browser.find_element(By.ID, "f-submit"))
     link = browser.find_element(By.ID, "answer-version")
     assert console_errors(browser) == []
     assert truth["version_id"] == expected
@@ -128,7 +149,7 @@ def test_lookup_form_gives_what_the_cli_gives(
     assert len(matched) == 1 and cert in matched[0].text
     if how == "exposure-late":
         shoot(browser, shots, url, "home-lookup")
-    link.click()
+    click_and_wait(browser, link)
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith(f"Version {expected}")
 
 
@@ -216,7 +237,7 @@ def test_timeline_shows_the_certified_ranges(
     # the as-of control: before anything was certified, nothing is shown
     field = browser.find_element(By.ID, "as-of")
     field.send_keys("2001-01-01T00:00:00Z")
-    browser.find_element(By.ID, "as-of-submit").click()
+    click_and_wait(browser, browser.find_element(By.ID, "as-of-submit"))
     assert browser.find_elements(By.CSS_SELECTOR, "#timeline g.bar") == []
     assert console_errors(browser) == []
 
@@ -227,8 +248,7 @@ def test_injected_script_in_a_tag_name_is_shown_as_text(
     from selenium.webdriver.common.by import By
 
     load(browser, web_server, "/ui/")
-    link = browser.find_element(By.LINK_TEXT, XSS_TAG)
-    link.click()
+    click_and_wait(browser, browser.find_element(By.LINK_TEXT, XSS_TAG))
     assert browser.find_element(By.ID, "tag-name").text == XSS_TAG
     assert browser.find_elements(By.CSS_SELECTOR, "h1 b, h1 script") == []
     assert browser.execute_script("return window.__xss") is None
@@ -248,7 +268,7 @@ def test_history_picker(
     Select(browser.find_element(By.ID, "h-filter")).select_by_visible_text(FILTER)
     Select(browser.find_element(By.ID, "h-detector")).select_by_visible_text("R10_S02")
     Select(browser.find_element(By.ID, "h-amp")).select_by_visible_text("C04")
-    browser.find_element(By.ID, "h-submit").click()
+    click_and_wait(browser, browser.find_element(By.ID, "h-submit"))
     truth = web_registry.history(
         instrument=INSTRUMENT, physical_filter=FILTER, detector="R10_S02", amp="C04"
     )
