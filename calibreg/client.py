@@ -814,3 +814,18 @@ class Registry:
                 detector=detector,
                 amp=amp,
             )
+
+    def exposure_times(self, instrument: str, exposures: Sequence[int]) -> pd.DataFrame:
+        """Return the observing records (day_obs, exposure_time, timespan) of some exposures.
+
+        Cheaper than :meth:`exposures` (no statistics counts): for the web view's plot of a
+        version's exposure scales against time. See
+        :func:`calibreg.registry.catalog.exposure_times`.
+
+        Raises
+        ------
+        NotFoundError
+            If the instrument is unknown.
+        """
+        with self.read() as conn:
+            return catalog.exposure_times(conn, instrument, list(exposures))

@@ -56,6 +56,7 @@ from calibreg.http.encoding import (
 )
 from calibreg.http.errors import error_response, install_error_handlers
 from calibreg.http.middleware import ReadOnlyMiddleware
+from calibreg.web import router as web_router
 
 INT64_MAX = 2**63 - 1
 #: Page size of ``/versions`` when the client names none, and the most it may ask for.
@@ -871,6 +872,7 @@ def create_app(registry: Registry, *, lookup_max_age: int = LOOKUP_MAX_AGE) -> F
     install_error_handlers(app)
     app.include_router(router)
     install_docs(app)
+    app.include_router(web_router)  # the read-only web view under /ui/ (calibreg.web)
     # Outermost last: read-only guard → gzip → lookup cache → routes. The cache keeps
     # uncompressed bodies; gzip compresses per client.
     watch = getattr(registry, "watch_certification_generation", None)

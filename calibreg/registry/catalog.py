@@ -126,3 +126,51 @@ def geometry(conn: Connection, instrument: str) -> tuple[pd.DataFrame, pd.DataFr
         select(*(Amplifier.__table__.c[c] for c in acols)).where(Amplifier.instrument_id == inst),
     )
     return dets, amps
+
+
+#: Exposure ids per ``IN (...)`` query of :func:`exposure_times` (well under SQLite's 32,766
+#: bound parameters).
+EXPOSURE_CHUNK = 5000
+
+
+def exposure_times(conn: Connection, instrument: str, exposures: list[int]) -> pd.DataFrame:
+    """Return the observing records of some exposures, without statistics counts.
+
+    What a page showing a version's exposure scales against time needs: one indexed read of
+    the exposure table (``list_exposures`` also counts each exposure's statistics rows, a scan
+    of millions of rows for a big registry).
+
+    Parameters
+    ----------
+    conn
+        An open connection.
+    instrument
+        Instrument name.
+    exposures
+        Exposure ids; unknown ids are absent from the result.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns of :data:`EXPOSURE_COLUMNS` (timespans in TAI ns), one row per known exposure,
+        in id order.
+
+    Raises
+    ------
+    NotFoundError
+        If the instrument is unknown.
+    """
+    inst = instrument_id(conn, instrument)
+    ids = sorted({int(e) for e in exposures})
+    frames = []
+    for start in range(0, max(len(ids), 1), EXPOSURE_CHUNK):
+        chunk = ids[start : start + EXPOSURE_CHUNK]
+        stmt = (
+            select(*(Exposure.__table__.c[c] for c in EXPOSURE_COLUMNS))
+            .where(Exposure.instrument_id == inst, Exposure.id.in_(chunk))
+            .order_by(Exposure.id)
+        )
+        frames.append(query_frame(conn, stmt, EXPOSURE_COLUMNS))
+    if len(frames) == 1:
+        return frames[0]
+    return pd.concat(frames, ignore_index=True)
