@@ -1,4 +1,4 @@
-"""``calibreg versions``, ``scales``, ``history``, ``export``: reading versions."""
+"""'calibreg versions', 'scales', 'history', 'export': reading versions."""
 
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ def list_(
     """List versions, oldest first, with the tags each is certified in.
 
     The table shows the columns a person scans (id, quantum, seq, method, created, certified
-    in); ``--wide`` adds the rest, the content hash abbreviated. JSON and CSV carry every
-    column, the full hash and ``certified_in`` (active certifications' tags).
+    in); '--wide' adds the rest, the content hash abbreviated. JSON and CSV carry every
+    column, the full hash and 'certified_in' (active certifications' tags).
     """
     with errors(), open_registry(db) as reg:
         filters = {
@@ -137,7 +137,7 @@ def print_flagged(version: int, flagged: dict) -> None:
         The version's id (for the hints).
     flagged
         ``{"rows": [{"detector_name", "amp", "flags": [names]}], "exposures": [{"exposure",
-        "flags"}]}`` as :meth:`calibreg.Registry.version` returns it under ``flagged``.
+        "flags"}]}`` as :meth:`calibreg.Registry.version` returns it under 'flagged'.
     """
     rows, exposures = flagged.get("rows", []), flagged.get("exposures", [])
     if not rows and not exposures:
@@ -180,7 +180,7 @@ def print_flag_table(items: list[dict], *, title: str, legend: bool = True) -> N
     Parameters
     ----------
     items
-        Dicts with ``detector_name``, ``amp`` (``None`` at DETECTOR level) and ``flags`` (a
+        Dicts with 'detector_name', 'amp' ('None' at DETECTOR level) and 'flags' (a
         list of flag names).
     title
         The table's title.
@@ -209,7 +209,7 @@ def print_flag_table(items: list[dict], *, title: str, legend: bool = True) -> N
 
 
 def print_flag_legend(names: Iterable[str]) -> None:
-    """Print what each quality flag among ``names`` means, one line each (not wrapped)."""
+    """Print what each quality flag among 'names' means, one line each (not wrapped)."""
     from calibreg.domain.quality import FLAG_HELP, FLAGS
 
     seen = set(names)
@@ -230,8 +230,8 @@ def diff(
 ) -> None:
     """Compare two versions row by row: the summary, then the largest changes of v2/v1.
 
-    The table lists the ``--top`` rows with the largest relative change (|v2/v1 - 1|), largest
-    first, or every row with ``--all``; ``--format csv`` and ``json`` carry every row and column.
+    The table lists the '--top' rows with the largest relative change (|v2/v1 - 1|), largest
+    first, or every row with '--all'; '--format csv' and 'json' carry every row and column.
     """
     with errors(), open_registry(db) as reg:
         cmp = reg.compare(v1, v2)
@@ -257,7 +257,7 @@ def diff(
 
 
 def _percent(value: object, sign: str = "") -> str:
-    """A relative change as a percentage, 3 significant digits (``nan`` when undefined)."""
+    """A relative change as a percentage, 3 significant digits ('nan' when undefined)."""
     import math
 
     if not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -266,7 +266,7 @@ def _percent(value: object, sign: str = "") -> str:
 
 
 def _print_changes(table: pd.DataFrame, v1: int, v2: int, top: int | None) -> None:
-    """The matched rows, largest |relative change| first (``top`` of them, or all)."""
+    """The matched rows, largest |relative change| first ('top' of them, or all)."""
     import numpy as np
 
     frame = table.copy()
@@ -298,7 +298,7 @@ def _print_changes(table: pd.DataFrame, v1: int, v2: int, top: int | None) -> No
 
 
 def _flag_text(a: object, b: object) -> str:
-    """A row's flags in both versions: ``name`` if in both, ``+name`` gained, ``-name`` lost."""
+    """A row's flags in both versions: 'name' if in both, '+name' gained, '-name' lost."""
     import pandas as pd
 
     from calibreg.domain.quality import flag_names
@@ -347,10 +347,10 @@ def scales(
 ) -> None:
     """Print a version's scales with errors and flags: per row (G) or per exposure (E).
 
-    ``error`` is the standard error (same units as the scale), ``χ²/dof`` the row's or
-    exposure's reduced χ², ``flags`` its quality flags by name, explained below the table.
-    Rows are named by detector and amplifier. JSON and CSV carry every column (``flags`` as a
-    bitmask and ``flag_names``).
+    'error' is the standard error (same units as the scale), 'χ²/dof' the row's or
+    exposure's reduced χ², 'flags' its quality flags by name, explained below the table.
+    Rows are named by detector and amplifier. JSON and CSV carry every column ('flags' as a
+    bitmask and 'flag_names').
     """
     with errors(), open_registry(db) as reg:
         if rejected:
@@ -401,8 +401,8 @@ def history(
 ) -> None:
     """One detector's (or amplifier's) scale in every version, oldest first, with its flags.
 
-    JSON and CSV carry every column: ``detector_name``, ``error``, ``flags`` (bitmask) and
-    ``flag_names`` besides the scale.
+    JSON and CSV carry every column: 'detector_name', 'error', 'flags' (bitmask) and
+    'flag_names' besides the scale.
     """
     with errors(), open_registry(db) as reg:
         frame = reg.history_with_flags(
@@ -457,7 +457,7 @@ def export(
     """Export a version as cp_pipe's cpFlatNormScales structure (YAML or JSON by suffix).
 
     The structure is exactly cp_pipe's, so it has no room for calibreg's provenance or
-    quality flags: with ``--output`` a sidecar file beside it carries them (version id, seq,
+    quality flags: with '--output' a sidecar file beside it carries them (version id, seq,
     content hash, input fingerprint, config, provenance, and the flagged rows by detector and
     amplifier name with the reason of each flag).
     """
@@ -493,11 +493,11 @@ def export(
 
 
 def sidecar_path(output: Path) -> Path:
-    """Where the sidecar of an exported file goes: ``scales.yaml`` → ``scales.calibreg.yaml``."""
+    """Where the sidecar of an exported file goes: 'scales.yaml' → 'scales.calibreg.yaml'."""
     return output.with_name(f"{output.stem}.calibreg{output.suffix or '.json'}")
 
 
-#: The version fields an export's sidecar carries (as the butler's ``*_calibreg`` sidecar).
+#: The version fields an export's sidecar carries (as the butler's '*_calibreg' sidecar).
 SIDECAR_FIELDS = (
     "seq",
     "level",
@@ -531,9 +531,9 @@ def export_sidecar(record: dict, database: str, output: Path) -> dict:
     Returns
     -------
     dict
-        JSON-able: ``calibreg_version_id``, ``instrument``, ``physical_filter``, the
-        :data:`SIDECAR_FIELDS`, ``database``, ``scales_file``, ``exported_at`` and
-        ``quality_flags`` (:func:`calibreg.domain.quality.flag_report`: the flagged rows by
+        JSON-able: 'calibreg_version_id', 'instrument', 'physical_filter', the
+        :data:`SIDECAR_FIELDS`, 'database', 'scales_file', 'exported_at' and
+        'quality_flags' (:func:`calibreg.domain.quality.flag_report`: the flagged rows by
         detector and amplifier name, the flagged exposures, and what each flag means).
     """
     import datetime as dt

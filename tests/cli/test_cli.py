@@ -475,3 +475,23 @@ def test_all_filters_in_parallel_workers(db_url, lsstcam_spec, tmp_path) -> None
     assert sorted(r["physical_filter"] for r in out) == ["g_6", "i_39", "r_57"]
     assert all("error" not in r and r["seq"] == 1 for r in out)
     assert len({r["version_id"] for r in out}) == 3
+
+
+def test_no_command_help_shows_docstring_markup() -> None:
+    """Help is for people: no reST ``literal`` or :role: markup leaks into any command's help."""
+    import typer.main
+
+    def commands(group, path):
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):  # a group (Typer vendors its own Click)
+                yield from commands(cmd, [*path, name])
+            else:
+                yield [*path, name]
+
+    root = typer.main.get_command(app)
+    seen = list(commands(root, []))
+    assert len(seen) >= 30  # every leaf command, not an empty walk
+    for path in seen:
+        out = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "120"}).stdout
+        for markup in ("``", ":class:", ":func:", ":meth:", ":mod:"):
+            assert markup not in out, (path, markup)
