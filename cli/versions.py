@@ -20,6 +20,7 @@ from calibreg_cli.output import (
     short_time,
 )
 
+from calibreg.domain.provenance import SIDECAR_FIELDS
 from calibreg.domain.vocabulary import Level
 
 if TYPE_CHECKING:
@@ -497,25 +498,6 @@ def sidecar_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.calibreg{output.suffix or '.json'}")
 
 
-#: The version fields an export's sidecar carries (as the butler's '*_calibreg' sidecar).
-SIDECAR_FIELDS = (
-    "seq",
-    "level",
-    "method",
-    "content_hash",
-    "input_fingerprint",
-    "n_exposures",
-    "n_rows",
-    "config",
-    "provenance",
-    "software_version",
-    "schema_revision",
-    "user_name",
-    "host",
-    "created_at",
-)
-
-
 def export_sidecar(record: dict, database: str, output: Path) -> dict:
     """The sidecar of an exported version: identity, provenance and quality flags.
 
@@ -532,9 +514,10 @@ def export_sidecar(record: dict, database: str, output: Path) -> dict:
     -------
     dict
         JSON-able: 'calibreg_version_id', 'instrument', 'physical_filter', the
-        :data:`SIDECAR_FIELDS`, 'database', 'scales_file', 'exported_at' and
-        'quality_flags' (:func:`calibreg.domain.quality.flag_report`: the flagged rows by
-        detector and amplifier name, the flagged exposures, and what each flag means).
+        :data:`calibreg.domain.provenance.SIDECAR_FIELDS`, 'database', 'scales_file',
+        'exported_at' and 'quality_flags' (:func:`calibreg.domain.quality.flag_report`:
+        the flagged rows by detector and amplifier name, the flagged exposures, and what each
+        flag means).
     """
     import datetime as dt
 

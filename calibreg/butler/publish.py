@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from calibreg.butler._lsst import daf_butler, open_butler, tai_ns_timespan, timespan_tai_ns
 from calibreg.domain.jsonable import jsonable
+from calibreg.domain.provenance import SIDECAR_FIELDS
 from calibreg.domain.quality import flag_report
 from calibreg.errors import CalibregError, ConflictError, InputError, NotFoundError
 
@@ -191,28 +192,12 @@ def _sidecar(
     collection: str | None,
     ranges: list[tuple[int, int | None]],
 ) -> dict[str, Any]:
-    keep = (
-        "seq",
-        "level",
-        "method",
-        "content_hash",
-        "input_fingerprint",
-        "n_exposures",
-        "n_rows",
-        "config",
-        "provenance",
-        "software_version",
-        "schema_revision",
-        "user_name",
-        "host",
-        "created_at",
-    )
     return jsonable(
         {
             "calibreg_version_id": int(version["id"]),
             "instrument": version["instrument"],
             "physical_filter": version["physical_filter"],
-            **{key: version.get(key) for key in keep},
+            **{key: version.get(key) for key in SIDECAR_FIELDS},
             "database": registry.database,
             "tag": tag,
             "calibration_collection": collection,

@@ -65,3 +65,23 @@ class Who:
 
 
 __all__ = ["Who", "current_user", "git_commit"]
+
+
+#: The fields of a version record that travel with its exported scales: in the sidecar of
+#: ``calibreg export -o FILE`` and in the butler's ``*_calibreg`` sidecar dataset.
+SIDECAR_FIELDS = (
+    "seq",
+    "level",
+    "method",
+    "content_hash",
+    "input_fingerprint",
+    "n_exposures",
+    "n_rows",
+    "config",
+    "provenance",
+    "software_version",
+    "schema_revision",
+    "user_name",
+    "host",
+    "created_at",
+)
