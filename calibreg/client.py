@@ -22,6 +22,7 @@ import pandas as pd
 
 from calibreg.db import migrate
 from calibreg.db.session import (
+    BULK_STATS,
     make_engine,
     masked_url,
     resolve_url,
@@ -138,7 +139,7 @@ class Registry:
 
     # ----------------------------------------------------------------- connections
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, bulk_stats: bool = False) -> Iterator[Connection]:
         """Open a write transaction: commit on success, roll back on any error.
 
         Nestable: inside another ``transaction()`` of this registry (same thread) it opens a
@@ -147,6 +148,15 @@ class Registry:
             with registry.transaction():
                 registry.ingest_exposures(...)
                 registry.ingest_stats(...)
+
+        Parameters
+        ----------
+        bulk_stats
+            The transaction writes statistics in bulk and every other row it writes has its
+            references resolved by calibreg first (what ``ingest_stats_files`` does). On
+            SQLite the per-row foreign-key lookups are then off for this transaction only, and
+            the statistics store checks the written keys' references set-wise instead (the way
+            PostgreSQL's statement-level triggers do). Ignored for a nested transaction.
 
         Raises
         ------
@@ -159,7 +169,7 @@ class Registry:
                 yield outer
             return
         with translate_errors(self.database), self.engine.connect() as conn:
-            conn.execution_options(calibreg_write=True)
+            conn.execution_options(calibreg_write=True, **{BULK_STATS: bulk_stats})
             with conn.begin():
                 self._local.conn = conn
                 try:
@@ -385,7 +395,7 @@ class Registry:
                 str(getattr(exc, "filename", None) or source),
                 f"cannot read file: {exc.strerror or exc}",
             ) from None
-        with self.transaction() as conn:
+        with self.transaction(bulk_stats=True) as conn:
             return ingest.ingest_stats_blocks(
                 conn,
                 read_ahead(blocks()),  # parse the next block while this one is written

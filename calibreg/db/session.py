@@ -76,12 +76,38 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: object) -> None:
     cursor.close()
 
 
+#: Execution option of a write transaction whose statistics references are checked set-wise
+#: by the statistics store (:mod:`calibreg.registry.stats_store`) instead of row by row.
+BULK_STATS = "calibreg_bulk_stats"
+_FK_OFF = "calibreg_foreign_keys_off"
+
+
 def _sqlite_on_begin(conn: Connection) -> None:
     # A write transaction takes the write lock up front (BEGIN IMMEDIATE), so two writers queue
     # on busy_timeout instead of one failing later with "database is locked" on lock upgrade.
     # Readers use a plain (deferred) BEGIN and never block a writer under WAL.
-    write = conn.get_execution_options().get("calibreg_write", False)
+    options = conn.get_execution_options()
+    write = options.get("calibreg_write", False)
+    # A bulk statistics write turns SQLite's per-row foreign-key lookups off for its own
+    # transaction (the pragma cannot change inside one): 0.4 of 1.1 s for 604,800 LSSTCam rows.
+    # The store checks the written keys' references set-wise instead, on the same write lock.
+    # Every other transaction has them on (restored here and when the connection is returned).
+    fairy = conn.connection
+    _set_foreign_keys(fairy.dbapi_connection, fairy.info, not (write and options.get(BULK_STATS)))
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _set_foreign_keys(dbapi_connection: Any, info: dict, on: bool) -> None:
+    """Switch foreign-key enforcement (outside a transaction), remembered in the pool entry."""
+    if info.get(_FK_OFF, False) == (not on):
+        return
+    dbapi_connection.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
+    info[_FK_OFF] = not on
+
+
+def _sqlite_on_checkin(dbapi_connection: Any, record: Any) -> None:
+    if dbapi_connection is not None and record is not None:
+        _set_foreign_keys(dbapi_connection, record.info, True)
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -108,6 +134,7 @@ def make_engine(url: str | None = None, **kwargs: object) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
+        event.listen(engine, "checkin", _sqlite_on_checkin)
         return engine
     if parsed.get_backend_name() == "postgresql":
         kwargs.setdefault("pool_pre_ping", True)

@@ -226,7 +226,9 @@ def _diff(
 
 
 def _frame(conn: Connection, stmt: Select, columns: Sequence[str]) -> pd.DataFrame:
-    rows = conn.execute(stmt).all()
+    # Plain tuples: from_records probes each Row for attributes (~5 µs a row, 0.1 s a
+    # 600k-row ingest's camera look-ups).
+    rows = [tuple(r) for r in conn.execute(stmt)]
     return pd.DataFrame.from_records(rows, columns=list(columns))
 
 
@@ -705,6 +707,7 @@ def ingest_stats_blocks(
     instrument = instrument or _only_instrument(conn, source)
     inst = instrument_id(conn, instrument)
     seen = _SeenKeys()
+    camera: dict[str, pd.DataFrame] = {}
     batch: int | None = None
     n_rows = inserted = replaced = unchanged = given = 0
     written: set[str] = set()
@@ -718,7 +721,7 @@ def ingest_stats_blocks(
         given += len(frame)
         if frame.empty:
             continue
-        frame = _resolve_stats(conn, inst, instrument, frame)
+        frame = _resolve_stats(conn, inst, instrument, frame, camera)
         seen.refuse_repeats(frame)
         plans = stat_plans(conn, inst, frame)
         _check_plans(conn, plans, source, replace)
@@ -880,22 +883,36 @@ def _row_error(frame: pd.DataFrame, pos: int, field: str, reason: str) -> InputE
 
 
 def _resolve_stats(
-    conn: Connection, inst: int, instrument: str, frame: pd.DataFrame
+    conn: Connection,
+    inst: int,
+    instrument: str,
+    frame: pd.DataFrame,
+    camera: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """Map detector names, amplifier names and obs_ids to keys; refuse unknown references."""
-    frame = _resolve_detectors(conn, inst, instrument, frame)
+    """Map detector names, amplifier names and obs_ids to keys; refuse unknown references.
+
+    ``camera`` caches the instrument's detector and amplifier tables across the blocks of
+    one ingest (the transaction holds the write lock: they cannot change meanwhile).
+    """
+    frame = _resolve_detectors(conn, inst, instrument, frame, camera)
     frame = _resolve_exposures(conn, inst, instrument, frame)
-    frame = _resolve_amplifiers(conn, inst, frame)
+    frame = _resolve_amplifiers(conn, inst, frame, camera)
     _refuse_duplicate_keys(frame)
     return frame
 
 
 def _resolve_detectors(
-    conn: Connection, inst: int, instrument: str, frame: pd.DataFrame
+    conn: Connection,
+    inst: int,
+    instrument: str,
+    frame: pd.DataFrame,
+    camera: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Set ``detector`` to ids (given by id or by full name); refuse unknown detectors."""
-    dets = _frame(
+    dets = _camera_table(
         conn,
+        camera,
+        "detector",
         select(Detector.id, Detector.name).where(Detector.instrument_id == inst),
         ["id", "name"],
     )
@@ -978,10 +995,17 @@ def _resolve_exposures(
     return frame.assign(exposure=exp_np)
 
 
-def _resolve_amplifiers(conn: Connection, inst: int, frame: pd.DataFrame) -> pd.DataFrame:
+def _resolve_amplifiers(
+    conn: Connection,
+    inst: int,
+    frame: pd.DataFrame,
+    camera: dict[str, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
     """Add ``amp_index`` (the amplifier's index in its detector; NA at detector level)."""
-    amps = _frame(
+    amps = _camera_table(
         conn,
+        camera,
+        "amplifier",
         select(Amplifier.detector_id, Amplifier.name, Amplifier.amp_index).where(
             Amplifier.instrument_id == inst
         ),
@@ -1024,6 +1048,21 @@ def _resolve_amplifiers(conn: Connection, inst: int, frame: pd.DataFrame) -> pd.
     amp_index = pd.array(np.where(has_amp, mapped, 0), dtype="Int64")
     amp_index[~has_amp] = pd.NA
     return frame.assign(amp_index=amp_index)
+
+
+def _camera_table(
+    conn: Connection,
+    cache: dict[str, pd.DataFrame] | None,
+    name: str,
+    stmt: Select,
+    columns: Sequence[str],
+) -> pd.DataFrame:
+    """Read a camera table, or take it from ``cache`` (filled on the first read)."""
+    if cache is None:
+        return _frame(conn, stmt, columns)
+    if name not in cache:
+        cache[name] = _frame(conn, stmt, columns)
+    return cache[name]
 
 
 def _refuse_duplicate_keys(frame: pd.DataFrame) -> None:

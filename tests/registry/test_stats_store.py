@@ -247,3 +247,85 @@ def test_in_memory_sqlite_assembles_like_a_file(tmp_path, lsstcam_spec) -> None:
     for e, d, name, med in amp[["exposure", "detector", "amp", "median"]].itertuples(index=False):
         got = a.background[row[(int(d), name)], col[int(e)]]
         assert (np.isnan(got) and np.isnan(med)) or got == med
+
+
+# --------------------------------------------------------------------------- bulk references
+
+
+def _one_row(inst: int, exposure: int, detector: int, amp_index: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "instrument_id": [inst],
+            "exposure_id": [exposure],
+            "detector_id": [detector],
+            "amp_index": [amp_index],
+            "median": [1.0],
+            "sigma": [0.1],
+            "n_pixels": [10],
+            "batch_id": [1],
+        }
+    )
+
+
+def _foreign_keys(conn) -> int | None:
+    if conn.dialect.name != "sqlite":
+        return None
+    return conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one()
+
+
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [
+        ({"exposure": 1}, "exposure"),  # no such exposure
+        ({"detector": 999}, "detector 999"),  # no such detector (so no amplifier)
+        ({"amp_index": 16}, "amplifier index 16"),  # LSSTCam detectors have 16 (0..15)
+    ],
+)
+def test_a_bulk_statistics_transaction_refuses_a_missing_reference(
+    registry_with_exposures, engine, bad, words
+) -> None:
+    """Per-row foreign keys are off in a bulk write on SQLite: the set-wise check refuses."""
+    from calibreg.errors import ConflictError
+
+    reg, sim = registry_with_exposures
+    inst = _instrument(engine)
+    exposure = int(sim.exposures["id"].iloc[0])
+    good = _one_row(inst, exposure, 94, 3)
+    wrong = _one_row(
+        inst, bad.get("exposure", exposure), bad.get("detector", 94), bad.get("amp_index", 3)
+    )
+    with pytest.raises(ConflictError) as err, reg.transaction(bulk_stats=True) as conn:  # noqa: PT012
+        assert _foreign_keys(conn) in (0, None)  # off for this transaction (SQLite)
+        stats_store(conn).write(conn, "AMP", good)
+        stats_store(conn).write(conn, "AMP", wrong)
+    if engine.dialect.name == "sqlite":
+        assert words in str(err.value)
+    with reg.read() as conn:  # nothing written, and foreign keys on again for everyone else
+        assert conn.exec_driver_sql("SELECT count(*) FROM amp_stats").scalar_one() == 0
+        assert _foreign_keys(conn) in (1, None)
+    with reg.transaction(bulk_stats=True) as conn:  # the same rows without the bad one: fine
+        assert stats_store(conn).write(conn, "AMP", good) == 1
+
+
+def test_foreign_keys_stay_on_outside_bulk_statistics_transactions(tmp_path, lsstcam_spec) -> None:
+    """Only the bulk transaction itself runs without SQLite's per-row foreign keys."""
+    from calibreg.errors import ConflictError
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'fk.sqlite3'}")
+    upgrade(engine)
+    reg = Registry(engine=engine)
+    reg.ingest_camera(lsstcam_spec, source=str(LSSTCAM_YAML), sha256="c", instrument="LSSTCam")
+    inst = _instrument(engine)
+    with reg.transaction(bulk_stats=True) as conn:
+        assert _foreign_keys(conn) == 0
+        with reg.transaction(bulk_stats=True) as inner:  # nested: a savepoint, same state
+            assert _foreign_keys(inner) == 0
+    with reg.transaction() as conn:  # the pooled connection comes back with them on
+        assert _foreign_keys(conn) == 1
+    with reg.transaction(bulk_stats=True), reg.transaction() as inner:
+        assert _foreign_keys(inner) == 0  # a nested ordinary write cannot switch them back
+    with reg.read() as conn:
+        assert _foreign_keys(conn) == 1
+    with pytest.raises(ConflictError), reg.transaction() as conn:  # ordinary: the database's FK
+        conn.exec_driver_sql("INSERT INTO amp_stats VALUES (?, 1, 94, 3, 1.0, 0.1, 10, 1)", (inst,))
+    engine.dispose()
