@@ -112,6 +112,8 @@ _PG_TYPES = {
     "batch_id": ">i4",
 }
 _NULLABLE = ("median", "sigma")
+#: Integer columns usually holding one value per write (inlined as literals on SQLite).
+_CONSTANT_CANDIDATES = ("instrument_id", "batch_id")
 
 
 def table_of(level: str) -> StatsTable:
@@ -398,10 +400,15 @@ class SQLiteStatsStore(StatsStore):
     def _write_chunk(
         self, conn: Connection, table: str, columns: Sequence[str], arrays: dict[str, np.ndarray]
     ) -> None:
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-        py = []
+        # A column of one integer (the instrument, the batch) is written as a literal: fewer
+        # values to bind per row (8 → 6 parameters, ~10% of the executemany).
+        values_sql, py = [], []
         for c in columns:
             a = arrays[c]
+            if c in _CONSTANT_CANDIDATES and len(a) and (a == a[0]).all():
+                values_sql.append(str(int(a[0])))
+                continue
+            values_sql.append("?")
             if c in _NULLABLE:
                 values = a.tolist()
                 nan = np.flatnonzero(np.isnan(a))
@@ -410,6 +417,7 @@ class SQLiteStatsStore(StatsStore):
                 py.append(values)
             else:
                 py.append(a.tolist())
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values_sql)})"
         conn.connection.driver_connection.executemany(sql, zip(*py, strict=True))
 
 
