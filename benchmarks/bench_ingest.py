@@ -133,13 +133,25 @@ def child_floor(url: str, exposures_path: str, stats_path: str) -> dict:
     return {"seconds": dt, "rows": len(frame)}
 
 
+def peak_rss_mb() -> float:
+    """This process image's peak resident set (``VmHWM``), in MiB.
+
+    Not ``getrusage``'s ``ru_maxrss``: Linux carries it across ``execve`` from the forking
+    parent, so a child of a parent that held the 6M-row simulation reported the parent's 1.8 GB.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
+
+
 def _child_main(argv: list[str]) -> None:
     kind, url, exposures_path, stats_path = argv
     if kind == "floor":
         out = child_floor(url, exposures_path, stats_path)
     else:
         out = child_calibreg(url, exposures_path, stats_path, again=kind == "again")
-    out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["max_rss_mb"] = peak_rss_mb()
     print(json.dumps(out))
 
 

@@ -839,7 +839,8 @@ def stat_plans(conn: Connection, inst: int, frame: pd.DataFrame) -> list[_Plan]:
         ("AMP", AmpStats.__table__, amp_rows, ["exposure_id", "detector_id", "amp_index"]),
     ):
         exposures = np.unique(rows["exposure_id"].to_numpy(dtype=np.int64)).tolist()
-        detectors = np.unique(rows["detector_id"].to_numpy(dtype=np.int64)).tolist()
+        dets = rows["detector_id"].to_numpy(dtype=np.int64)
+        detectors = (int(dets.min()), int(dets.max())) if len(dets) else None
         old = (
             store.existing(conn, level, inst, exposures, detectors) if exposures else rows.iloc[0:0]
         )
