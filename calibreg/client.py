@@ -5,6 +5,10 @@ It owns the engine, opens connections and transactions, gathers provenance (who,
 software) and hands each call to the repository layer (:mod:`calibreg.registry`), which holds
 all SQL. Driver errors come out as calibreg errors (:mod:`calibreg.errors`) on reads and
 writes alike.
+
+Importing this module loads SQLAlchemy and NumPy but not pandas, pyarrow or the ingest code
+(:mod:`calibreg.registry.ingest`, :mod:`~calibreg.registry.combined`): those are imported by
+the methods that use them, so a command that only reads a listing starts fast (issue 12).
 """
 
 from __future__ import annotations
@@ -17,8 +21,6 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import pandas as pd
 
 from calibreg.db import migrate
 from calibreg.db.session import (
@@ -39,9 +41,7 @@ from calibreg.errors import InputError, NotFoundError, SchemaError
 from calibreg.formats.timescale import as_tai_ns, parse_wallclock
 from calibreg.registry import (
     catalog,
-    combined,
     generation,
-    ingest,
     lookups,
     quantum,
     tags,
@@ -49,6 +49,8 @@ from calibreg.registry import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from calibreg.db.session import Connection, Engine
     from calibreg.formats.camera import CameraSpec
 
@@ -65,6 +67,10 @@ def _version_id(value: object) -> int:
 
 #: Largest id of an id column (32-bit INTEGER on PostgreSQL).
 MAX_ID = 2**31 - 1
+
+#: The columns of :meth:`Registry.versions`, in order (the keys of
+#: :meth:`Registry.version_records`' rows).
+VERSION_FIELDS: tuple[str, ...] = tuple(versions.VERSION_COLUMNS)
 
 #: Default refusal threshold of the certification gate (max |relative change| of a row scale).
 DEFAULT_MAX_CHANGE = tags.DEFAULT_MAX_CHANGE
@@ -255,6 +261,8 @@ class Registry:
 
         See :func:`calibreg.registry.ingest.ingest_camera` for the parameters and errors.
         """
+        from calibreg.registry import ingest
+
         with self.transaction() as conn:
             return ingest.ingest_camera(
                 conn,
@@ -279,6 +287,8 @@ class Registry:
 
         See :func:`calibreg.registry.ingest.ingest_exposures` for the parameters and errors.
         """
+        from calibreg.registry import ingest
+
         with self.transaction() as conn:
             return ingest.ingest_exposures(
                 conn,
@@ -303,6 +313,8 @@ class Registry:
 
         See :func:`calibreg.registry.ingest.ingest_stats` for the parameters and errors.
         """
+        from calibreg.registry import ingest
+
         with self.transaction() as conn:
             return ingest.ingest_stats(
                 conn,
@@ -354,6 +366,7 @@ class Registry:
         """
         from calibreg.domain.hashing import sha256_files
         from calibreg.formats import iter_stats
+        from calibreg.registry import ingest
 
         paths = list(paths)
         if not paths:
@@ -415,6 +428,8 @@ class Registry:
         See :func:`calibreg.registry.combined.ingest_exposures_and_stats` for the keywords
         (``source``, ``sha256``, ``replace``, ``options``) and errors.
         """
+        from calibreg.registry import combined
+
         with self.transaction() as conn:
             return combined.ingest_exposures_and_stats(
                 conn, exposures, stats, instrument=instrument, who=Who.current(), **kw
@@ -495,6 +510,52 @@ class Registry:
                 level=level,
                 limit=limit,
                 offset=offset,
+            )
+
+    def version_records(
+        self,
+        *,
+        instrument: str | None = None,
+        physical_filter: str | None = None,
+        level: str | None = None,
+        newest: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Return versions, oldest first, as plain rows: :meth:`versions` without pandas.
+
+        For a caller that prints the listing and needs no DataFrame (``calibreg versions
+        list``, which must start fast): neither this call nor importing this module loads
+        pandas.
+
+        Parameters
+        ----------
+        instrument, physical_filter, level
+            Filters, as :meth:`versions`.
+        newest
+            Only the newest this many versions, still listed oldest first (as
+            :meth:`newest_versions`); ``None`` (default): every version.
+
+        Returns
+        -------
+        list of dict
+            One dict per version with the columns of :meth:`versions` as keys, in order
+            (:data:`VERSION_FIELDS`): integers ``int`` or ``None``, ``converged`` ``bool`` or
+            ``None``, ``rms`` a ``float`` (NaN when unknown), ``created_at`` a UTC
+            ``datetime``.
+
+        Raises
+        ------
+        ValueError
+            If ``newest`` is not positive.
+        NotFoundError
+            For an unknown instrument.
+        """
+        with self.read() as conn:
+            return versions.version_records(
+                conn,
+                instrument=instrument,
+                physical_filter=physical_filter,
+                level=level,
+                newest=newest,
             )
 
     def version(self, version_id: int) -> dict[str, Any]:

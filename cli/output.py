@@ -1,4 +1,9 @@
-"""Printing for every command: human tables, JSON or CSV, and the one error exit."""
+"""Printing for every command: human tables, JSON or CSV, and the one error exit.
+
+`print_frame` prints a DataFrame; `print_rows` prints plain rows (dicts) the same way without
+importing pandas, for commands that must start fast (``calibreg versions list``). Both draw
+the terminal table with `_print_table`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import enum
 import math
 import numbers
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -84,8 +89,89 @@ def print_frame(
     if fmt == Format.csv:
         frame.to_csv(sys.stdout, index=False)
         return
-    specs = _specs(frame, columns)
-    cells = {spec.name: [_cell(v, spec.digits) for v in frame[spec.name]] for spec in specs}
+    _print_table(
+        frame,
+        list(frame.columns),
+        lambda name: _is_numeric(frame[name]),
+        empty=frame.empty,
+        title=title,
+        columns=columns,
+    )
+
+
+def print_rows(
+    rows: Sequence[Mapping[str, Any]],
+    fields: Sequence[str],
+    fmt: Format,
+    *,
+    title: str | None = None,
+    columns: Sequence[Column | str] | None = None,
+) -> None:
+    """Print plain rows as :func:`print_frame` prints the DataFrame of them, without pandas.
+
+    Parameters
+    ----------
+    rows
+        The rows to print, each a mapping of every name in ``fields``; values as a typed
+        DataFrame of the repository layer holds them (``int`` or ``None`` for integers,
+        ``bool`` or ``None``, ``float`` with NaN for missing, text, instants).
+    fields
+        The columns, in order (JSON keys and CSV header even when there are no rows).
+    fmt
+        ``table``, ``json`` or ``csv``: the same text as :func:`print_frame` prints.
+    title
+        Title above the terminal table.
+    columns
+        The terminal table's columns, as for :func:`print_frame`. A column right-aligns when
+        its values are numbers (not booleans).
+    """
+    if fmt == Format.json:
+        print_json([{name: row[name] for name in fields} for row in rows])
+        return
+    if fmt == Format.csv:
+        _write_csv(rows, fields)
+        return
+    values = {name: [row[name] for row in rows] for name in fields}
+    _print_table(
+        values,
+        list(fields),
+        lambda name: _all_numbers(values[name]),
+        empty=not rows,
+        title=title,
+        columns=columns,
+    )
+
+
+def _write_csv(rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> None:
+    """CSV as ``DataFrame.to_csv(index=False)`` writes a typed frame: NULL and NaN empty."""
+    import csv
+
+    def text(value: Any) -> Any:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return ""
+        return repr(float(value)) if isinstance(value, float) else value
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(fields)
+    writer.writerows([text(row[name]) for name in fields] for row in rows)
+
+
+def _print_table(
+    values: Mapping[str, Iterable[Any]],
+    names: Sequence[str],
+    is_numeric: Callable[[str], bool],
+    *,
+    empty: bool,
+    title: str | None,
+    columns: Sequence[Column | str] | None,
+) -> None:
+    """Draw the terminal table of :func:`print_frame` and :func:`print_rows`.
+
+    ``values`` maps each of ``names`` (the columns, in order) to its values; ``is_numeric``
+    says which columns right-align.
+    """
+    specs = _specs(values, names, columns)
+    cells = {spec.name: [_cell(v, spec.digits) for v in values[spec.name]] for spec in specs}
     out = console()
     left_out: list[str] = []
     while sum(_widths(specs, cells)[1]) + _gaps(specs) > out.width and any(
@@ -98,7 +184,7 @@ def print_frame(
     for spec, width in zip(specs, widths, strict=True):
         table.add_column(
             spec.title,
-            justify="right" if _is_numeric(frame[spec.name]) else "left",
+            justify="right" if _right(spec, is_numeric) else "left",
             overflow="fold",
             width=width,
         )
@@ -110,7 +196,7 @@ def print_frame(
     for row in zip(*(cells[spec.name] for spec in specs), strict=True):
         table.add_row(*(text(v, spec.whole) for v, spec in zip(row, specs, strict=True)))
     out.print(table)
-    if frame.empty:
+    if empty:
         typer.echo("(no rows)", err=True)
     if left_out:
         typer.echo(
@@ -118,6 +204,10 @@ def print_frame(
             "--format csv shows them)",
             err=True,
         )
+
+
+def _right(spec: Column, is_numeric: Callable[[str], bool]) -> bool:
+    return is_numeric(spec.name) if spec.numeric is None else spec.numeric
 
 
 #: Characters between two columns of a terminal table (see :func:`new_table`).
@@ -193,6 +283,10 @@ class Column:
     optional
         Leave the column out when the terminal is too narrow for the table (the last
         optional column first; a note on stderr says so).
+    numeric
+        Right-align it (a column of numbers). ``None``: decide from the frame's dtype
+        (:func:`print_frame`) or the values (:func:`print_rows`: numbers, not booleans; give
+        it for a column that may hold no value, which the values cannot tell).
     """
 
     name: str
@@ -200,6 +294,7 @@ class Column:
     whole: bool | None = None
     digits: int = 7
     optional: bool = False
+    numeric: bool | None = None
 
     @property
     def title(self) -> str:
@@ -211,15 +306,19 @@ class Column:
 WHOLE_MAX = 24
 
 
-def _specs(frame: pd.DataFrame, columns: Sequence[Column | str] | None) -> list[Column]:
-    given = list(frame.columns) if columns is None else columns
+def _specs(
+    values: Mapping[str, Iterable[Any]],
+    names: Sequence[str],
+    columns: Sequence[Column | str] | None,
+) -> list[Column]:
+    given = list(names) if columns is None else columns
     specs = []
     for item in given:
         spec = item if isinstance(item, Column) else Column(str(item))
-        if spec.name not in frame.columns:
+        if spec.name not in names:
             continue
         if spec.whole is None:
-            longest = max((len(_cell(v, spec.digits)) for v in frame[spec.name]), default=0)
+            longest = max((len(_cell(v, spec.digits)) for v in values[spec.name]), default=0)
             spec = dataclasses.replace(spec, whole=longest <= WHOLE_MAX)
         specs.append(spec)
     return specs
@@ -232,10 +331,25 @@ def _is_numeric(values: pd.Series) -> bool:
         return False
     if pd.api.types.is_numeric_dtype(values):
         return True
-    present = [v for v in values if v is not None and v is not pd.NA]
+    return _all_numbers(values)
+
+
+def _all_numbers(values: Iterable[Any]) -> bool:
+    """Whether the present values (at least one) are all real numbers, booleans not counted."""
+    na = _pandas("NA")
+    present = [v for v in values if v is not None and v is not na]
     return bool(present) and all(
         isinstance(v, numbers.Real) and not isinstance(v, bool) for v in present
     )
+
+
+def _pandas(name: str) -> Any:
+    """pandas' ``NA`` or ``NaT``; a value can only be one once pandas is loaded, so no import.
+
+    Without pandas loaded, a fresh object that no value is.
+    """
+    pd = sys.modules.get("pandas")
+    return object() if pd is None else getattr(pd, name)
 
 
 def new_table(title: str | None = None, *, show_header: bool = True) -> Table:
@@ -269,13 +383,8 @@ def _cell(value: Any, digits: int = 7) -> str:
         if math.isnan(value):
             return "nan"
         return f"{value:.{digits}g}"
-    try:
-        import pandas as pd
-
-        if value is pd.NA or value is pd.NaT:
-            return ""
-    except ImportError:  # pragma: no cover
-        pass
+    if value is _pandas("NA") or value is _pandas("NaT"):
+        return ""
     return str(value)
 
 
@@ -308,9 +417,7 @@ def short_time(value: Any) -> str:
     """A creation time for a table: ``YYYY-MM-DD HH:MM`` in UTC (JSON keeps the full one)."""
     import datetime as dt
 
-    import pandas as pd
-
-    if value is None or value is pd.NaT:
+    if value is None or value is _pandas("NaT"):
         return ""
     if isinstance(value, str):
         try:

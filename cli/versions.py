@@ -16,6 +16,7 @@ from calibreg_cli.output import (
     print_frame,
     print_json,
     print_mapping,
+    print_rows,
     short_hash,
     short_time,
 )
@@ -53,56 +54,65 @@ def list_(
     in); '--wide' adds the rest, the content hash abbreviated. JSON and CSV carry every
     column, the full hash and 'certified_in' (active certifications' tags).
     """
-    with errors(), open_registry(db) as reg:
-        filters = {
-            "instrument": instrument,
-            "physical_filter": physical_filter,
-            "level": level.value if level else None,
-        }
-        frame = reg.versions(**filters) if limit is None else reg.newest_versions(limit, **filters)
+    from calibreg.client import VERSION_FIELDS
+
+    with errors(), open_registry(db) as reg:  # plain rows: this command loads no pandas
+        rows = reg.version_records(
+            instrument=instrument,
+            physical_filter=physical_filter,
+            level=level.value if level else None,
+            newest=limit,
+        )
         tags: dict[int, set[str]] = {}
         for cert in reg.certifications():
             tags.setdefault(int(cert["version_id"]), set()).add(cert["tag"])
-    certified = [sorted(tags.get(int(v), ())) for v in frame["id"]]
-    frame = frame.copy()
+    certified = [sorted(tags.get(int(row["id"]), ())) for row in rows]
+    fields = [*VERSION_FIELDS, "certified_in"]
     if fmt == Format.json:
-        frame["certified_in"] = certified
-        print_frame(frame, fmt)
+        rows = [{**row, "certified_in": t} for row, t in zip(rows, certified, strict=True)]
+        print_rows(rows, fields, fmt)
         return
-    frame["certified_in"] = [" ".join(t) for t in certified]
     if fmt == Format.csv:
-        print_frame(frame, fmt)
+        rows = [
+            {**row, "certified_in": " ".join(t)} for row, t in zip(rows, certified, strict=True)
+        ]
+        print_rows(rows, fields, fmt)
         return
-    frame["quantum"] = [
-        f"{i} {f} {lv}"
-        for i, f, lv in zip(
-            frame["instrument"], frame["physical_filter"], frame["level"], strict=True
-        )
+    rows = [
+        {
+            **row,
+            "certified_in": "\n".join(t),  # a tag a line, each whole
+            "quantum": f"{row['instrument']} {row['physical_filter']} {row['level']}",
+            "created": short_time(row["created_at"]),
+            "hash": short_hash(row["content_hash"], 10),
+        }
+        for row, t in zip(rows, certified, strict=True)
     ]
-    frame["created"] = [short_time(t) for t in frame["created_at"]]
-    frame["hash"] = [short_hash(h, 10) for h in frame["content_hash"]]
-    frame["certified_in"] = ["\n".join(t) for t in certified]  # a tag a line, each whole
+    fields += ["quantum", "created", "hash"]
+    # Number columns right-align even when no row has a value; on an empty listing the made-up
+    # text columns' headings do too (as when they were empty, float64, pandas columns).
+    empty = not rows
     columns = [
-        Column("id", whole=True),
-        Column("quantum", whole=False),  # wraps at its spaces when narrow
-        Column("seq", whole=True),
+        Column("id", whole=True, numeric=True),
+        Column("quantum", whole=False, numeric=empty),  # wraps at its spaces when narrow
+        Column("seq", whole=True, numeric=True),
         Column("method", whole=True),
         *(
             [  # at a narrow terminal the last ones are left out first (a note says so)
-                Column("hash", whole=True, optional=True),
-                Column("n_exposures", "exps", optional=True),
-                Column("n_rows", "rows", optional=True),
-                Column("rms", digits=3, optional=True),
-                Column("iterations", "iter", optional=True),
+                Column("hash", whole=True, optional=True, numeric=empty),
+                Column("n_exposures", "exps", optional=True, numeric=True),
+                Column("n_rows", "rows", optional=True, numeric=True),
+                Column("rms", digits=3, optional=True, numeric=True),
+                Column("iterations", "iter", optional=True, numeric=True),
                 Column("converged", "conv", optional=True),
             ]
             if wide
             else []
         ),
-        Column("created", "created (UTC)", whole=False),
-        Column("certified_in", "certified in", whole=True),
+        Column("created", "created (UTC)", whole=False, numeric=empty),
+        Column("certified_in", "certified in", whole=True, numeric=empty),
     ]
-    print_frame(frame, fmt, title="calibration versions", columns=columns)
+    print_rows(rows, fields, fmt, title="calibration versions", columns=columns)
 
 
 @app.command()

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import Connection, Select, Table, insert, literal, select, text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Rows per driver call: keeps memory flat for 10^7-row files without costing speed.
 CHUNK_ROWS = 200_000
@@ -182,6 +184,8 @@ def backend_of(conn: Connection) -> Backend:
 
 
 def _python_columns(frame: pd.DataFrame, columns: Sequence[str]) -> list[list]:
+    import pandas as pd
+
     out = []
     for name in columns:
         col = frame[name]
@@ -194,6 +198,7 @@ def _python_columns(frame: pd.DataFrame, columns: Sequence[str]) -> list[list]:
 
 
 def _arrow_table(part: pd.DataFrame, columns: Sequence[str]) -> Any:
+    import pandas as pd
     import pyarrow as pa
 
     arrays = []

@@ -9,11 +9,14 @@ The dialect-specific code lives in :mod:`calibreg.registry.backend`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import Connection
 
 from calibreg.registry.backend import backend_of
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def bulk_insert(conn: Connection, table: str, frame: pd.DataFrame, columns: Sequence[str]) -> int:

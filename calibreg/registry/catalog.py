@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Connection, func, select
 
 from calibreg.db.models import (
@@ -13,7 +14,9 @@ from calibreg.db.models import (
 )
 from calibreg.registry.common import instrument_id
 from calibreg.registry.frames import query_frame
-from calibreg.registry.stats_store import stats_store
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def list_instruments(conn: Connection) -> pd.DataFrame:
@@ -84,6 +87,8 @@ def list_exposures(
     conn: Connection, instrument: str, physical_filter: str | None = None
 ) -> pd.DataFrame:
     """Return an instrument's exposures in id order, with how many statistics rows each has."""
+    from calibreg.registry.stats_store import stats_store
+
     inst = instrument_id(conn, instrument)
     store = stats_store(conn)
     n_det = store.count_per_exposure("DETECTOR", inst, Exposure.id)
@@ -160,6 +165,8 @@ def exposure_times(conn: Connection, instrument: str, exposures: list[int]) -> p
     NotFoundError
         If the instrument is unknown.
     """
+    import pandas as pd
+
     inst = instrument_id(conn, instrument)
     ids = sorted({int(e) for e in exposures})
     frames = []

@@ -31,16 +31,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import BigInteger, Connection, Integer, bindparam, select, text
 
 from calibreg.db.models import Tag
 from calibreg.db.types import UTCDateTime
 from calibreg.errors import InputError, NotFoundError
 from calibreg.registry.common import instrument_id
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: The most exposure ids one bulk lookup takes (a request body of ~2 MB).
 MAX_EXPOSURES = 100_000
@@ -290,6 +292,8 @@ def lookup_many(
         For no or several selections, a non-integer or out-of-range id, more than
         :data:`MAX_EXPOSURES` ids, or an empty range.
     """
+    import pandas as pd
+
     given = [s is not None for s in (exposures, day_obs, exposure_range)]
     if sum(given) != 1:
         raise InputError(
@@ -341,10 +345,14 @@ def lookup_many(
 
 
 def _empty() -> pd.DataFrame:
+    import pandas as pd
+
     return _typed(pd.DataFrame({c: [] for c in COLUMNS}))
 
 
 def _typed(out: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
     for col in (
         "exposure",
         "version_id",
@@ -378,6 +386,8 @@ _INT_COLUMNS = (
 
 def _answers(rows: pd.DataFrame, order: list[int] | None) -> pd.DataFrame:
     """Fold the statement's rows (one per exposure and candidate range) into one answer each."""
+    import pandas as pd
+
     if rows.empty:
         return _empty()
     begin_key = rows["valid_begin"].fillna(INT64_MIN)

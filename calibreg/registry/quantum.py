@@ -20,7 +20,6 @@ from calibreg.domain.quantum import QuantumData, QuantumSpec
 from calibreg.domain.vocabulary import SELECTION_FIELDS
 from calibreg.errors import SolveError
 from calibreg.registry.common import instrument_id
-from calibreg.registry.stats_store import stats_store
 
 
 def _exposure_filter(stmt: Select, inst: int, spec: QuantumSpec) -> Select:
@@ -75,6 +74,8 @@ def assemble(
     :class:`~calibreg.domain.progress.Progress`) hears stage ``"assembly"`` in exposures:
     none done when the exposures are chosen, all of them once the matrices are filled.
     """
+    from calibreg.registry.stats_store import stats_store
+
     inst = instrument_id(conn, spec.instrument)
     exposure_ids = np.asarray(select_exposures(conn, spec), dtype=np.int64)
     n_exp = len(exposure_ids)

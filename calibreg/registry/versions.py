@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import Connection, Select, func, insert, select
 
 from calibreg.db.models import (
@@ -37,7 +36,10 @@ from calibreg.formats.timescale import with_instant_fields
 from calibreg.registry.backend import backend_of
 from calibreg.registry.bulk import bulk_insert
 from calibreg.registry.common import instrument_id
-from calibreg.registry.frames import query_frame
+from calibreg.registry.frames import query_frame, query_records
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _quantum_id(conn: Connection, inst: int, spec: QuantumSpec, *, lock: bool) -> int:
@@ -235,6 +237,8 @@ def _scale_frames(
     version_id: int, inst: int, data: QuantumData, solution: Any
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return the ``version_exposure`` and ``version_row`` rows of a solve, as frames."""
+    import pandas as pd
+
     used = np.asarray(solution.used, dtype=bool)
     exposures = pd.DataFrame(
         {
@@ -282,6 +286,8 @@ def _fit_columns(solution: Any, axis: str) -> dict[str, np.ndarray]:
 
 def _rejected_frame(version_id: int, solution: Any) -> pd.DataFrame:
     """Return the ``version_rejected`` rows of a solve (one per rejected entry, row-major)."""
+    import pandas as pd
+
     rows = np.asarray(solution.rejected_rows, dtype=np.int64)
     return pd.DataFrame(
         {
@@ -346,6 +352,24 @@ def _version_select() -> Select:
     ).join(Instrument, Instrument.id == v.instrument_id)
 
 
+def _filtered_versions(
+    conn: Connection,
+    *,
+    instrument: str | None,
+    physical_filter: str | None,
+    level: str | None,
+) -> Select:
+    """:func:`_version_select` with the listing filters (an unknown instrument: not found)."""
+    stmt = _version_select()
+    if instrument is not None:
+        stmt = stmt.where(CalibrationVersion.instrument_id == instrument_id(conn, instrument))
+    if physical_filter is not None:
+        stmt = stmt.where(CalibrationVersion.physical_filter == physical_filter)
+    if level is not None:
+        stmt = stmt.where(CalibrationVersion.level == level.upper())
+    return stmt
+
+
 def list_versions(
     conn: Connection,
     *,
@@ -356,17 +380,57 @@ def list_versions(
     offset: int = 0,
 ) -> pd.DataFrame:
     """Versions, newest last, optionally filtered; ``limit``/``offset`` paginate."""
-    stmt = _version_select()
-    if instrument is not None:
-        stmt = stmt.where(CalibrationVersion.instrument_id == instrument_id(conn, instrument))
-    if physical_filter is not None:
-        stmt = stmt.where(CalibrationVersion.physical_filter == physical_filter)
-    if level is not None:
-        stmt = stmt.where(CalibrationVersion.level == level.upper())
+    stmt = _filtered_versions(
+        conn, instrument=instrument, physical_filter=physical_filter, level=level
+    )
     stmt = stmt.order_by(CalibrationVersion.id).offset(offset)
     if limit is not None:
         stmt = stmt.limit(limit)
     return query_frame(conn, stmt, VERSION_COLUMNS)
+
+
+def version_records(
+    conn: Connection,
+    *,
+    instrument: str | None = None,
+    physical_filter: str | None = None,
+    level: str | None = None,
+    newest: int | None = None,
+) -> list[dict[str, Any]]:
+    """Return versions, oldest first, as plain rows (no pandas): for a terminal listing.
+
+    Parameters
+    ----------
+    conn
+        An open connection.
+    instrument, physical_filter, level
+        Filters, as :func:`list_versions`.
+    newest
+        Only the newest this many versions (highest ids), still listed oldest first, as
+        :func:`newest_versions`; ``None``: every version.
+
+    Returns
+    -------
+    list of dict
+        One dict per version, keys :data:`VERSION_COLUMNS` in order, values those of the
+        :func:`list_versions` frame (see :func:`calibreg.registry.frames.query_records`).
+
+    Raises
+    ------
+    ValueError
+        If ``newest`` is not positive.
+    NotFoundError
+        For an unknown instrument.
+    """
+    if newest is not None and newest < 1:
+        raise ValueError(f"limit must be positive, not {newest}")
+    stmt = _filtered_versions(
+        conn, instrument=instrument, physical_filter=physical_filter, level=level
+    )
+    if newest is None:
+        return query_records(conn, stmt.order_by(CalibrationVersion.id), VERSION_COLUMNS)
+    stmt = stmt.order_by(CalibrationVersion.id.desc()).limit(newest)
+    return query_records(conn, stmt, VERSION_COLUMNS)[::-1]
 
 
 def get_version(conn: Connection, version_id: int) -> dict[str, Any]:
@@ -742,13 +806,9 @@ def newest_versions(
     """
     if limit < 1:
         raise ValueError(f"limit must be positive, not {limit}")
-    stmt = _version_select()
-    if instrument is not None:
-        stmt = stmt.where(CalibrationVersion.instrument_id == instrument_id(conn, instrument))
-    if physical_filter is not None:
-        stmt = stmt.where(CalibrationVersion.physical_filter == physical_filter)
-    if level is not None:
-        stmt = stmt.where(CalibrationVersion.level == level.upper())
+    stmt = _filtered_versions(
+        conn, instrument=instrument, physical_filter=physical_filter, level=level
+    )
     stmt = stmt.order_by(CalibrationVersion.id.desc()).limit(limit)
     frame = query_frame(conn, stmt, VERSION_COLUMNS)
     return frame.iloc[::-1].reset_index(drop=True)
