@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -707,7 +708,7 @@ def ingest_stats_blocks(
     instrument = instrument or _only_instrument(conn, source)
     inst = instrument_id(conn, instrument)
     seen = _SeenKeys()
-    camera: dict[str, pd.DataFrame] = {}
+    camera: dict[str, Any] = {}
     batch: int | None = None
     n_rows = inserted = replaced = unchanged = given = 0
     written: set[str] = set()
@@ -891,15 +892,22 @@ def _resolve_stats(
     inst: int,
     instrument: str,
     frame: pd.DataFrame,
-    camera: dict[str, pd.DataFrame] | None = None,
+    camera: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Map detector names, amplifier names and obs_ids to keys; refuse unknown references.
 
-    ``camera`` caches the instrument's detector and amplifier tables across the blocks of
-    one ingest (the transaction holds the write lock: they cannot change meanwhile).
+    ``camera`` caches the instrument's detector and amplifier tables, and the exposure ids
+    found, across the blocks of one ingest (they cannot change meanwhile: the transaction
+    holds the write lock, and the database checks every written row's references again).
     """
     frame = _resolve_detectors(conn, inst, instrument, frame, camera)
-    frame = _resolve_exposures(conn, inst, instrument, frame)
+    frame = _resolve_exposures(
+        conn,
+        inst,
+        instrument,
+        frame,
+        None if camera is None else camera.setdefault("exposures", set()),
+    )
     frame = _resolve_amplifiers(conn, inst, frame, camera)
     _refuse_duplicate_keys(frame)
     return frame
@@ -910,7 +918,7 @@ def _resolve_detectors(
     inst: int,
     instrument: str,
     frame: pd.DataFrame,
-    camera: dict[str, pd.DataFrame] | None = None,
+    camera: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Set ``detector`` to ids (given by id or by full name); refuse unknown detectors."""
     dets = _camera_table(
@@ -928,9 +936,13 @@ def _resolve_detectors(
         if "detector" in frame
         else pd.Series(pd.NA, index=frame.index, dtype="Int64")
     )
-    if "detector_name" in frame.columns:
+    named = (
+        frame["detector_name"].notna().to_numpy()
+        if "detector_name" in frame.columns
+        else np.zeros(len(frame), dtype=bool)
+    )
+    if named.any():  # a block of ids only skips the per-row name map (0.7 s at 6 M rows)
         by_name = frame["detector_name"].map(dict(zip(dets["name"], dets["id"], strict=True)))
-        named = frame["detector_name"].notna().to_numpy()
         bad = named & by_name.isna().to_numpy()
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
@@ -955,9 +967,17 @@ def _resolve_detectors(
 
 
 def _resolve_exposures(
-    conn: Connection, inst: int, instrument: str, frame: pd.DataFrame
+    conn: Connection,
+    inst: int,
+    instrument: str,
+    frame: pd.DataFrame,
+    known_ids: set[int] | None = None,
 ) -> pd.DataFrame:
-    """Set ``exposure`` to ids (given by id or by obs_id); refuse unknown exposures."""
+    """Set ``exposure`` to ids (given by id or by obs_id); refuse unknown exposures.
+
+    ``known_ids`` (exposure ids known to exist, filled here) spares asking again in later
+    blocks.
+    """
     exp = frame["exposure"].astype("Int64")
     if "exposure_obs_id" in frame.columns and frame["exposure_obs_id"].notna().any():
         obs = sorted(frame["exposure_obs_id"].dropna().unique().tolist())
@@ -986,7 +1006,12 @@ def _resolve_exposures(
         raise _row_error(frame, pos, "exposure", "no exposure given")
     exp_np = exp.to_numpy(dtype="int64")
     wanted = np.unique(exp_np)
-    known = set(_existing_exposure_ids(conn, inst, wanted.tolist()))
+    if known_ids is None:
+        known = set(_existing_exposure_ids(conn, inst, wanted.tolist()))
+    else:  # ask only for exposures an earlier block did not name
+        ask = [e for e in wanted.tolist() if e not in known_ids]
+        known_ids.update(_existing_exposure_ids(conn, inst, ask) if ask else ())
+        known = known_ids
     unknown = ~np.isin(exp_np, np.fromiter(known, dtype="int64", count=len(known)))
     if unknown.any():
         pos = int(np.flatnonzero(unknown)[0])
@@ -1003,7 +1028,7 @@ def _resolve_amplifiers(
     conn: Connection,
     inst: int,
     frame: pd.DataFrame,
-    camera: dict[str, pd.DataFrame] | None = None,
+    camera: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Add ``amp_index`` (the amplifier's index in its detector; NA at detector level)."""
     amps = _camera_table(
