@@ -40,6 +40,7 @@ class OneLineErrors(TyperGroup):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """Run the command line, reporting usage errors in one line."""
+        _reflow_help(self)
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
@@ -59,6 +60,37 @@ class OneLineErrors(TyperGroup):
             typer.echo("error: aborted", err=True)
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _reflow_help(command: Any) -> None:
+    """Join the source line breaks inside each prose paragraph of every command's help.
+
+    Typer keeps a docstring's line breaks, so a paragraph wrapped at the source's 96 columns
+    came out ragged on an 80-column terminal (each source line wrapped again on its own). A
+    paragraph holding a list, an indented block or a ``\\b`` (keep as is) marker is left alone.
+    """
+    if getattr(command, "_calibreg_reflowed", False):
+        return
+    command._calibreg_reflowed = True
+    if command.help:
+        command.help = reflow(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        _reflow_help(sub)
+
+
+def reflow(text: str) -> str:
+    """Return ``text`` with each plain paragraph on one line (see :func:`_reflow_help`)."""
+    import inspect
+
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    out = []
+    for para in paragraphs:
+        lines = para.split("\n")
+        keep = para.startswith("\b") or any(
+            line[:1].isspace() or line.lstrip().startswith(("- ", "* ", "| ")) for line in lines
+        )
+        out.append(para if keep else " ".join(line.strip() for line in lines))
+    return "\n\n".join(out)
 
 
 def debug_enabled() -> bool:

@@ -495,3 +495,49 @@ def test_no_command_help_shows_docstring_markup() -> None:
         out = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "120"}).stdout
         for markup in ("``", ":class:", ":func:", ":meth:", ":mod:"):
             assert markup not in out, (path, markup)
+
+
+def test_command_help_paragraphs_wrap_as_paragraphs() -> None:
+    """A docstring paragraph is one paragraph on screen, wrapped to the terminal's width.
+
+    Typer kept the source's line breaks: at 80 columns each 96-column source line wrapped
+    on its own ("... created,\\n certified\\n in); ..."). At 250 columns every prose paragraph
+    must now be one line, and at 80 no prose line may be followed by a word that fits on it.
+    """
+    import inspect
+    import itertools
+
+    import typer.main
+
+    def commands(group, path):
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                yield from commands(cmd, [*path, name])
+            else:
+                yield [*path, name], cmd
+
+    root = typer.main.get_command(app)
+    checked = 0
+    for path, cmd in commands(root, []):
+        doc = inspect.cleandoc(cmd.callback.__doc__ or "")
+        wide = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "250"}).stdout
+        lines = [line.strip() for line in wide.splitlines()]
+        for para in doc.split("\n\n")[1:]:
+            src = para.split("\n")
+            if len(src) < 2 or any(s[:1].isspace() or s.startswith(("- ", "* ")) for s in src):
+                continue
+            joined = " ".join(s.strip() for s in src)
+            if len(joined) > 240 or "[" in joined:  # longer than a line; Rich markup
+                continue
+            assert joined in lines, (path, joined)
+            checked += 1
+        narrow = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"}).stdout
+        prose = [
+            line for line in narrow.splitlines() if not line.lstrip().startswith(("│", "╭", "╰"))
+        ]
+        for line, nxt in itertools.pairwise(prose):
+            words = nxt.split()
+            if line.strip() and words and not line.strip().startswith("Usage:"):
+                # Rich pads a side each: a line holds 78 characters after the first space.
+                assert len(line.rstrip()) + 1 + len(words[0]) > 78, (path, line, nxt)
+    assert checked >= 5  # multi-line paragraphs were found and checked
