@@ -231,6 +231,30 @@ class StatsStore:
         columns = self.fetch(conn, level, inst, exposure_ids, detectors)
         return pd.DataFrame({c: columns[c] for c in spec.columns[1:]})
 
+    @contextlib.contextmanager
+    def pinned_snapshot(self, conn: Connection) -> Iterator[None]:
+        """Make the reads of the block need no round trip on ``conn`` (nothing to do here)."""
+        yield
+
+    def known_exposures(
+        self, conn: Connection, inst: int, exposure_ids: Sequence[int]
+    ) -> list[int]:
+        """Return which of ``exposure_ids`` exist, read where the statistics are read.
+
+        For an ingest whose connection is busy writing (see :meth:`pinned_snapshot`): what
+        its transaction sees, less what it wrote itself since.
+        """
+        ids = sorted({int(i) for i in exposure_ids})
+        found: list[int] = []
+        for s in range(0, len(ids), IN_CHUNK):
+            in_list = ", ".join(str(i) for i in ids[s : s + IN_CHUNK])
+            sql = (
+                f"SELECT id AS exposure_id FROM exposure WHERE instrument_id = {int(inst)} "
+                f"AND id IN ({in_list})"
+            )
+            found.extend(self._read_columns(conn, sql, ["exposure_id"])["exposure_id"].tolist())
+        return found
+
     def count_per_exposure(self, level: str, inst: int, exposure_column: Any) -> Any:
         """Return a scalar subquery counting the rows of each exposure (exposure listings)."""
         table = table_of(level).table
@@ -462,8 +486,15 @@ class PostgreSQLStatsStore(StatsStore):
     ) -> dict[str, np.ndarray]:
         import adbc_driver_postgresql.dbapi as adbc
 
-        snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
-        search_path = conn.exec_driver_sql("SELECT current_setting('search_path')").scalar_one()
+        if conn.in_nested_transaction():
+            # A savepoint cannot export its snapshot: read on the caller's connection (what
+            # it wrote in the outer transaction is then seen too).
+            return _columns_from_rows(conn.exec_driver_sql(sql).all(), columns)
+        pinned = conn.info.get(_PINNED)
+        if pinned is not None:
+            snapshot, search_path = pinned
+        else:
+            snapshot, search_path = _export_snapshot(conn)
         url = conn.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         with (
             _reader(url, lambda: adbc.connect(url, autocommit=True)) as reader,
@@ -478,6 +509,21 @@ class PostgreSQLStatsStore(StatsStore):
             finally:
                 cursor.execute("ROLLBACK")
         return _columns_from_arrow(table, columns)
+
+    @contextlib.contextmanager
+    def pinned_snapshot(self, conn: Connection) -> Iterator[None]:
+        """Read every statistics fetch in the block through one snapshot of ``conn``'s.
+
+        Exported once (``pg_export_snapshot``), so that reads need no round trip on ``conn``
+        itself: an ingest writes on it from another thread meanwhile. The snapshot is the
+        caller's at entry; rows its transaction writes later are not in it (an ingest keeps
+        its own keys in memory).
+        """
+        conn.info[_PINNED] = _export_snapshot(conn)
+        try:
+            yield
+        finally:
+            conn.info.pop(_PINNED, None)
 
     def analyze(self, conn: Connection, level: str) -> None:
         """``ANALYZE`` the table (a sample of 30,000 rows: ~0.1 s whatever its size)."""
@@ -496,6 +542,15 @@ class PostgreSQLStatsStore(StatsStore):
 
 
 _PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+#: ``conn.info`` key of a pinned snapshot (:meth:`PostgreSQLStatsStore.pinned_snapshot`).
+_PINNED = "calibreg_pinned_snapshot"
+
+
+def _export_snapshot(conn: Connection) -> tuple[str, str]:
+    """Export ``conn``'s snapshot; return it with ``conn``'s search_path."""
+    snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
+    search_path = conn.exec_driver_sql("SELECT current_setting('search_path')").scalar_one()
+    return snapshot, search_path
 
 
 def pg_binary_rows(columns: Sequence[str], arrays: dict[str, np.ndarray]) -> Iterable[bytes]:

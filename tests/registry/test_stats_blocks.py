@@ -231,3 +231,65 @@ def test_a_re_ingest_of_a_detector_ordered_file_reads_each_stored_row_about_once
     # A block holds whole detectors but for the two at its edges: each stored row is read
     # at most twice, never once per block.
     assert sum(read) <= 2 * len(sim.stats), (sum(read), len(sim.stats), len(blocks))
+
+
+def _spy_writes(monkeypatch, fail_at: int | None = None) -> list[str]:
+    """Record the thread of every statistics write (and fail the ``fail_at``-th, from 1)."""
+    import threading
+
+    import calibreg.registry.stats_store as store_module
+
+    threads: list[str] = []
+    for cls in (store_module.SQLiteStatsStore, store_module.PostgreSQLStatsStore):
+        original = cls._write_chunk
+
+        def spy(self, conn, table, columns, arrays, _original=original):
+            threads.append(threading.current_thread().name)
+            if fail_at is not None and len(threads) == fail_at:
+                raise ConflictError(f"refused by the database: write {fail_at} (a test)")
+            return _original(self, conn, table, columns, arrays)
+
+        monkeypatch.setattr(cls, "_write_chunk", spy)
+    return threads
+
+
+def test_postgresql_writes_a_block_while_the_next_is_prepared(
+    registry, engine, files, sim, monkeypatch
+) -> None:
+    """On PostgreSQL the COPY of a block runs in a writer thread; the result is the same."""
+    threads = _spy_writes(monkeypatch)
+    rep = registry.ingest_stats_files([files["csv"]], instrument="LSSTCam", block_bytes=TINY)
+    assert rep.n_inserted == len(sim.stats)
+    assert len(threads) > 3
+    background = engine.dialect.name == "postgresql"
+    assert all(t.startswith("calibreg-write") == background for t in threads), threads
+    again = registry.ingest_stats_files([files["csv"]], instrument="LSSTCam", block_bytes=TINY)
+    assert again.n_unchanged == len(sim.stats) and again.batch_id is None
+
+
+def test_a_write_failing_in_a_late_block_writes_nothing(
+    registry, engine, files, sim, monkeypatch
+) -> None:
+    """A write that fails (in the writer thread on PostgreSQL) fails the ingest, whole."""
+    threads = _spy_writes(monkeypatch, fail_at=3)
+    with pytest.raises(ConflictError, match="write 3"):
+        registry.ingest_stats_files([files["csv"]], instrument="LSSTCam", block_bytes=TINY)
+    assert len(threads) == 3  # nothing written after the failure
+    assert _stats(engine) == []
+    assert _batches(engine) == 0
+    monkeypatch.undo()  # the connection is fine afterwards: the same ingest succeeds
+    rep = registry.ingest_stats_files([files["csv"]], instrument="LSSTCam", block_bytes=TINY)
+    assert rep.n_inserted == len(sim.stats)
+
+
+def test_stats_ingested_with_their_exposures_in_one_outer_transaction(
+    engine, lsstcam_spec, sim, files
+) -> None:
+    """Inside an outer transaction the exposures it wrote are seen (no background reader)."""
+    reg = Registry(engine=engine)
+    reg.ingest_camera(lsstcam_spec, source=str(LSSTCAM_YAML), sha256="c", instrument="LSSTCam")
+    with reg.transaction():
+        reg.ingest_exposures(sim.exposures, source="sim", sha256="e")
+        rep = reg.ingest_stats_files([files["csv"]], instrument="LSSTCam", block_bytes=TINY)
+    assert rep.n_inserted == len(sim.stats)
+    assert len(_stats(engine)) == len(sim.stats)
