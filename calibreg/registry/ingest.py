@@ -60,7 +60,7 @@ from calibreg.errors import ConflictError, InputError, NotFoundError
 from calibreg.formats.camera import CameraSpec
 from calibreg.registry.backend import backend_of
 from calibreg.registry.common import instrument_id, instrument_names
-from calibreg.registry.stats_store import STAT_VALUES, stats_store
+from calibreg.registry.stats_store import STAT_VALUES, StatsStore, stats_store
 
 #: Ids per ``IN (...)`` list: far below SQLite's and PostgreSQL's bind-parameter limits.
 IN_CHUNK = 5_000
@@ -732,7 +732,7 @@ def _ingest_blocks(
     conn: Connection,
     blocks: Iterable[pd.DataFrame],
     writes: _Writes,
-    store: Any,
+    store: StatsStore,
     started: dt.datetime,
     source: str,
     sha256: str,
@@ -744,9 +744,9 @@ def _ingest_blocks(
 ) -> IngestReport:
     """Run the loop of :func:`ingest_stats_blocks`, its writes through ``writes``."""
     seen = _SeenKeys()
-    camera: dict[str, Any] = {"before_query": writes.wait}
+    shared = _Shared(before_query=writes.wait)
     if writes.background:  # the connection is busy writing: exposures come from the reader
-        camera["exposure_lookup"] = lambda ids: store.known_exposures(conn, inst, ids)
+        shared.exposure_lookup = lambda ids: store.known_exposures(conn, inst, ids)
     batch: int | None = None
     n_rows = inserted = replaced = unchanged = given = 0
     written: set[str] = set()
@@ -768,7 +768,7 @@ def _ingest_blocks(
         given += len(frame)
         if frame.empty:
             continue
-        frame = _resolve_stats(conn, inst, instrument, frame, camera)
+        frame = _resolve_stats(conn, inst, instrument, frame, shared)
         seen.refuse_repeats(frame)
         plans = stat_plans(conn, inst, frame)
         if any(len(p.changed) for p in plans):
@@ -992,27 +992,26 @@ def _resolve_stats(
     inst: int,
     instrument: str,
     frame: pd.DataFrame,
-    camera: dict[str, Any] | None = None,
+    shared: _Shared | None = None,
 ) -> pd.DataFrame:
     """Map detector names, amplifier names and obs_ids to keys; refuse unknown references.
 
-    ``camera`` caches the instrument's detector and amplifier tables, and the exposure ids
-    found, across the blocks of one ingest (they cannot change meanwhile: the transaction
-    holds the write lock, and the database checks every written row's references again).
-    Its ``"before_query"`` is called before any query on ``conn`` (a write may be running on
-    it); its ``"exposure_lookup"``, if any, finds exposure ids elsewhere.
+    ``shared`` carries what the blocks of one ingest share (see :class:`_Shared`).
     """
-    frame = _resolve_detectors(conn, inst, instrument, frame, camera)
-    frame = _resolve_exposures(
-        conn,
-        inst,
-        instrument,
-        frame,
-        None if camera is None else camera.setdefault("exposures", set()),
-        lookup=None if camera is None else camera.get("exposure_lookup"),
-        before_query=None if camera is None else camera.get("before_query"),
-    )
-    frame = _resolve_amplifiers(conn, inst, frame, camera)
+    frame = _resolve_detectors(conn, inst, instrument, frame, shared)
+    if shared is None:
+        frame = _resolve_exposures(conn, inst, instrument, frame)
+    else:
+        frame = _resolve_exposures(
+            conn,
+            inst,
+            instrument,
+            frame,
+            shared.exposures,
+            lookup=shared.exposure_lookup,
+            before_query=shared.before_query,
+        )
+    frame = _resolve_amplifiers(conn, inst, frame, shared)
     _refuse_duplicate_keys(frame)
     return frame
 
@@ -1022,12 +1021,12 @@ def _resolve_detectors(
     inst: int,
     instrument: str,
     frame: pd.DataFrame,
-    camera: dict[str, Any] | None = None,
+    shared: _Shared | None = None,
 ) -> pd.DataFrame:
     """Set ``detector`` to ids (given by id or by full name); refuse unknown detectors."""
     dets = _camera_table(
         conn,
-        camera,
+        shared,
         "detector",
         select(Detector.id, Detector.name).where(Detector.instrument_id == inst),
         ["id", "name"],
@@ -1144,12 +1143,12 @@ def _resolve_amplifiers(
     conn: Connection,
     inst: int,
     frame: pd.DataFrame,
-    camera: dict[str, Any] | None = None,
+    shared: _Shared | None = None,
 ) -> pd.DataFrame:
     """Add ``amp_index`` (the amplifier's index in its detector; NA at detector level)."""
     amps = _camera_table(
         conn,
-        camera,
+        shared,
         "amplifier",
         select(Amplifier.detector_id, Amplifier.name, Amplifier.amp_index).where(
             Amplifier.instrument_id == inst
@@ -1195,24 +1194,41 @@ def _resolve_amplifiers(
     return frame.assign(amp_index=amp_index)
 
 
+def _nothing() -> None:
+    """Nothing to wait for."""
+
+
+@dataclasses.dataclass
+class _Shared:
+    """What the blocks of one statistics ingest share.
+
+    The instrument's detector and amplifier tables and the exposure ids found, read once
+    (they cannot change meanwhile: the transaction holds the write lock, and the database
+    checks every written row's references again); ``before_query`` is called before any
+    query on the ingest's connection (a write may be running on it), and
+    ``exposure_lookup``, if set, finds exposure ids elsewhere.
+    """
+
+    tables: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
+    exposures: set[int] = dataclasses.field(default_factory=set)
+    before_query: Callable[[], None] = _nothing
+    exposure_lookup: Callable[[list[int]], Iterable[int]] | None = None
+
+
 def _camera_table(
     conn: Connection,
-    cache: dict[str, pd.DataFrame] | None,
+    shared: _Shared | None,
     name: str,
     stmt: Select,
     columns: Sequence[str],
 ) -> pd.DataFrame:
-    """Read a camera table, or take it from ``cache`` (filled on the first read)."""
-    if cache is None:
+    """Read a camera table, or take it from ``shared`` (filled on the first read)."""
+    if shared is None:
         return _frame(conn, stmt, columns)
-    if name not in cache:
-        cache.get("before_query", _nothing)()
-        cache[name] = _frame(conn, stmt, columns)
-    return cache[name]
-
-
-def _nothing() -> None:
-    """Nothing to wait for."""
+    if name not in shared.tables:
+        shared.before_query()
+        shared.tables[name] = _frame(conn, stmt, columns)
+    return shared.tables[name]
 
 
 def _refuse_duplicate_keys(frame: pd.DataFrame) -> None:
