@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import numbers
 import os
 import threading
@@ -45,6 +46,7 @@ from calibreg.registry import (
     lookups,
     quantum,
     tags,
+    validity,
     versions,
 )
 
@@ -89,6 +91,10 @@ class Registry:
         ``False`` only to migrate it (:meth:`upgrade`) or to ask its revision.
     engine
         Use this SQLAlchemy engine instead of creating one (the caller keeps ownership).
+    validity_index
+        Answer :meth:`lookup` from the tags' active validity ranges held in memory, reloaded
+        when the certification generation moves (:mod:`calibreg.registry.validity`): for a
+        long-lived read service (``calibreg serve``). A one-off lookup is cheaper without.
 
     Raises
     ------
@@ -99,7 +105,12 @@ class Registry:
     """
 
     def __init__(
-        self, url: str | None = None, *, check_schema: bool = True, engine: Engine | None = None
+        self,
+        url: str | None = None,
+        *,
+        check_schema: bool = True,
+        engine: Engine | None = None,
+        validity_index: bool = False,
     ) -> None:
         self.url = resolve_url(url) if engine is None else engine.url.render_as_string(False)
         if engine is None and check_schema:
@@ -115,13 +126,22 @@ class Registry:
         if check_schema:
             with translate_errors(self.database):
                 migrate.require_current(self.engine)
+        self._validity: validity.ValidityIndex | None = None
+        if validity_index:
+            self._validity = validity.ValidityIndex(
+                self.engine, self.watch_certification_generation()
+            )
 
     def __repr__(self) -> str:
         return f"Registry({self.database!r})"
 
-    @property
+    @functools.cached_property
     def database(self) -> str:
-        """The database URL with any password masked (safe to print and store)."""
+        """The database URL with any password masked (safe to print and store).
+
+        Computed once: every call that may fail names it (parsing the URL each time cost a
+        cache-missing lookup of ``calibreg serve`` 3% of its time).
+        """
         return masked_url(self.url)
 
     @property
@@ -182,6 +202,10 @@ class Registry:
                     yield conn
                 finally:
                     self._local.conn = None
+
+    def _in_transaction(self) -> bool:
+        """Whether this thread is inside a :meth:`transaction` (it sees its own writes)."""
+        return getattr(self._local, "conn", None) is not None
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -757,6 +781,14 @@ class Registry:
         when = None if as_of is None else parse_wallclock(as_of, field="as_of", source="Registry")
         if exposure is not None and (isinstance(exposure, bool) or not isinstance(exposure, int)):
             raise TypeError(f"exposure: expected an int id, got {type(exposure).__name__}")
+        index = self._validity
+        if index is not None and when is None and not explain and not self._in_transaction():
+            with translate_errors(self.database):
+                found = index.lookup(
+                    instrument, physical_filter, tag, time_tai_ns=time, exposure=exposure
+                )
+            if found is not None:
+                return found
         with self.read() as conn:
             return tags.lookup(
                 conn,
@@ -768,6 +800,27 @@ class Registry:
                 as_of=when,
                 explain=explain,
             )
+
+    def lookup_in_memory(
+        self,
+        instrument: str,
+        physical_filter: str | None,
+        tag: str,
+        *,
+        time_tai_ns: int | None = None,
+    ) -> dict[str, Any] | None:
+        """Return :meth:`lookup`'s answer if the validity index holds it now, else ``None``.
+
+        Never reads the database (but for the certification generation, which a read service
+        watches without a round trip on PostgreSQL): an event loop may call it in line and
+        hand only the ``None`` cases to :meth:`lookup` on a thread. Always ``None`` without
+        ``validity_index``, inside a :meth:`transaction`, or for a lookup by exposure.
+        """
+        index = self._validity
+        if index is None or time_tai_ns is None or self._in_transaction():
+            return None
+        with translate_errors(self.database):
+            return index.lookup(instrument, physical_filter, tag, time_tai_ns=time_tai_ns, io=False)
 
     def lookup_many(
         self,

@@ -18,6 +18,7 @@ and gzip-compressed for clients that accept it.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -157,8 +158,12 @@ TABLE_CONTENT = {
 # --------------------------------------------------------------------------- helpers
 
 
-def get_registry(request: Request) -> Registry:
-    """Return the Registry the app was created with (a dependency, so tests can override it)."""
+async def get_registry(request: Request) -> Registry:
+    """Return the Registry the app was created with (a dependency, so tests can override it).
+
+    ``async``: FastAPI runs a plain ``def`` dependency on a worker thread, one more thread
+    hop per request.
+    """
     return request.app.state.registry
 
 
@@ -288,22 +293,17 @@ def _table_response(
 # --------------------------------------------------------------------------- routes
 
 
-def strict_query(request: Request) -> None:
+async def strict_query(request: Request) -> None:
     """Refuse query parameters the route does not know, or gives twice (422, one line).
 
     Without it ``/versions?physical_filter=nope`` would silently list everything and a
-    repeated ``exposure=`` would use the last value.
+    repeated ``exposure=`` would use the last value. ``async`` (it reads nothing): FastAPI runs
+    a plain ``def`` dependency on a worker thread, a hop per request.
     """
     route = request.scope.get("route")
-    dependant = getattr(route, "dependant", None)
-    if dependant is None:
+    known = _known_query(route)
+    if known is None:
         return
-    known: set[str] = set()
-    todo = [dependant]
-    while todo:  # the route's own query parameters and its dependencies'
-        dep = todo.pop()
-        known.update(p.alias for p in dep.query_params)
-        todo.extend(dep.dependencies)
     keys = [k for k, _ in request.query_params.multi_items()]
     unknown = sorted({k for k in keys if k not in known})
     if unknown:
@@ -318,6 +318,25 @@ def strict_query(request: Request) -> None:
         raise InputError(
             "query", f"parameter(s) given more than once: {', '.join(repeated)}", field=repeated[0]
         )
+
+
+def _known_query(route: Any) -> frozenset[str] | None:
+    """Return the query parameters ``route`` takes (its own and its dependencies'), once."""
+    known = getattr(route, "_calibreg_known_query", None)
+    if known is not None:
+        return known
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return None
+    names: set[str] = set()
+    todo = [dependant]
+    while todo:
+        dep = todo.pop()
+        names.update(p.alias for p in dep.query_params)
+        todo.extend(dep.dependencies)
+    known = frozenset(names)
+    route._calibreg_known_query = known
+    return known
 
 
 router = APIRouter(dependencies=[Depends(strict_query)])
@@ -571,7 +590,7 @@ def get_cp_pipe(request: Request, registry: RegistryDep, version_id: VersionId) 
     response_model=dict[str, Any],
     responses={**ERRORS, 501: {"model": ErrorBody, "description": "No lookup support yet."}},
 )
-def lookup(
+async def lookup(
     registry: RegistryDep,
     instrument: Annotated[str, Query(description="Instrument name.")],
     tag: Annotated[str, Query(description="Certification tag, e.g. flat-norm/recommended.")],
@@ -602,6 +621,8 @@ def lookup(
     Or at the start of ``exposure``, whose filter is then implied. 404 when nothing is certified
     there; with ``explain=true`` the 404's ``details`` list the certifications considered.
     """
+    from starlette.concurrency import run_in_threadpool
+
     if (time is None) == (exposure is None):
         raise InputError("query", "give exactly one of time or exposure", field="time")
     time_tai_ns = None if time is None else parse_time(time, field="time", source="query")
@@ -609,15 +630,25 @@ def lookup(
     find = _require(registry, "lookup")
     if find is None:
         return error_response(501, "this calibreg registry cannot answer lookups yet")
-    result = find(
-        instrument,
-        physical_filter,
-        tag,
-        time_tai_ns=time_tai_ns,
-        exposure=exposure,
-        as_of=as_of_dt,
-        explain=explain,
-    )
+    # A time lookup the validity index holds is answered here, in the event loop (no thread
+    # hop); anything that reads the database runs on a worker thread.
+    in_memory = getattr(registry, "lookup_in_memory", None)
+    result = None
+    if in_memory is not None and as_of_dt is None and not explain:
+        result = in_memory(instrument, physical_filter, tag, time_tai_ns=time_tai_ns)
+    if result is None:
+        result = await run_in_threadpool(
+            functools.partial(
+                find,
+                instrument,
+                physical_filter,
+                tag,
+                time_tai_ns=time_tai_ns,
+                exposure=exposure,
+                as_of=as_of_dt,
+                explain=explain,
+            )
+        )
     result = with_instant_fields(result, "time_tai_ns")
     result["certification"] = with_instant_fields(
         result["certification"], "valid_begin", "valid_end"

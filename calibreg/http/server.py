@@ -198,7 +198,7 @@ def _worker(
     except OSError as err:
         print(f"error: cannot listen on {host}:{port}: {err.strerror}", file=sys.stderr)
         sys.exit(STARTUP_FAILURE)
-    registry = Registry(url)
+    registry = Registry(url, validity_index=True)
     try:
         app = create_app(registry, lookup_max_age=lookup_max_age)
         _run_uvicorn(AccessLog(app) if access_log else app, sock)
@@ -259,7 +259,8 @@ def serve(
         )
     if lookup_max_age < 0:
         raise InputError("serve", "--max-age must be >= 0", field="max_age")
-    registry = Registry(url)  # checks the schema before anything listens
+    # Checks the schema before anything listens; a single-process server reads through it.
+    registry = Registry(url, validity_index=workers == 1)
     try:
         if workers == 1:
             from calibreg.http.app import create_app

@@ -498,6 +498,32 @@ def lookup(
             f" as of {as_of.isoformat()}" if as_of else ""
         )
         raise NothingCertifiedError(msg, considered)
+    result = answer(
+        hit, instrument, physical_filter, tag, time_tai_ns, span_end, exposure=exposure, as_of=as_of
+    )
+    if explain:
+        result["explain"] = considered
+    return result
+
+
+def answer(
+    hit: Any,
+    instrument: str,
+    physical_filter: str,
+    tag: str,
+    time_tai_ns: int,
+    span_end: int,
+    *,
+    exposure: int | None = None,
+    as_of: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Return the answer of a lookup whose one matching certification is ``hit``.
+
+    ``hit`` is a row of the lookup query (the certification's columns, then the version's as
+    ``v_seq``, ``v_level``, ``v_method``, ``v_content_hash``, ``v_created_at``). The one place
+    the answer's fields are named: :func:`lookup` and the validity index
+    (:mod:`calibreg.registry.validity`) both build it here.
+    """
     result = {
         "instrument": instrument,
         "physical_filter": physical_filter,
@@ -515,8 +541,6 @@ def lookup(
     }
     if exposure is not None:
         result["exposure_timespan"] = [time_tai_ns, span_end]
-    if explain:
-        result["explain"] = considered
     return result
 
 
@@ -545,6 +569,42 @@ def _exposure_span(
     return row.physical_filter, int(row.timespan_begin), end
 
 
+def _hit_select() -> Any:
+    """Return the SELECT of a lookup's rows: a certification's columns and its version's."""
+    v = CalibrationVersion
+    return (
+        select(
+            *Certification.__table__.columns,
+            v.seq.label("v_seq"),
+            v.level.label("v_level"),
+            v.method.label("v_method"),
+            v.content_hash.label("v_content_hash"),
+            v.created_at.label("v_created_at"),
+        )
+        .join(Tag, Tag.id == Certification.tag_id)
+        .join(v, v.id == Certification.version_id)
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def active_statement() -> Any:
+    """Return the query of every active certification of one tag and instrument, as lookup rows.
+
+    Bind parameters ``tag`` and ``instrument`` (names). Ordered by filter, then begin (NULL, the
+    unbounded begin, first): the order :mod:`calibreg.registry.validity` indexes them in.
+    """
+    return (
+        _hit_select()
+        .join(Instrument, Instrument.id == Certification.instrument_id)
+        .where(
+            Tag.name == bindparam("tag"),
+            Instrument.name == bindparam("instrument"),
+            Certification.decertified_at.is_(None),
+        )
+        .order_by(Certification.physical_filter, _begin_key, Certification.id)
+    )
+
+
 @functools.lru_cache(maxsize=8)
 def _over_statement(by_id: bool, with_as_of: bool) -> Any:
     """Return the lookup query, built once per shape with bind parameters (a lookup binds).
@@ -552,7 +612,6 @@ def _over_statement(by_id: bool, with_as_of: bool) -> Any:
     Building a SELECT costs more than running it; the statement is the same for every lookup
     of a shape, so it is made once and SQLAlchemy's compiled cache does the rest.
     """
-    v = CalibrationVersion
     if with_as_of:
         active = [
             Certification.certified_at <= bindparam("as_of"),
@@ -564,16 +623,7 @@ def _over_statement(by_id: bool, with_as_of: bool) -> Any:
     else:
         active = [Certification.decertified_at.is_(None)]
     stmt = (
-        select(
-            *Certification.__table__.columns,
-            v.seq.label("v_seq"),
-            v.level.label("v_level"),
-            v.method.label("v_method"),
-            v.content_hash.label("v_content_hash"),
-            v.created_at.label("v_created_at"),
-        )
-        .join(Tag, Tag.id == Certification.tag_id)
-        .join(v, v.id == Certification.version_id)
+        _hit_select()
         .where(
             Tag.name == bindparam("tag"),
             Certification.physical_filter == bindparam("filter"),

@@ -456,6 +456,35 @@ def test_lookup_nothing_certified(client: TestClient, certified: Sample) -> None
     assert_error(resp, 404)
 
 
+@needs_lookup
+def test_lookup_through_the_validity_index_answers_the_same(
+    client: TestClient, certified: Sample, sample_db
+) -> None:
+    """``calibreg serve`` answers lookups from the validity index: same status, same body."""
+    queries = [
+        f"&filter={FILTER}&time={(T0_UTC + dt.timedelta(minutes=m)).isoformat()}"
+        for m in (-1440, -1, 0, 1, 90, 600)
+    ]
+    queries += [f"&exposure={e}" for e in (*certified.exposure_ids, 1, 2**40)]
+    queries += [
+        f"&filter=nope&time={T0_UTC.isoformat()}",
+        f"&filter={FILTER}&time={T0_UTC.isoformat()}&explain=true",
+        f"&exposure={certified.exposure_ids[0]}&filter=nope",
+    ]
+    with (
+        Registry(sample_db[0], validity_index=True) as indexed,
+        TestClient(create_app(indexed)) as fast,
+    ):
+        for query in queries:
+            url = f"{LOOKUP}{query}".replace("+", "%2B")
+            plain, via_index = client.get(url), fast.get(url)
+            assert (via_index.status_code, via_index.json()) == (
+                plain.status_code,
+                plain.json(),
+            ), query
+        assert indexed._validity.loads >= 1  # the index did answer
+
+
 @pytest.mark.parametrize(
     "query",
     [
