@@ -16,12 +16,15 @@ over those days. Then:
    repeated; every answer is checked (exposure of day *d* → the version certified for day *d*).
    Also ``POST /lookup/batch`` with the same ids over HTTP.
 2. **/lookup under wrk** (a compiled load generator on the same 2 cores) against
-   ``calibreg serve --workers N``, at each concurrency, for three contenders interleaved and
+   ``calibreg serve --workers N``, at each concurrency, for four contenders interleaved and
    repeated: the **floor** (a bare ASGI app answering a constant JSON body, served by the same
    uvicorn setup: N workers, SO_REUSEPORT sockets, httptools, uvloop), ``/lookup?exposure=`` over
-   a pool of exposures (**hot**: after the first pass every answer comes from the per-worker
-   cache, as when a farm's jobs ask for the same exposures) and ``/lookup?time=`` at random
-   instants (**cold**: nearly every request is a cache miss and runs the lookup query).
+   a pool of exposures (**hot**: warmed until every worker has cached every answer, as when a
+   farm's jobs ask for the same exposures), ``/lookup?time=`` at random instants (**cold**:
+   nearly every request misses the answer cache and is answered from the validity index,
+   :mod:`calibreg.registry.validity`) and the same with ``as_of`` far ahead (**cold, SQL**: the
+   same answers, but the validity index does not take ``as_of``, so every request runs the
+   lookup query on the database).
 
 It prints requests/s and p99 latency of each, with the ratio to the floor measured in the same
 run. Every server is stopped at the end; each wrk run is bounded by ``--seconds``.
@@ -366,10 +369,13 @@ local span = %d
 math.randomseed(os.time() * 1000 + math.floor(os.clock() * 1e6))
 request = function()
   local t = base + math.random(0, span - 1) + 600
-  return wrk.format("GET", "/lookup?instrument=%s&filter=%s&tag=%s&time=" ..
+  return wrk.format("GET", "/lookup?instrument=%s&filter=%s&tag=%s%s&time=" ..
                     os.date("!%%Y-%%m-%%dT%%H:%%M:%%SZ", t))
 end
 """
+#: ``as_of`` of the SQL contender: far ahead, so the answer is the current one, but asked of
+#: the database (the validity index answers only lookups without ``as_of``).
+AS_OF_FUTURE = "&as_of=2100-01-01T00:00:00Z"
 
 
 def wrk(base: str, script: Path, connections: int, seconds: float) -> dict:
@@ -414,12 +420,20 @@ def bench_http(
             for e in pool
         )
     )
-    cold = tmp / "cold.lua"
     start_unix = int(START.timestamp())
-    cold.write_text(
-        LUA_TIMES
-        % (start_unix, n_versions * 86_400 - 1200, INSTRUMENT, FILTER, TAG.replace("/", "%2F"))
-    )
+    cold, sql = tmp / "cold.lua", tmp / "sql.lua"
+    for path, extra in ((cold, ""), (sql, AS_OF_FUTURE)):
+        path.write_text(
+            LUA_TIMES
+            % (
+                start_unix,
+                n_versions * 86_400 - 1200,
+                INSTRUMENT,
+                FILTER,
+                TAG.replace("/", "%2F"),
+                extra,
+            )
+        )
     floor = tmp / "floor.lua"
     floor.write_text('request = function() return wrk.format("GET", "/lookup") end\n')
     port_floor, port_reg = free_port(), free_port()
@@ -456,9 +470,18 @@ def bench_http(
             ("floor (bare ASGI)", floor_base, floor),
             ("/lookup hot", reg_base, hot),
             ("/lookup cold", reg_base, cold),
+            ("/lookup cold, SQL", reg_base, sql),
         ]
-        for _name, base, script in contenders[1:]:  # warm the caches and the pools
+        for _name, base, script in contenders[1:]:  # warm the pools and the validity index
             wrk(base, script, 16, 2)
+        # Warm the answer caches of the hot pool: each worker must have seen each path (the
+        # kernel picks the worker per connection), so go on until the rate stops rising.
+        previous = 0.0
+        for _ in range(10):
+            rate = wrk(reg_base, hot, 16, 2)["rps"]
+            if rate < previous * 1.1:
+                break
+            previous = rate
         for c in args.concurrency:
             for _ in range(args.repeats):
                 for name, base, script in contenders:
@@ -543,7 +566,12 @@ def main() -> None:
             )
             for c in args.concurrency:
                 floor_rps = statistics.median(r["rps"] for r in res[(c, "floor (bare ASGI)")])
-                for name in ("floor (bare ASGI)", "/lookup hot", "/lookup cold"):
+                for name in (
+                    "floor (bare ASGI)",
+                    "/lookup hot",
+                    "/lookup cold",
+                    "/lookup cold, SQL",
+                ):
                     runs = res[(c, name)]
                     rps = statistics.median(r["rps"] for r in runs)
                     p99 = statistics.median(r["p99"] for r in runs)

@@ -27,6 +27,7 @@ import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.gzip import GZipMiddleware
 
 import calibreg
@@ -621,8 +622,6 @@ async def lookup(
     Or at the start of ``exposure``, whose filter is then implied. 404 when nothing is certified
     there; with ``explain=true`` the 404's ``details`` list the certifications considered.
     """
-    from starlette.concurrency import run_in_threadpool
-
     if (time is None) == (exposure is None):
         raise InputError("query", "give exactly one of time or exposure", field="time")
     time_tai_ns = None if time is None else parse_time(time, field="time", source="query")
@@ -816,8 +815,6 @@ async def lookup_batch_post(
     request: Request, registry: RegistryDep, fmt: BatchFormat = None
 ) -> Response:
     """Return the version certified in ``tag`` for each exposure of the body's list."""
-    from starlette.concurrency import run_in_threadpool
-
     doc = _batch_body(await request.body())
     when = (
         None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import multiprocessing
 import signal
 import socket
@@ -154,6 +155,11 @@ def _run_uvicorn(app: Any, sock: socket.socket) -> None:
     def stop() -> None:
         server.should_exit = True
 
+    # Everything made so far (modules, the app, the registry) lives as long as the process:
+    # gc.freeze() keeps it out of the collector's full passes, which otherwise walk all of it
+    # (~70 ms here) while every request of the moment waits: a p99 of its own.
+    gc.collect()
+    gc.freeze()
     with _quiet_stop(stop):
         server.run(sockets=[sock])
 
