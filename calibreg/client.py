@@ -32,29 +32,26 @@ from calibreg.db.session import (
     sqlite_file,
     translate_errors,
 )
-from calibreg.domain.fit import VersionFit
 from calibreg.domain.progress import Progress, report
 from calibreg.domain.provenance import Who
-from calibreg.domain.quantum import QuantumData, QuantumSpec
+from calibreg.domain.quality import DEFAULT_MAX_CHANGE
 from calibreg.domain.reports import IngestReport, PersistedVersion
 from calibreg.domain.streams import read_ahead
 from calibreg.errors import InputError, NotFoundError, SchemaError
-from calibreg.formats.timescale import as_tai_ns, parse_wallclock
-from calibreg.registry import (
-    catalog,
-    generation,
-    lookups,
-    quantum,
-    tags,
-    validity,
-    versions,
-)
+
+# Only what every command needs is imported here; the registry modules that bring NumPy
+# (versions, tags, lookups, quantum, validity) and the time scales (ERFA) are imported by the
+# methods that use them, so that a listing starts without them (issue 12).
+from calibreg.registry import catalog, generation, listing
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from calibreg.db.session import Connection, Engine
+    from calibreg.domain.fit import VersionFit
+    from calibreg.domain.quantum import QuantumData, QuantumSpec
     from calibreg.formats.camera import CameraSpec
+    from calibreg.registry import validity
 
 
 def _version_id(value: object) -> int:
@@ -72,10 +69,7 @@ MAX_ID = 2**31 - 1
 
 #: The columns of :meth:`Registry.versions`, in order (the keys of
 #: :meth:`Registry.version_records`' rows).
-VERSION_FIELDS: tuple[str, ...] = tuple(versions.VERSION_COLUMNS)
-
-#: Default refusal threshold of the certification gate (max |relative change| of a row scale).
-DEFAULT_MAX_CHANGE = tags.DEFAULT_MAX_CHANGE
+VERSION_FIELDS: tuple[str, ...] = tuple(listing.VERSION_COLUMNS)
 
 
 class Registry:
@@ -128,6 +122,8 @@ class Registry:
                 migrate.require_current(self.engine)
         self._validity: validity.ValidityIndex | None = None
         if validity_index:
+            from calibreg.registry import validity
+
             self._validity = validity.ValidityIndex(
                 self.engine, self.watch_certification_generation()
             )
@@ -486,6 +482,8 @@ class Registry:
         ``progress`` hears stage ``"assembly"`` (see
         :func:`calibreg.registry.quantum.assemble`).
         """
+        from calibreg.registry import quantum
+
         with self.read() as conn:
             return quantum.assemble(conn, spec, progress=progress)
 
@@ -502,6 +500,8 @@ class Registry:
 
         See :func:`calibreg.registry.versions.persist_version`.
         """
+        from calibreg.registry import versions
+
         with self.transaction() as conn:
             return versions.persist_version(
                 conn,
@@ -527,7 +527,7 @@ class Registry:
     ) -> pd.DataFrame:
         """Return versions, oldest first, optionally filtered and paginated."""
         with self.read() as conn:
-            return versions.list_versions(
+            return listing.list_versions(
                 conn,
                 instrument=instrument,
                 physical_filter=physical_filter,
@@ -574,7 +574,7 @@ class Registry:
             For an unknown instrument.
         """
         with self.read() as conn:
-            return versions.version_records(
+            return listing.version_records(
                 conn,
                 instrument=instrument,
                 physical_filter=physical_filter,
@@ -590,6 +590,8 @@ class Registry:
         NotFoundError
             If there is no such version.
         """
+        from calibreg.registry import versions
+
         with self.read() as conn:
             return versions.get_version(conn, _version_id(version_id))
 
@@ -603,6 +605,8 @@ class Registry:
         NotFoundError
             If there is no such version.
         """
+        from calibreg.registry import versions
+
         readers = {"row": versions.row_scales, "exposure": versions.exposure_scales}
         if kind not in readers:
             raise ValueError(f"kind must be 'row' or 'exposure', not {kind!r}")
@@ -619,6 +623,8 @@ class Registry:
         NotFoundError
             If there is no such version.
         """
+        from calibreg.registry import versions
+
         with self.read() as conn:
             return versions.rejected_entries(conn, _version_id(version_id))
 
@@ -641,6 +647,8 @@ class Registry:
         self, *, instrument: str, physical_filter: str, detector: int | str, amp: str | None = None
     ) -> pd.DataFrame:
         """Return one detector's (or amplifier's) scale in every version, oldest first."""
+        from calibreg.registry import versions
+
         with self.read() as conn:
             return versions.history(
                 conn,
@@ -652,6 +660,8 @@ class Registry:
 
     def compare(self, old_version: int, new_version: int) -> dict[str, Any]:
         """Compare row scales new/old: max and rms relative change, worst rows, full table."""
+        from calibreg.registry import tags
+
         with self.read() as conn:
             return tags.compare_versions(conn, _version_id(old_version), _version_id(new_version))
 
@@ -661,6 +671,7 @@ class Registry:
         Built by :func:`calibreg.engine.cp_pipe_scales`, the one builder of that structure.
         """
         from calibreg.engine import cp_pipe_scales
+        from calibreg.registry import versions
 
         with self.read() as conn:
             version = versions.get_version(conn, _version_id(version_id))
@@ -710,6 +721,9 @@ class Registry:
         ConflictError
             If the range overlaps an active certification of the tag.
         """
+        from calibreg.formats.timescale import as_tai_ns
+        from calibreg.registry import tags
+
         begin = as_tai_ns(begin_tai_ns, field="begin", side="begin")
         end = as_tai_ns(end_tai_ns, field="end", side="end")
         with self.transaction() as conn:
@@ -737,6 +751,9 @@ class Registry:
         Times as in :meth:`certify`; ``physical_filter=None`` is every filter. Where nothing
         is certified it returns an empty list (the butler's rule: repeatable).
         """
+        from calibreg.formats.timescale import as_tai_ns
+        from calibreg.registry import tags
+
         begin = as_tai_ns(begin_tai_ns, field="begin", side="begin")
         end = as_tai_ns(end_tai_ns, field="end", side="end")
         with self.transaction() as conn:
@@ -777,6 +794,9 @@ class Registry:
         AmbiguousLookupError
             If the exposure's timespan crosses a boundary between two versions.
         """
+        from calibreg.formats.timescale import as_tai_ns, parse_wallclock
+        from calibreg.registry import tags
+
         time = as_tai_ns(time_tai_ns, field="time")
         when = None if as_of is None else parse_wallclock(as_of, field="as_of", source="Registry")
         if exposure is not None and (isinstance(exposure, bool) or not isinstance(exposure, int)):
@@ -848,6 +868,9 @@ class Registry:
         InputError
             For a bad selection: none or several, a non-integer id, more than 100,000 ids.
         """
+        from calibreg.formats.timescale import parse_wallclock
+        from calibreg.registry import lookups
+
         when = None if as_of is None else parse_wallclock(as_of, field="as_of", source="Registry")
         if isinstance(exposures, str | bytes):
             raise InputError("lookup", "exposures: give a list of int ids", field="exposures")
@@ -889,7 +912,7 @@ class Registry:
     ) -> list[dict[str, Any]]:
         """Return certification rows, newest first."""
         with self.read() as conn:
-            return tags.certifications(conn, tag, include_closed=include_closed)
+            return listing.certifications(conn, tag, include_closed=include_closed)
 
     # ----------------------------------------------------------------- terminal views
     def newest_versions(
@@ -909,6 +932,8 @@ class Registry:
         NotFoundError
             For an unknown instrument.
         """
+        from calibreg.registry import versions
+
         with self.read() as conn:
             return versions.newest_versions(
                 conn,
@@ -930,6 +955,8 @@ class Registry:
         NotFoundError
             For an unknown instrument, detector or amplifier.
         """
+        from calibreg.registry import versions
+
         with self.read() as conn:
             return versions.history_with_flags(
                 conn,

@@ -16,6 +16,8 @@ from calibreg_cli.output import (
     short_time,
 )
 
+from calibreg.domain.quality import DEFAULT_MAX_CHANGE
+
 
 def _tai(value: str | None, option: str) -> int | None:
     """An ISO-8601 instant (UTC unless it carries an offset) as TAI ns."""
@@ -100,7 +102,9 @@ def certify(
     ),
     force: bool = typer.Option(False, "--force", help="Certify despite a large change."),
     max_change: float = typer.Option(
-        0.05, "--max-change", help="Refuse if any row scale changes by more than this."
+        DEFAULT_MAX_CHANGE,
+        "--max-change",
+        help="Refuse if any row scale changes by more than this.",
     ),
     db: DbOption = None,
     fmt: ObjFormat = typer.Option(ObjFormat.table, "--format"),

@@ -1,4 +1,4 @@
-"""The registry's tables (SQLAlchemy 2 declarative).
+"""The registry's tables (SQLAlchemy Core, declared as classes: see :mod:`calibreg.db.base`).
 
 Layout follows the data flow: camera geometry (instrument → detector → amplifier), exposures,
 per-frame background statistics, and the ingest batches that wrote them.
@@ -20,11 +20,11 @@ Conventions
 
 from __future__ import annotations
 
-import datetime as dt
-
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
+    Column,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -33,7 +33,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
 
 from calibreg.db.base import Base
 from calibreg.db.types import BoundedText, Float64, JSONDoc, Measurement, UTCDateTime, utcnow
@@ -46,10 +45,10 @@ class Instrument(Base):
 
     __tablename__ = "instrument"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(BoundedText(limits.INSTRUMENT_NAME), unique=True)
-    source_format: Mapped[str | None] = mapped_column(BoundedText(limits.SOURCE_FORMAT))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    name = Column(BoundedText(limits.INSTRUMENT_NAME), unique=True, nullable=False)
+    source_format = Column(BoundedText(limits.SOURCE_FORMAT), nullable=True)
+    created_at = Column(UTCDateTime, default=utcnow, nullable=False)
 
 
 class IngestBatch(Base):
@@ -61,21 +60,21 @@ class IngestBatch(Base):
         CheckConstraint("n_rows >= 0", name="n_rows"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(BoundedText(limits.INGEST_KIND))
-    instrument_id: Mapped[int | None] = mapped_column(ForeignKey("instrument.id"))
-    source: Mapped[str] = mapped_column(Text)
-    sha256: Mapped[str] = mapped_column(BoundedText(limits.SHA256), index=True)
-    n_rows: Mapped[int] = mapped_column(BigInteger)
-    n_inserted: Mapped[int] = mapped_column(BigInteger, default=0)
-    n_replaced: Mapped[int] = mapped_column(BigInteger, default=0)
-    n_unchanged: Mapped[int] = mapped_column(BigInteger, default=0)
-    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    finished_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    user_name: Mapped[str] = mapped_column(BoundedText(limits.USER_NAME))
-    host: Mapped[str] = mapped_column(BoundedText(limits.HOST))
-    software_version: Mapped[str] = mapped_column(BoundedText(limits.SOFTWARE_VERSION))
-    options: Mapped[dict | None] = mapped_column(JSONDoc)
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    kind = Column(BoundedText(limits.INGEST_KIND), nullable=False)
+    instrument_id = Column(ForeignKey("instrument.id"), nullable=True)
+    source = Column(Text, nullable=False)
+    sha256 = Column(BoundedText(limits.SHA256), index=True, nullable=False)
+    n_rows = Column(BigInteger, nullable=False)
+    n_inserted = Column(BigInteger, default=0, nullable=False)
+    n_replaced = Column(BigInteger, default=0, nullable=False)
+    n_unchanged = Column(BigInteger, default=0, nullable=False)
+    started_at = Column(UTCDateTime, nullable=False)
+    finished_at = Column(UTCDateTime, nullable=False)
+    user_name = Column(BoundedText(limits.USER_NAME), nullable=False)
+    host = Column(BoundedText(limits.HOST), nullable=False)
+    software_version = Column(BoundedText(limits.SOFTWARE_VERSION), nullable=False)
+    options = Column(JSONDoc, nullable=True)
 
 
 class Detector(Base):
@@ -89,26 +88,26 @@ class Detector(Base):
         ),
     )
 
-    instrument_id: Mapped[int] = mapped_column(ForeignKey("instrument.id"), primary_key=True)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    name: Mapped[str] = mapped_column(BoundedText(limits.DETECTOR_NAME))
-    serial: Mapped[str | None] = mapped_column(BoundedText(limits.DETECTOR_SERIAL))
-    physical_type: Mapped[str | None] = mapped_column(BoundedText(limits.PHYSICAL_TYPE))
-    purpose: Mapped[str] = mapped_column(BoundedText(limits.DETECTOR_PURPOSE))
-    bbox_x0: Mapped[int] = mapped_column(Integer)
-    bbox_y0: Mapped[int] = mapped_column(Integer)
-    bbox_x1: Mapped[int] = mapped_column(Integer)
-    bbox_y1: Mapped[int] = mapped_column(Integer)
-    offset_x: Mapped[float] = mapped_column(Measurement, nullable=True)
-    offset_y: Mapped[float] = mapped_column(Measurement, nullable=True)
-    offset_z: Mapped[float] = mapped_column(Measurement, nullable=True)
-    yaw: Mapped[float] = mapped_column(Measurement, nullable=True)
-    pitch: Mapped[float] = mapped_column(Measurement, nullable=True)
-    roll: Mapped[float] = mapped_column(Measurement, nullable=True)
-    pixel_size_x: Mapped[float] = mapped_column(Measurement, nullable=True)
-    pixel_size_y: Mapped[float] = mapped_column(Measurement, nullable=True)
-    n_amplifiers: Mapped[int] = mapped_column(SmallInteger)
-    batch_id: Mapped[int] = mapped_column(ForeignKey("ingest_batch.id"))
+    instrument_id = Column(ForeignKey("instrument.id"), primary_key=True)
+    id = Column(Integer, primary_key=True, autoincrement=False)
+    name = Column(BoundedText(limits.DETECTOR_NAME), nullable=False)
+    serial = Column(BoundedText(limits.DETECTOR_SERIAL), nullable=True)
+    physical_type = Column(BoundedText(limits.PHYSICAL_TYPE), nullable=True)
+    purpose = Column(BoundedText(limits.DETECTOR_PURPOSE), nullable=False)
+    bbox_x0 = Column(Integer, nullable=False)
+    bbox_y0 = Column(Integer, nullable=False)
+    bbox_x1 = Column(Integer, nullable=False)
+    bbox_y1 = Column(Integer, nullable=False)
+    offset_x = Column(Measurement, nullable=True)
+    offset_y = Column(Measurement, nullable=True)
+    offset_z = Column(Measurement, nullable=True)
+    yaw = Column(Measurement, nullable=True)
+    pitch = Column(Measurement, nullable=True)
+    roll = Column(Measurement, nullable=True)
+    pixel_size_x = Column(Measurement, nullable=True)
+    pixel_size_y = Column(Measurement, nullable=True)
+    n_amplifiers = Column(SmallInteger, nullable=False)
+    batch_id = Column(ForeignKey("ingest_batch.id"), nullable=False)
 
 
 class Amplifier(Base):
@@ -123,17 +122,17 @@ class Amplifier(Base):
         CheckConstraint("amp_index >= 0", name="amp_index"),
     )
 
-    instrument_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    detector_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    amp_index: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
-    name: Mapped[str] = mapped_column(BoundedText(limits.AMP_NAME))
-    bbox_x0: Mapped[int] = mapped_column(Integer)
-    bbox_y0: Mapped[int] = mapped_column(Integer)
-    bbox_width: Mapped[int] = mapped_column(Integer)
-    bbox_height: Mapped[int] = mapped_column(Integer)
-    gain: Mapped[float] = mapped_column(Measurement, nullable=True)
-    read_noise: Mapped[float] = mapped_column(Measurement, nullable=True)
-    saturation: Mapped[float] = mapped_column(Measurement, nullable=True)
+    instrument_id = Column(Integer, primary_key=True)
+    detector_id = Column(Integer, primary_key=True)
+    amp_index = Column(SmallInteger, primary_key=True, autoincrement=False)
+    name = Column(BoundedText(limits.AMP_NAME), nullable=False)
+    bbox_x0 = Column(Integer, nullable=False)
+    bbox_y0 = Column(Integer, nullable=False)
+    bbox_width = Column(Integer, nullable=False)
+    bbox_height = Column(Integer, nullable=False)
+    gain = Column(Measurement, nullable=True)
+    read_noise = Column(Measurement, nullable=True)
+    saturation = Column(Measurement, nullable=True)
 
 
 class Exposure(Base):
@@ -154,22 +153,22 @@ class Exposure(Base):
         CheckConstraint("exposure_time IS NULL OR exposure_time >= 0", name="exposure_time"),
     )
 
-    instrument_id: Mapped[int] = mapped_column(ForeignKey("instrument.id"), primary_key=True)
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    physical_filter: Mapped[str] = mapped_column(BoundedText(limits.PHYSICAL_FILTER))
-    obs_id: Mapped[str | None] = mapped_column(BoundedText(limits.OBS_ID))
-    observation_type: Mapped[str | None] = mapped_column(BoundedText(limits.OBSERVATION_TYPE))
-    observation_reason: Mapped[str | None] = mapped_column(BoundedText(limits.OBSERVATION_REASON))
-    science_program: Mapped[str | None] = mapped_column(BoundedText(limits.SCIENCE_PROGRAM))
-    group_name: Mapped[str | None] = mapped_column(BoundedText(limits.GROUP_NAME))
-    target_name: Mapped[str | None] = mapped_column(BoundedText(limits.TARGET_NAME))
-    day_obs: Mapped[int | None] = mapped_column(Integer)
-    seq_num: Mapped[int | None] = mapped_column(Integer)
-    exposure_time: Mapped[float | None] = mapped_column(Float64)
-    dark_time: Mapped[float | None] = mapped_column(Float64)
-    timespan_begin: Mapped[int | None] = mapped_column(BigInteger)
-    timespan_end: Mapped[int | None] = mapped_column(BigInteger)
-    batch_id: Mapped[int] = mapped_column(ForeignKey("ingest_batch.id"))
+    instrument_id = Column(ForeignKey("instrument.id"), primary_key=True)
+    id = Column(BigInteger, primary_key=True, autoincrement=False)
+    physical_filter = Column(BoundedText(limits.PHYSICAL_FILTER), nullable=False)
+    obs_id = Column(BoundedText(limits.OBS_ID), nullable=True)
+    observation_type = Column(BoundedText(limits.OBSERVATION_TYPE), nullable=True)
+    observation_reason = Column(BoundedText(limits.OBSERVATION_REASON), nullable=True)
+    science_program = Column(BoundedText(limits.SCIENCE_PROGRAM), nullable=True)
+    group_name = Column(BoundedText(limits.GROUP_NAME), nullable=True)
+    target_name = Column(BoundedText(limits.TARGET_NAME), nullable=True)
+    day_obs = Column(Integer, nullable=True)
+    seq_num = Column(Integer, nullable=True)
+    exposure_time = Column(Float64, nullable=True)
+    dark_time = Column(Float64, nullable=True)
+    timespan_begin = Column(BigInteger, nullable=True)
+    timespan_end = Column(BigInteger, nullable=True)
+    batch_id = Column(ForeignKey("ingest_batch.id"), nullable=False)
 
 
 #: Foreign keys of the statistics tables that PostgreSQL enforces with statement-level triggers
@@ -200,15 +199,15 @@ class DetectorStats(Base):
         {"sqlite_with_rowid": False},
     )
 
-    instrument_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    exposure_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    detector_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    median: Mapped[float] = mapped_column(Measurement, nullable=True)
-    sigma: Mapped[float] = mapped_column(Measurement, nullable=True)
-    n_pixels: Mapped[int] = mapped_column(BigInteger)
+    instrument_id = Column(Integer, primary_key=True)
+    exposure_id = Column(BigInteger, primary_key=True)
+    detector_id = Column(Integer, primary_key=True)
+    median = Column(Measurement, nullable=True)
+    sigma = Column(Measurement, nullable=True)
+    n_pixels = Column(BigInteger, nullable=False)
     #: The ingest batch that wrote the row (provenance; deliberately not a foreign key: on
     #: PostgreSQL every FK costs a per-row trigger during COPY, and batches are never deleted).
-    batch_id: Mapped[int] = mapped_column(Integer)
+    batch_id = Column(Integer, nullable=False)
 
 
 class AmpStats(Base):
@@ -227,16 +226,16 @@ class AmpStats(Base):
         {"sqlite_with_rowid": False},
     )
 
-    instrument_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    exposure_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    detector_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    amp_index: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
-    median: Mapped[float] = mapped_column(Measurement, nullable=True)
-    sigma: Mapped[float] = mapped_column(Measurement, nullable=True)
-    n_pixels: Mapped[int] = mapped_column(BigInteger)
+    instrument_id = Column(Integer, primary_key=True)
+    exposure_id = Column(BigInteger, primary_key=True)
+    detector_id = Column(Integer, primary_key=True)
+    amp_index = Column(SmallInteger, primary_key=True, autoincrement=False)
+    median = Column(Measurement, nullable=True)
+    sigma = Column(Measurement, nullable=True)
+    n_pixels = Column(BigInteger, nullable=False)
     #: The ingest batch that wrote the row (provenance; deliberately not a foreign key: on
     #: PostgreSQL every FK costs a per-row trigger during COPY, and batches are never deleted).
-    batch_id: Mapped[int] = mapped_column(Integer)
+    batch_id = Column(Integer, nullable=False)
 
 
 # --------------------------------------------------------------------------- solves
@@ -255,13 +254,13 @@ class Quantum(Base):
         CheckConstraint(Level.sql_check("level"), name="level"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    instrument_id: Mapped[int] = mapped_column(ForeignKey("instrument.id"))
-    physical_filter: Mapped[str] = mapped_column(BoundedText(limits.PHYSICAL_FILTER))
-    level: Mapped[str] = mapped_column(BoundedText(limits.LEVEL))
-    selection_key: Mapped[str] = mapped_column(BoundedText(limits.SELECTION_KEY))
-    selection: Mapped[dict] = mapped_column(JSONDoc)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    instrument_id = Column(ForeignKey("instrument.id"), nullable=False)
+    physical_filter = Column(BoundedText(limits.PHYSICAL_FILTER), nullable=False)
+    level = Column(BoundedText(limits.LEVEL), nullable=False)
+    selection_key = Column(BoundedText(limits.SELECTION_KEY), nullable=False)
+    selection = Column(JSONDoc, nullable=False)
+    created_at = Column(UTCDateTime, default=utcnow, nullable=False)
 
 
 class CalibrationVersion(Base):
@@ -286,40 +285,40 @@ class CalibrationVersion(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    quantum_id: Mapped[int] = mapped_column(ForeignKey("quantum.id"))
-    seq: Mapped[int] = mapped_column(Integer)
-    instrument_id: Mapped[int] = mapped_column(ForeignKey("instrument.id"))
-    physical_filter: Mapped[str] = mapped_column(BoundedText(limits.PHYSICAL_FILTER))
-    level: Mapped[str] = mapped_column(BoundedText(limits.LEVEL))
-    method: Mapped[str] = mapped_column(BoundedText(limits.METHOD))
-    n_exposures: Mapped[int] = mapped_column(Integer)
-    n_rows: Mapped[int] = mapped_column(Integer)
-    n_missing: Mapped[int] = mapped_column(Integer)
-    n_rejected: Mapped[int] = mapped_column(Integer)
-    iterations: Mapped[int] = mapped_column(Integer)
-    converged: Mapped[bool] = mapped_column()
-    rms: Mapped[float] = mapped_column(Measurement, nullable=True)
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    quantum_id = Column(ForeignKey("quantum.id"), nullable=False)
+    seq = Column(Integer, nullable=False)
+    instrument_id = Column(ForeignKey("instrument.id"), nullable=False)
+    physical_filter = Column(BoundedText(limits.PHYSICAL_FILTER), nullable=False)
+    level = Column(BoundedText(limits.LEVEL), nullable=False)
+    method = Column(BoundedText(limits.METHOD), nullable=False)
+    n_exposures = Column(Integer, nullable=False)
+    n_rows = Column(Integer, nullable=False)
+    n_missing = Column(Integer, nullable=False)
+    n_rejected = Column(Integer, nullable=False)
+    iterations = Column(Integer, nullable=False)
+    converged = Column(Boolean, nullable=False)
+    rms = Column(Measurement, nullable=True)
     # Fit statistics (migration 0006; NULL for versions written before it).
-    chi2: Mapped[float] = mapped_column(Measurement, nullable=True)
-    dof: Mapped[int | None] = mapped_column(Integer)
-    error_scale: Mapped[float] = mapped_column(Measurement, nullable=True)
-    rms_dof: Mapped[float] = mapped_column(Measurement, nullable=True)
-    weak_link_entries: Mapped[int | None] = mapped_column(Integer)
-    weights: Mapped[str | None] = mapped_column(BoundedText(limits.WEIGHTS))
-    variance: Mapped[str | None] = mapped_column(BoundedText(limits.VARIANCE))
-    content_hash: Mapped[str] = mapped_column(BoundedText(limits.CONTENT_HASH))
-    input_fingerprint: Mapped[str] = mapped_column(BoundedText(limits.CONTENT_HASH))
-    config: Mapped[dict] = mapped_column(JSONDoc)
-    provenance: Mapped[dict] = mapped_column(JSONDoc)
-    task_metadata: Mapped[dict] = mapped_column(JSONDoc)
-    software_version: Mapped[str] = mapped_column(BoundedText(limits.SOFTWARE_VERSION))
-    schema_revision: Mapped[str] = mapped_column(BoundedText(limits.SCHEMA_REVISION))
-    user_name: Mapped[str] = mapped_column(BoundedText(limits.USER_NAME))
-    host: Mapped[str] = mapped_column(BoundedText(limits.HOST))
-    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    finished_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    chi2 = Column(Measurement, nullable=True)
+    dof = Column(Integer, nullable=True)
+    error_scale = Column(Measurement, nullable=True)
+    rms_dof = Column(Measurement, nullable=True)
+    weak_link_entries = Column(Integer, nullable=True)
+    weights = Column(BoundedText(limits.WEIGHTS), nullable=True)
+    variance = Column(BoundedText(limits.VARIANCE), nullable=True)
+    content_hash = Column(BoundedText(limits.CONTENT_HASH), nullable=False)
+    input_fingerprint = Column(BoundedText(limits.CONTENT_HASH), nullable=False)
+    config = Column(JSONDoc, nullable=False)
+    provenance = Column(JSONDoc, nullable=False)
+    task_metadata = Column(JSONDoc, nullable=False)
+    software_version = Column(BoundedText(limits.SOFTWARE_VERSION), nullable=False)
+    schema_revision = Column(BoundedText(limits.SCHEMA_REVISION), nullable=False)
+    user_name = Column(BoundedText(limits.USER_NAME), nullable=False)
+    host = Column(BoundedText(limits.HOST), nullable=False)
+    started_at = Column(UTCDateTime, nullable=False)
+    finished_at = Column(UTCDateTime, nullable=False)
+    created_at = Column(UTCDateTime, default=utcnow, nullable=False)
 
 
 class VersionExposure(Base):
@@ -337,21 +336,21 @@ class VersionExposure(Base):
         Index("ix_version_exposure_instrument_id_exposure_id", "instrument_id", "exposure_id"),
     )
 
-    version_id: Mapped[int] = mapped_column(ForeignKey("calibration_version.id"), primary_key=True)
-    exposure_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    exp_index: Mapped[int] = mapped_column(Integer)
-    instrument_id: Mapped[int] = mapped_column(Integer)
-    scale: Mapped[float] = mapped_column(Measurement, nullable=True)
-    rms: Mapped[float] = mapped_column(Measurement, nullable=True)
-    n_used: Mapped[int] = mapped_column(Integer)
-    flagged: Mapped[bool] = mapped_column()
+    version_id = Column(ForeignKey("calibration_version.id"), primary_key=True)
+    exposure_id = Column(BigInteger, primary_key=True)
+    exp_index = Column(Integer, nullable=False)
+    instrument_id = Column(Integer, nullable=False)
+    scale = Column(Measurement, nullable=True)
+    rms = Column(Measurement, nullable=True)
+    n_used = Column(Integer, nullable=False)
+    flagged = Column(Boolean, nullable=False)
     # Fit statistics (migration 0006; NULL for versions written before it). ``flags`` is a
     # bitmask over ``quality_flag.bit``; ``dof`` is a sum of (1 − leverage), so fractional.
-    error: Mapped[float] = mapped_column(Measurement, nullable=True)
-    chi2: Mapped[float] = mapped_column(Measurement, nullable=True)
-    dof: Mapped[float] = mapped_column(Measurement, nullable=True)
-    rms_dof: Mapped[float] = mapped_column(Measurement, nullable=True)
-    flags: Mapped[int | None] = mapped_column(Integer)
+    error = Column(Measurement, nullable=True)
+    chi2 = Column(Measurement, nullable=True)
+    dof = Column(Measurement, nullable=True)
+    rms_dof = Column(Measurement, nullable=True)
+    flags = Column(Integer, nullable=True)
 
 
 class VersionRow(Base):
@@ -369,23 +368,23 @@ class VersionRow(Base):
         Index("ix_version_row_instrument_id_detector_id", "instrument_id", "detector_id"),
     )
 
-    version_id: Mapped[int] = mapped_column(ForeignKey("calibration_version.id"), primary_key=True)
-    row_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    instrument_id: Mapped[int] = mapped_column(Integer)
-    detector_id: Mapped[int] = mapped_column(Integer)
-    amp_index: Mapped[int | None] = mapped_column(SmallInteger)
-    amp_name: Mapped[str | None] = mapped_column(BoundedText(limits.AMP_NAME))
-    scale: Mapped[float] = mapped_column(Measurement, nullable=True)
-    rms: Mapped[float] = mapped_column(Measurement, nullable=True)
-    n_used: Mapped[int] = mapped_column(Integer)
-    flagged: Mapped[bool] = mapped_column()
+    version_id = Column(ForeignKey("calibration_version.id"), primary_key=True)
+    row_index = Column(Integer, primary_key=True, autoincrement=False)
+    instrument_id = Column(Integer, nullable=False)
+    detector_id = Column(Integer, nullable=False)
+    amp_index = Column(SmallInteger, nullable=True)
+    amp_name = Column(BoundedText(limits.AMP_NAME), nullable=True)
+    scale = Column(Measurement, nullable=True)
+    rms = Column(Measurement, nullable=True)
+    n_used = Column(Integer, nullable=False)
+    flagged = Column(Boolean, nullable=False)
     # Fit statistics (migration 0006; NULL for versions written before it). ``flags`` is a
     # bitmask over ``quality_flag.bit``; ``dof`` is a sum of (1 − leverage), so fractional.
-    error: Mapped[float] = mapped_column(Measurement, nullable=True)
-    chi2: Mapped[float] = mapped_column(Measurement, nullable=True)
-    dof: Mapped[float] = mapped_column(Measurement, nullable=True)
-    rms_dof: Mapped[float] = mapped_column(Measurement, nullable=True)
-    flags: Mapped[int | None] = mapped_column(Integer)
+    error = Column(Measurement, nullable=True)
+    chi2 = Column(Measurement, nullable=True)
+    dof = Column(Measurement, nullable=True)
+    rms_dof = Column(Measurement, nullable=True)
+    flags = Column(Integer, nullable=True)
 
 
 class QualityFlag(Base):
@@ -400,10 +399,10 @@ class QualityFlag(Base):
         CheckConstraint("applies_to IN ('row', 'exposure', 'both')", name="applies_to"),
     )
 
-    bit: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    name: Mapped[str] = mapped_column(BoundedText(limits.FLAG_NAME), unique=True)
-    applies_to: Mapped[str] = mapped_column(BoundedText(limits.FLAG_APPLIES_TO))
-    description: Mapped[str] = mapped_column(Text)
+    bit = Column(Integer, primary_key=True, autoincrement=False)
+    name = Column(BoundedText(limits.FLAG_NAME), unique=True, nullable=False)
+    applies_to = Column(BoundedText(limits.FLAG_APPLIES_TO), nullable=False)
+    description = Column(Text, nullable=False)
 
 
 class VersionRejected(Base):
@@ -416,12 +415,12 @@ class VersionRejected(Base):
     __tablename__ = "version_rejected"
     __table_args__ = (CheckConstraint("reason IN ('clipped', 'stuck_row')", name="reason"),)
 
-    version_id: Mapped[int] = mapped_column(ForeignKey("calibration_version.id"), primary_key=True)
-    entry_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    row_index: Mapped[int] = mapped_column(Integer)
-    exp_index: Mapped[int] = mapped_column(Integer)
-    residual: Mapped[float] = mapped_column(Measurement, nullable=True)
-    reason: Mapped[str] = mapped_column(BoundedText(limits.REJECTION_REASON))
+    version_id = Column(ForeignKey("calibration_version.id"), primary_key=True)
+    entry_index = Column(Integer, primary_key=True, autoincrement=False)
+    row_index = Column(Integer, nullable=False)
+    exp_index = Column(Integer, nullable=False)
+    residual = Column(Measurement, nullable=True)
+    reason = Column(BoundedText(limits.REJECTION_REASON), nullable=False)
 
 
 # --------------------------------------------------------------------------- publishing
@@ -432,10 +431,10 @@ class Tag(Base):
 
     __tablename__ = "tag"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(BoundedText(limits.TAG_NAME), unique=True)
-    description: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    name = Column(BoundedText(limits.TAG_NAME), unique=True, nullable=False)
+    description = Column(Text, nullable=True)
+    created_at = Column(UTCDateTime, default=utcnow, nullable=False)
 
 
 class Certification(Base):
@@ -463,19 +462,19 @@ class Certification(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    tag_id: Mapped[int] = mapped_column(ForeignKey("tag.id"))
-    version_id: Mapped[int] = mapped_column(ForeignKey("calibration_version.id"), index=True)
-    instrument_id: Mapped[int] = mapped_column(ForeignKey("instrument.id"))
-    physical_filter: Mapped[str] = mapped_column(BoundedText(limits.PHYSICAL_FILTER))
-    valid_begin: Mapped[int | None] = mapped_column(BigInteger)
-    valid_end: Mapped[int | None] = mapped_column(BigInteger)
-    certified_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    certified_by: Mapped[str] = mapped_column(BoundedText(limits.CERTIFIED_BY))
-    decertified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    decertified_by: Mapped[str | None] = mapped_column(BoundedText(limits.CERTIFIED_BY))
-    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("certification.id"))
-    comparison: Mapped[dict | None] = mapped_column(JSONDoc)
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    tag_id = Column(ForeignKey("tag.id"), nullable=False)
+    version_id = Column(ForeignKey("calibration_version.id"), index=True, nullable=False)
+    instrument_id = Column(ForeignKey("instrument.id"), nullable=False)
+    physical_filter = Column(BoundedText(limits.PHYSICAL_FILTER), nullable=False)
+    valid_begin = Column(BigInteger, nullable=True)
+    valid_end = Column(BigInteger, nullable=True)
+    certified_at = Column(UTCDateTime, nullable=False)
+    certified_by = Column(BoundedText(limits.CERTIFIED_BY), nullable=False)
+    decertified_at = Column(UTCDateTime, nullable=True)
+    decertified_by = Column(BoundedText(limits.CERTIFIED_BY), nullable=True)
+    replaces_id = Column(ForeignKey("certification.id"), nullable=True)
+    comparison = Column(JSONDoc, nullable=True)
 
 
 class CertificationGeneration(Base):
@@ -490,5 +489,5 @@ class CertificationGeneration(Base):
     __tablename__ = "certification_generation"
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+    id = Column(Integer, primary_key=True, autoincrement=False)
+    generation = Column(BigInteger, default=0, nullable=False)

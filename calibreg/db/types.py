@@ -17,15 +17,35 @@ import math
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Double, String
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 #: 64-bit IEEE float on both backends (REAL on SQLite, DOUBLE PRECISION on PostgreSQL).
 Float64 = Double(asdecimal=False)
 
+
+class _JSONDoc(TypeDecorator[Any]):
+    """JSON documents: JSONB on PostgreSQL (indexable), JSON text on SQLite.
+
+    A decorator rather than ``JSON().with_variant(JSONB(), ...)``: the variant needs the
+    PostgreSQL dialect package imported with the models, ~40 ms of every command's start on a
+    SQLite registry; here it is imported when a PostgreSQL connection compiles the type.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        """Return JSONB on PostgreSQL, JSON elsewhere."""
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
+
 #: JSON documents: JSONB on PostgreSQL (indexable), JSON text on SQLite.
-JSONDoc = JSON().with_variant(JSONB(), "postgresql")
+JSONDoc = _JSONDoc()
 
 
 class BoundedText(TypeDecorator[str]):

@@ -18,8 +18,6 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 
 def jsonable(value: Any) -> Any:
     """Return ``value`` as plain JSON data under calibreg's rule (see the module docstring).
@@ -37,13 +35,16 @@ def jsonable(value: Any) -> Any:
         return int(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, np.generic):
+    # Only a caller that has NumPy (or pandas) can hand us its objects: neither is imported
+    # here, so that a command printing plain rows as JSON starts without them.
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.generic):
         return jsonable(value.item())
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, Mapping):
         return {str(jsonable(k)): jsonable(v) for k, v in value.items()}
-    pd = sys.modules.get("pandas")  # only a caller that has pandas can hand us its objects
+    pd = sys.modules.get("pandas")
     if pd is not None:
         if value is pd.NA or value is pd.NaT:
             return None
@@ -51,7 +52,9 @@ def jsonable(value: Any) -> Any:
             return frame_records(value)
         if isinstance(value, pd.Series):
             return [jsonable(v) for v in value]
-    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
+    if isinstance(value, (list, tuple, set, frozenset)) or (
+        np is not None and isinstance(value, np.ndarray)
+    ):
         return [jsonable(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return jsonable(dataclasses.asdict(value))

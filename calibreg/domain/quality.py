@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+#: Default refusal threshold of certify's comparison gate: the largest |relative change| of any
+#: row scale against the neighbouring certified version (``calibreg certify --max-change``).
+DEFAULT_MAX_CHANGE = 0.05
+
 __all__ = [
+    "DEFAULT_MAX_CHANGE",
     "EXPOSURE_FLAGS",
     "FLAGS",
     "FLAG_BITS",

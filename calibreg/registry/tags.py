@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, or_, 
 from calibreg.db.models import CalibrationVersion, Certification, Exposure, Instrument, Tag
 from calibreg.db.types import utcnow
 from calibreg.domain import limits
+from calibreg.domain.quality import DEFAULT_MAX_CHANGE
 from calibreg.errors import (
     AmbiguousLookupError,
     CertificationGateError,
@@ -33,10 +34,8 @@ from calibreg.errors import (
 from calibreg.formats.timescale import format_instant, format_range
 from calibreg.registry.backend import backend_of
 from calibreg.registry.common import instrument_id
+from calibreg.registry.listing import cert_dict
 from calibreg.registry.versions import compare_row_scales, get_version, row_scales
-
-#: Default refusal threshold of the comparison gate: max |relative change| of any row scale.
-DEFAULT_MAX_CHANGE = 0.05
 
 
 def check_tag_name(name: object) -> str:
@@ -150,20 +149,6 @@ def _active(as_of: dt.datetime | None = None) -> list[ColumnElement[bool]]:
         Certification.certified_at <= as_of,
         or_(Certification.decertified_at.is_(None), Certification.decertified_at > as_of),
     ]
-
-
-def _cert_dict(row: Any) -> dict[str, Any]:
-    return {
-        "certification_id": row.id,
-        "version_id": row.version_id,
-        "valid_begin": row.valid_begin,
-        "valid_end": row.valid_end,
-        "certified_at": row.certified_at,
-        "certified_by": row.certified_by,
-        "decertified_at": row.decertified_at,
-        "decertified_by": row.decertified_by,
-        "replaces_id": row.replaces_id,
-    }
 
 
 def neighbour(
@@ -479,7 +464,7 @@ def lookup(
             f"{what} overlaps the validity ranges of versions "
             + ", ".join(f"{h.version_id} {format_range(h.valid_begin, h.valid_end)}" for h in hits)
             + f" in tag {tag!r}: ambiguous",
-            [_cert_dict(h) for h in hits],
+            [cert_dict(h) for h in hits],
         )
     hit = hits[0] if hits else None
 
@@ -537,7 +522,7 @@ def answer(
         "method": hit.v_method,
         "content_hash": hit.v_content_hash,
         "created_at": hit.v_created_at,
-        "certification": _cert_dict(hit),
+        "certification": cert_dict(hit),
     }
     if exposure is not None:
         result["exposure_timespan"] = [time_tai_ns, span_end]
@@ -683,7 +668,7 @@ def _considered(
     ).all()
     return [
         {
-            **_cert_dict(c),
+            **cert_dict(c),
             "matched": hit is not None and c.id == hit.id,
             "why": _why(c, span, as_of),
         }
@@ -702,30 +687,3 @@ def _why(c: Any, span: tuple[int, int], as_of: dt.datetime | None) -> str:
     if c.valid_end is not None and begin >= c.valid_end:
         return "range ends at or before the time (end is exclusive)"
     return "valid range contains the time"
-
-
-def certifications(
-    conn: Connection, tag: str | None = None, *, include_closed: bool = False
-) -> list[dict[str, Any]]:
-    """Certification rows (active only unless ``include_closed``), newest first."""
-    stmt = (
-        select(Certification, Tag.name, Instrument.name)
-        .join(Tag, Tag.id == Certification.tag_id)
-        .join(Instrument, Instrument.id == Certification.instrument_id)
-        .order_by(Certification.id.desc())
-    )
-    if tag is not None:
-        stmt = stmt.where(Tag.name == tag)
-    if not include_closed:
-        stmt = stmt.where(Certification.decertified_at.is_(None))
-    out = []
-    for cert in conn.execute(stmt).all():
-        out.append(
-            {
-                "tag": cert.tag_name,
-                "instrument": cert.instrument_name,
-                "physical_filter": cert.physical_filter,
-                **_cert_dict(cert),
-            }
-        )
-    return out

@@ -13,7 +13,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Connection, Select, func, insert, select
+from sqlalchemy import Connection, func, insert, select
 
 from calibreg.db.models import (
     Amplifier,
@@ -36,7 +36,8 @@ from calibreg.formats.timescale import with_instant_fields
 from calibreg.registry.backend import backend_of
 from calibreg.registry.bulk import bulk_insert
 from calibreg.registry.common import instrument_id
-from calibreg.registry.frames import query_frame, query_records
+from calibreg.registry.frames import query_frame
+from calibreg.registry.listing import VERSION_COLUMNS, filtered_versions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -315,122 +316,6 @@ def _f(value: Any) -> float | None:
 
 
 # --------------------------------------------------------------------------- reading
-
-VERSION_COLUMNS = [
-    "id",
-    "seq",
-    "instrument",
-    "physical_filter",
-    "level",
-    "method",
-    "n_exposures",
-    "n_rows",
-    "iterations",
-    "converged",
-    "rms",
-    "content_hash",
-    "created_at",
-]
-
-
-def _version_select() -> Select:
-    v = CalibrationVersion
-    return select(
-        v.id,
-        v.seq,
-        Instrument.name.label("instrument"),
-        v.physical_filter,
-        v.level,
-        v.method,
-        v.n_exposures,
-        v.n_rows,
-        v.iterations,
-        v.converged,
-        v.rms,
-        v.content_hash,
-        v.created_at,
-    ).join(Instrument, Instrument.id == v.instrument_id)
-
-
-def _filtered_versions(
-    conn: Connection,
-    *,
-    instrument: str | None,
-    physical_filter: str | None,
-    level: str | None,
-) -> Select:
-    """:func:`_version_select` with the listing filters (an unknown instrument: not found)."""
-    stmt = _version_select()
-    if instrument is not None:
-        stmt = stmt.where(CalibrationVersion.instrument_id == instrument_id(conn, instrument))
-    if physical_filter is not None:
-        stmt = stmt.where(CalibrationVersion.physical_filter == physical_filter)
-    if level is not None:
-        stmt = stmt.where(CalibrationVersion.level == level.upper())
-    return stmt
-
-
-def list_versions(
-    conn: Connection,
-    *,
-    instrument: str | None = None,
-    physical_filter: str | None = None,
-    level: str | None = None,
-    limit: int | None = None,
-    offset: int = 0,
-) -> pd.DataFrame:
-    """Versions, newest last, optionally filtered; ``limit``/``offset`` paginate."""
-    stmt = _filtered_versions(
-        conn, instrument=instrument, physical_filter=physical_filter, level=level
-    )
-    stmt = stmt.order_by(CalibrationVersion.id).offset(offset)
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return query_frame(conn, stmt, VERSION_COLUMNS)
-
-
-def version_records(
-    conn: Connection,
-    *,
-    instrument: str | None = None,
-    physical_filter: str | None = None,
-    level: str | None = None,
-    newest: int | None = None,
-) -> list[dict[str, Any]]:
-    """Return versions, oldest first, as plain rows (no pandas): for a terminal listing.
-
-    Parameters
-    ----------
-    conn
-        An open connection.
-    instrument, physical_filter, level
-        Filters, as :func:`list_versions`.
-    newest
-        Only the newest this many versions (highest ids), still listed oldest first, as
-        :func:`newest_versions`; ``None``: every version.
-
-    Returns
-    -------
-    list of dict
-        One dict per version, keys :data:`VERSION_COLUMNS` in order, values those of the
-        :func:`list_versions` frame (see :func:`calibreg.registry.frames.query_records`).
-
-    Raises
-    ------
-    ValueError
-        If ``newest`` is not positive.
-    NotFoundError
-        For an unknown instrument.
-    """
-    if newest is not None and newest < 1:
-        raise ValueError(f"limit must be positive, not {newest}")
-    stmt = _filtered_versions(
-        conn, instrument=instrument, physical_filter=physical_filter, level=level
-    )
-    if newest is None:
-        return query_records(conn, stmt.order_by(CalibrationVersion.id), VERSION_COLUMNS)
-    stmt = stmt.order_by(CalibrationVersion.id.desc()).limit(newest)
-    return query_records(conn, stmt, VERSION_COLUMNS)[::-1]
 
 
 def get_version(conn: Connection, version_id: int) -> dict[str, Any]:
@@ -806,7 +691,7 @@ def newest_versions(
     """
     if limit < 1:
         raise ValueError(f"limit must be positive, not {limit}")
-    stmt = _filtered_versions(
+    stmt = filtered_versions(
         conn, instrument=instrument, physical_filter=physical_filter, level=level
     )
     stmt = stmt.order_by(CalibrationVersion.id.desc()).limit(limit)

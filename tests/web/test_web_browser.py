@@ -48,18 +48,40 @@ def load(browser: Any, base: str, path: str) -> None:
     )
 
 
+def _gone(element: Any) -> Any:
+    """A wait condition: ``element`` no longer belongs to the page (stale, or detached)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.support import expected_conditions as ec
+
+    stale = ec.staleness_of(element)
+
+    def check(driver: Any) -> bool:
+        try:
+            return stale(driver)
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as err:
+            if "does not belong to the document" in str(err):
+                return True
+            raise
+
+    return check
+
+
 def click_and_wait(browser: Any, element: Any) -> None:
     """Click something that navigates, and wait until the next page has loaded and drawn.
 
     Without the wait, a loaded machine lets the test read the old page (or no page yet).
     """
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     old = browser.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(browser, 30).until(ec.staleness_of(old))
+    # Chromedriver sometimes reports the old page's element, caught mid-navigation, as "Node
+    # with given id does not belong to the document" (a WebDriverException, not the
+    # StaleElementReferenceException staleness_of expects): that too means the page is gone.
+    WebDriverWait(browser, 30).until(_gone(old))
     WebDriverWait(browser, 30).until(
         lambda d: d.execute_script(
             "return document.readyState === 'complete' && "
