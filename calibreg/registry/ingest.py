@@ -749,7 +749,7 @@ def _ingest_blocks(
         shared.exposure_lookup = lambda ids: store.known_exposures(conn, inst, ids)
     batch: int | None = None
     n_rows = inserted = replaced = unchanged = given = 0
-    written: set[str] = set()
+    written: dict[str, int] = {}  # level: rows inserted
 
     def counts() -> str:
         pairs = ((inserted, "new"), (replaced, "changed"), (unchanged, "unchanged"))
@@ -793,7 +793,9 @@ def _ingest_blocks(
                 )
             inserted += sum(len(p.new) for p in plans)
             replaced += sum(len(p.changed) for p in plans)
-            written.update(p.stats_level for p in plans if len(p.new) and p.stats_level)
+            for p in plans:
+                if len(p.new) and p.stats_level:
+                    written[p.stats_level] = written.get(p.stats_level, 0) + len(p.new)
             writes.submit(functools.partial(_apply_plans, conn, plans, batch, analyze=False))
         writes.then(functools.partial(done, n_rows, counts()))
         del plans, frame
@@ -801,7 +803,7 @@ def _ingest_blocks(
     if batch is None:
         return IngestReport("stats", source, instrument, n_rows, 0, 0, unchanged, None)
     for level in sorted(written):
-        store.analyze(conn, level)
+        store.analyze(conn, level, written=written[level])
     _close_batch(conn, batch, inserted, replaced, unchanged, n_rows=n_rows)
     return IngestReport("stats", source, instrument, n_rows, inserted, replaced, unchanged, batch)
 

@@ -332,7 +332,7 @@ class StatsStore:
                 first = str(err).strip().splitlines()[0]
                 raise ConflictError(f"refused by the database: {first}") from err
         if analyze:
-            self.analyze(conn, level)
+            self.analyze(conn, level, written=n)
         return n
 
     def replace(self, conn: Connection, level: str, frame: pd.DataFrame) -> None:
@@ -357,8 +357,11 @@ class StatsStore:
         ]
         conn.execute(stmt, params)
 
-    def analyze(self, conn: Connection, level: str) -> None:
-        """Bring the planner's statistics of the table up to date after a bulk write."""
+    def analyze(self, conn: Connection, level: str, *, written: int | None = None) -> None:
+        """Bring the planner's statistics of the table up to date after a bulk write.
+
+        ``written`` (rows just inserted) lets a backend skip a write too small to change them.
+        """
 
     def _before_write(self, conn: Connection, level: str, arrays: dict[str, np.ndarray]) -> None:
         """Check what the database does not before a bulk write (nothing by default)."""
@@ -392,7 +395,7 @@ class SQLiteStatsStore(StatsStore):
             cursor.execute(sql)
             return _columns_from_arrow(cursor.fetch_arrow_table(), columns)
 
-    def analyze(self, conn: Connection, level: str) -> None:
+    def analyze(self, conn: Connection, level: str, *, written: int | None = None) -> None:
         """``PRAGMA optimize``: SQLite's own advice to run after large changes (cheap)."""
         conn.exec_driver_sql("PRAGMA optimize")
 
@@ -495,7 +498,7 @@ class PostgreSQLStatsStore(StatsStore):
             snapshot, search_path = pinned
         else:
             snapshot, search_path = _export_snapshot(conn)
-        url = conn.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        url = _reader_url(conn)
         with (
             _reader(url, lambda: adbc.connect(url, autocommit=True)) as reader,
             reader.cursor() as cursor,
@@ -517,17 +520,37 @@ class PostgreSQLStatsStore(StatsStore):
         Exported once (``pg_export_snapshot``), so that reads need no round trip on ``conn``
         itself: an ingest writes on it from another thread meanwhile. The snapshot is the
         caller's at entry; rows its transaction writes later are not in it (an ingest keeps
-        its own keys in memory).
+        its own keys in memory). The calling thread's reader connection is opened meanwhile
+        in the background (:func:`_prepare_reader`): the ADBC driver takes ~85 ms to connect,
+        which the first block's parse now hides instead of adding to it.
         """
+        import adbc_driver_postgresql.dbapi as adbc
+
+        url = _reader_url(conn)
+        _prepare_reader(url, lambda: adbc.connect(url, autocommit=True))
         conn.info[_PINNED] = _export_snapshot(conn)
         try:
             yield
         finally:
             conn.info.pop(_PINNED, None)
 
-    def analyze(self, conn: Connection, level: str) -> None:
-        """``ANALYZE`` the table (a sample of 30,000 rows: ~0.1 s whatever its size)."""
-        conn.exec_driver_sql(f"ANALYZE {table_of(level).name}")
+    def analyze(self, conn: Connection, level: str, *, written: int | None = None) -> None:
+        """``ANALYZE`` the table's key columns, unless ``written`` rows change little.
+
+        The planner reads the key columns' statistics for every statistics query (the
+        quantum fetch, the ingest's diff); the values are never filtered on. Sampling the keys
+        alone took 0.06-0.08 s against 0.12 s for every column (604,800 rows, this machine);
+        autovacuum's own ANALYZE fills in the rest. A write of under a tenth of an analysed
+        table's rows (autovacuum's own threshold) leaves its statistics as they are.
+        """
+        spec = table_of(level)
+        if written is not None:
+            estimate = conn.exec_driver_sql(
+                f"SELECT reltuples FROM pg_class WHERE oid = '{spec.name}'::regclass"
+            ).scalar_one()
+            if estimate is not None and estimate > 0 and written < 0.1 * estimate:
+                return
+        conn.exec_driver_sql(f"ANALYZE {spec.name} ({', '.join(spec.key)})")
 
     def _write_chunk(
         self, conn: Connection, table: str, columns: Sequence[str], arrays: dict[str, np.ndarray]
@@ -632,6 +655,60 @@ def _close_readers() -> None:
             reader.close()
 
 
+def _reader_url(conn: Connection) -> str:
+    """Return the libpq URL of ``conn``'s database, for an ADBC reader connection."""
+    return conn.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+#: Reader connections being opened in the background, by (process, thread, key), for that
+#: thread.
+_PREPARED: dict[tuple[int, int, str], Any] = {}
+_PREPARED_LOCK = threading.Lock()
+
+
+def _prepare_reader(key: str, connect: Callable[[], Any]) -> None:
+    """Start opening this thread's reader of ``key`` in the background, if it has none.
+
+    The connection is handed to this thread when :func:`_reader` first needs it (an ADBC
+    connection may move between threads; it is never used by two at once).
+    """
+    from concurrent.futures import Future
+
+    cache = getattr(_READERS, "cache", None)
+    entry = None if cache is None else cache.get(key)
+    if entry is not None and entry[0] == os.getpid():
+        return
+    slot = (os.getpid(), threading.get_ident(), key)
+    with _PREPARED_LOCK:
+        if slot in _PREPARED:
+            return
+        future: Future = Future()
+        _PREPARED[slot] = future
+
+    def run() -> None:
+        try:
+            reader = connect()
+        except BaseException as exc:  # the consumer connects itself, and reports that
+            future.set_exception(exc)
+            return
+        _OPEN.add(reader)  # closed at exit even if never handed over
+        future.set_result(reader)
+
+    threading.Thread(target=run, name="calibreg-reader-connect", daemon=True).start()
+
+
+def _prepared(key: str) -> Any | None:
+    """Return the reader being prepared for this thread (waiting for it), or ``None``."""
+    with _PREPARED_LOCK:
+        future = _PREPARED.pop((os.getpid(), threading.get_ident(), key), None)
+    if future is None:
+        return None
+    try:
+        return future.result()
+    except Exception:
+        return None
+
+
 @contextlib.contextmanager
 def _reader(key: str, connect: Callable[[], Any]) -> Iterator[Any]:
     """Lend this thread's ADBC reader of ``key``; a reader that fails is closed, not kept."""
@@ -644,7 +721,7 @@ def _reader(key: str, connect: Callable[[], Any]) -> Iterator[Any]:
     if entry is not None:
         reader = entry[1]
     else:
-        reader = connect()
+        reader = _prepared(key) or connect()
         _OPEN.add(reader)
     try:
         yield reader

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import struct
+import time
 
 import numpy as np
 import pandas as pd
@@ -225,6 +226,75 @@ def test_fetch_plan_is_a_key_range_on_the_statistics_table(registry_with_exposur
     assert len(pairs["exposure_id"]) == len(exposures) * 3 * 16
     assert set(pairs["detector_id"].tolist()) == {3, 4, 5}
     assert set(pairs["exposure_id"].tolist()) == set(exposures)
+
+
+def _amp_frame(inst: int, exposures: list[int], detectors: range) -> pd.DataFrame:
+    det = np.asarray(detectors)
+    return pd.DataFrame(
+        {
+            "instrument_id": inst,
+            "exposure_id": np.repeat(exposures, len(det) * 16),
+            "detector_id": np.tile(np.repeat(det, 16), len(exposures)),
+            "amp_index": np.tile(np.arange(16), len(exposures) * len(det)),
+            "median": 1.0,
+            "sigma": 0.5,
+            "n_pixels": 100,
+            "batch_id": 1,
+        }
+    )
+
+
+def test_planner_statistics_follow_big_writes_not_small_ones(registry_with_exposures, engine):
+    """PostgreSQL: a bulk write ANALYZEs the key columns; a write of under a tenth of the
+    table's rows leaves the statistics to autovacuum (SQLite: PRAGMA optimize, always)."""
+    if engine.dialect.name != "postgresql":
+        with engine.begin() as conn:  # the SQLite store's analyze is a cheap pragma
+            stats_store(conn).analyze(conn, "AMP", written=1)
+        return
+    _reg, sim = registry_with_exposures
+    inst = _instrument(engine)
+    exposures = sorted(sim.exposures["id"].astype(int).tolist())
+
+    def analyzed() -> tuple[int, set[str]]:
+        with engine.connect() as conn:
+            count = conn.execute(
+                text(
+                    "SELECT analyze_count FROM pg_stat_user_tables "
+                    "WHERE relid = 'amp_stats'::regclass"
+                )
+            ).scalar_one()
+            columns = set(
+                conn.execute(
+                    text(
+                        "SELECT attname FROM pg_stats WHERE tablename = 'amp_stats' "
+                        "AND schemaname = current_schema()"
+                    )
+                ).scalars()
+            )
+        return count, columns
+
+    with engine.begin() as conn:  # 40 exposures x 100 detectors x 16: into an empty table
+        stats_store(conn).write(conn, "AMP", _amp_frame(inst, exposures, range(100)))
+    count, columns = wait_for_stats(analyzed, 1)
+    assert {"instrument_id", "exposure_id", "detector_id", "amp_index"} <= columns
+    with engine.begin() as conn:  # 1 more detector: 1% of the table
+        stats_store(conn).write(conn, "AMP", _amp_frame(inst, exposures, range(100, 101)))
+    time.sleep(1.5)  # a backend reports its counts within a second of going idle
+    assert analyzed()[0] == count
+    with engine.begin() as conn:  # 50 more: half the table again
+        stats_store(conn).write(conn, "AMP", _amp_frame(inst, exposures, range(101, 151)))
+    assert wait_for_stats(analyzed, count + 1)[0] == count + 1
+
+
+def wait_for_stats(read, at_least: int, timeout: float = 10.0):
+    """Read ``(analyze_count, columns)`` until the count reaches ``at_least`` (the cumulative
+    statistics system reports a backend's counts at its transaction's end, or a little later)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if value[0] >= at_least or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
 
 
 def test_in_memory_sqlite_assembles_like_a_file(tmp_path, lsstcam_spec) -> None:
