@@ -769,7 +769,7 @@ def _ingest_blocks(
         if frame.empty:
             continue
         frame = _resolve_stats(conn, inst, instrument, frame, shared)
-        seen.refuse_repeats(frame)
+        checked = seen.check(frame)
         plans = stat_plans(conn, inst, frame)
         if any(len(p.changed) for p in plans):
             writes.wait()  # the check reads on the connection
@@ -797,6 +797,8 @@ def _ingest_blocks(
                 if len(p.new) and p.stats_level:
                     written[p.stats_level] = written.get(p.stats_level, 0) + len(p.new)
             writes.submit(functools.partial(_apply_plans, conn, plans, batch, analyze=False))
+        seen.remember(checked)  # while the block is written
+        del checked
         writes.then(functools.partial(done, n_rows, counts()))
         del plans, frame
     writes.wait()
@@ -891,21 +893,42 @@ class _SeenKeys:
         codes = np.fromiter((table[v] for v in unique.tolist()), dtype=np.int64, count=len(unique))
         return codes[inverse]
 
-    def refuse_repeats(self, frame: pd.DataFrame) -> None:
-        """Refuse a row of ``frame`` whose key an earlier block gave; then remember them all."""
+    def check(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Refuse a key given twice in ``frame``, or given by an earlier block.
+
+        Returns the block's keys, sorted, and where each came from, for :meth:`remember`
+        (called once the block is on its way to the database: it is off the critical path).
+        The error names the first offending row in file order and the row it repeats.
+        """
         exp = self._codes(frame["exposure"].to_numpy(np.int64), self._exposure_code, 23)
         det = self._codes(frame["detector"].to_numpy(np.int64), self._detector_code, 24)
         amp = frame["amp_index"].to_numpy(dtype=np.int64, na_value=-1) + 1
         keys = (exp << 40) | (det << 16) | amp
-        if len(self._keys):
+        order = np.argsort(keys, kind="stable")  # equal keys stay in file order
+        keys = keys[order]
+        same = np.flatnonzero(keys[1:] == keys[:-1])
+        if same.size:  # within the block
+            first = order[same]
+            k = int(np.argmin(first))
+            other = frame.iloc[int(order[same[k] + 1])]
+            raise _row_error(
+                frame,
+                int(first[k]),
+                "exposure/detector/amp",
+                f"duplicate key (also at {other['source']} row {other['source_row']})",
+            )
+        if len(self._keys):  # against the earlier blocks
             pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-            hit = self._keys[pos] == keys
-            if hit.any():
-                i = int(np.flatnonzero(hit)[0])
-                where = int(self._where[pos[i]])
+            hit = np.flatnonzero(self._keys[pos] == keys)
+            if hit.size:
+                k = int(np.argmin(order[hit]))
+                where = int(self._where[pos[hit[k]]])
                 other, row = self._sources[where >> 40], where & ((1 << 40) - 1)
                 raise _row_error(
-                    frame, i, "exposure/detector/amp", f"duplicate key (also at {other} row {row})"
+                    frame,
+                    int(order[hit[k]]),
+                    "exposure/detector/amp",
+                    f"duplicate key (also at {other} row {row})",
                 )
         names = frame["source"].astype(str).to_numpy()
         file_codes = np.zeros(len(frame), dtype=np.int64)
@@ -914,10 +937,13 @@ class _SeenKeys:
                 self._sources.append(name)
             file_codes[names == name] = self._sources.index(name)
         where = (file_codes << 40) | frame["source_row"].to_numpy(dtype=np.int64, na_value=0)
+        return keys, where[order]
+
+    def remember(self, checked: tuple[np.ndarray, np.ndarray]) -> None:
+        """Keep a checked block's keys (what :meth:`check` returned) for the next blocks."""
+        keys, where = checked
         # Merge the block's keys into the sorted ones without sorting (or copying) them all
         # again: what is kept grows by 16 bytes a row, the transient by one block.
-        order = np.argsort(keys, kind="stable")
-        keys, where = keys[order], where[order]
         at = np.searchsorted(self._keys, keys)
         self._keys = np.insert(self._keys, at, keys)
         self._where = np.insert(self._where, at, where)
@@ -1014,7 +1040,8 @@ def _resolve_stats(
             before_query=shared.before_query,
         )
     frame = _resolve_amplifiers(conn, inst, frame, shared)
-    _refuse_duplicate_keys(frame)
+    if shared is None:  # an ingest's blocks are checked by its _SeenKeys instead
+        _refuse_duplicate_keys(frame)
     return frame
 
 
