@@ -750,6 +750,7 @@ def _ingest_blocks(
     batch: int | None = None
     n_rows = inserted = replaced = unchanged = given = 0
     written: dict[str, int] = {}  # level: rows inserted
+    pending = _Pending(conn, writes)
 
     def counts() -> str:
         pairs = ((inserted, "new"), (replaced, "changed"), (unchanged, "unchanged"))
@@ -796,11 +797,15 @@ def _ingest_blocks(
             for p in plans:
                 if len(p.new) and p.stats_level:
                     written[p.stats_level] = written.get(p.stats_level, 0) + len(p.new)
-            writes.submit(functools.partial(_apply_plans, conn, plans, batch, analyze=False))
+            pending.add(plans)
+            if not writes.busy() or pending.rows >= COALESCE_ROWS:
+                pending.flush(batch)
         seen.remember(checked)  # while the block is written
         del checked
-        writes.then(functools.partial(done, n_rows, counts()))
+        pending.then(functools.partial(done, n_rows, counts()))
         del plans, frame
+    if batch is not None:
+        pending.flush(batch)
     writes.wait()
     if batch is None:
         return IngestReport("stats", source, instrument, n_rows, 0, 0, unchanged, None)
@@ -808,6 +813,74 @@ def _ingest_blocks(
         store.analyze(conn, level, written=written[level])
     _close_batch(conn, batch, inserted, replaced, unchanged, n_rows=n_rows)
     return IngestReport("stats", source, instrument, n_rows, inserted, replaced, unchanged, batch)
+
+
+#: Rows of blocks waiting for the writer that are written together, in one key-ordered
+#: statement (:class:`_Pending`); about three 16 MiB blocks of LSSTCam amplifier rows.
+COALESCE_ROWS = 750_000
+
+
+class _Pending:
+    """The plans of blocks not yet written, written together once the writer is free.
+
+    A block's rows go in key order into a table that already holds the earlier blocks'. A file
+    ordered by detector has every exposure in every block, so each block's rows land in a gap
+    of every exposure's range of the primary key: a block written on its own splits index pages
+    all over the key range (a 6 M-row ingest of 24 blocks spent ~1.6x the server time of one
+    key-ordered ``COPY``). While the server is writing one block (the slow side), the next
+    blocks are resolved and diffed and wait here; when the writer is free (or
+    :data:`COALESCE_ROWS` rows wait) they are merged into one write, fewer and longer runs of
+    each exposure's keys. Callbacks queued meanwhile (progress) run once those rows are written.
+    """
+
+    def __init__(self, conn: Connection, writes: _Writes) -> None:
+        self.conn = conn
+        self.writes = writes
+        self.plans: list[list[_Plan]] = []
+        self.rows = 0
+        self._callbacks: list[Callable[[], None]] = []
+
+    def add(self, plans: list[_Plan]) -> None:
+        """Queue a block's plans (their new and changed rows)."""
+        self.plans.append(plans)
+        self.rows += sum(len(p.new) + len(p.changed) for p in plans)
+
+    def then(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once everything queued so far is written."""
+        if self.plans:
+            self._callbacks.append(callback)
+        else:
+            self.writes.then(callback)
+
+    def flush(self, batch: int) -> None:
+        """Submit what is queued as one write (after the running one), with its callbacks."""
+        if self.plans:
+            merged = _merge_plans(self.plans)
+            self.plans, self.rows = [], 0
+            self.writes.submit(
+                functools.partial(_apply_plans, self.conn, merged, batch, analyze=False)
+            )
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            self.writes.then(callback)
+
+
+def _merge_plans(blocks: list[list[_Plan]]) -> list[_Plan]:
+    """Merge the plans of several blocks, table by table (each block has the same tables)."""
+    if len(blocks) == 1:
+        return blocks[0]
+    merged = []
+    for same_table in zip(*blocks, strict=True):
+        first = same_table[0]
+        merged.append(
+            dataclasses.replace(
+                first,
+                new=pd.concat([p.new for p in same_table], ignore_index=True),
+                changed=pd.concat([p.changed for p in same_table], ignore_index=True),
+                n_same=sum(p.n_same for p in same_table),
+            )
+        )
+    return merged
 
 
 class _Writes:
@@ -846,6 +919,10 @@ class _Writes:
             callback()
         else:
             self._callbacks.append(callback)
+
+    def busy(self) -> bool:
+        """Whether a write is running now."""
+        return self._pending is not None and not self._pending.done()
 
     def wait(self) -> None:
         """Wait for the writes submitted so far; raise the error of one that failed."""
