@@ -336,3 +336,14 @@ def test_blocks_waiting_for_a_slow_writer_are_written_together(
     monkeypatch.undo()
     again = registry.ingest_stats_files([files["csv"]], instrument="LSSTCam", block_bytes=TINY)
     assert again.n_unchanged == len(sim.stats) and again.batch_id is None
+
+
+def test_the_first_blocks_are_smaller_so_writing_starts_sooner(files, sim) -> None:
+    """Block sizes ramp up (1/8, 1/4, 1/2, then ``block_bytes``) and still cover the file."""
+    size = files["csv"].stat().st_size
+    block = 1 << 19  # 512 KiB: the file is larger than the ramp
+    assert size > 2 * block
+    rows = [len(b) for b in iter_stats(files["csv"], block_bytes=block)]
+    assert sum(rows) == len(sim.stats)
+    assert rows[0] < rows[1] < rows[2] < rows[3], rows
+    assert rows[0] * 6 < rows[3] <= rows[0] * 10, rows  # an eighth of a full block, about
