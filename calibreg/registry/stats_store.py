@@ -557,13 +557,20 @@ class PostgreSQLStatsStore(StatsStore):
     ) -> None:
         sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT binary)"
         raw = conn.connection.driver_connection
+        n = len(arrays[columns[0]])
         with raw.cursor() as cursor, cursor.copy(sql) as copy:
             copy.write(_PGCOPY_HEADER)
-            for block in pg_binary_rows(columns, arrays):
-                copy.write(block)
+            # Encoded a slice at a time: the server parses and inserts one slice while the
+            # next is encoded (encoding all 600k rows first kept it idle ~0.1 s).
+            for start in range(0, n, _COPY_SLICE):
+                part = {c: a[start : start + _COPY_SLICE] for c, a in arrays.items()}
+                for block in pg_binary_rows(columns, part):
+                    copy.write(block)
             copy.write(b"\xff\xff")
 
 
+#: Rows encoded at a time in a binary ``COPY`` (~6 MB of tuples).
+_COPY_SLICE = 65_536
 _PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 #: ``conn.info`` key of a pinned snapshot (:meth:`PostgreSQLStatsStore.pinned_snapshot`).
 _PINNED = "calibreg_pinned_snapshot"
@@ -576,12 +583,17 @@ def _export_snapshot(conn: Connection) -> tuple[str, str]:
     return snapshot, search_path
 
 
-def pg_binary_rows(columns: Sequence[str], arrays: dict[str, np.ndarray]) -> Iterable[bytes]:
+def pg_binary_rows(
+    columns: Sequence[str], arrays: dict[str, np.ndarray]
+) -> Iterable[bytes | memoryview]:
     """Encode rows as PostgreSQL binary ``COPY`` tuples, vectorized (no object per row).
 
     A tuple is its field count (int16), then per field its length (int32, -1 for NULL) and
     its big-endian value. Rows are grouped by which nullable fields are NULL (NaN), each group
-    one NumPy structured array; within a group the input order is kept.
+    one block of fixed-size tuples: a byte matrix (one row per tuple) filled with the group's
+    constant header fields once, then each value column copied in as big-endian bytes (a
+    strided byte copy; assigning to the fields of a packed structured array, the first form,
+    took 1.5x as long). Within a group the input order is kept.
 
     Parameters
     ----------
@@ -592,7 +604,7 @@ def pg_binary_rows(columns: Sequence[str], arrays: dict[str, np.ndarray]) -> Ite
 
     Yields
     ------
-    bytes
+    bytes or memoryview
         The encoded tuples of one null pattern (header and trailer not included).
     """
     n = len(arrays[columns[0]])
@@ -602,23 +614,31 @@ def pg_binary_rows(columns: Sequence[str], arrays: dict[str, np.ndarray]) -> Ite
     pattern = np.zeros(n, dtype=np.int64)
     for bit, c in enumerate(nullable):
         pattern |= np.isnan(arrays[c]).astype(np.int64) << bit
-    for code in np.unique(pattern):
-        rows = np.flatnonzero(pattern == code) if len(nullable) else np.arange(n)
+    codes = np.unique(pattern)
+    for code in codes:
+        rows = np.flatnonzero(pattern == code) if len(codes) > 1 else None
         null = {c for bit, c in enumerate(nullable) if code >> bit & 1}
         fields: list[tuple[str, str]] = [("nfields", ">i2")]
         for c in columns:
             fields.append((f"len_{c}", ">i4"))
             if c not in null:
                 fields.append((c, _PG_TYPES[c]))
-        out = np.empty(len(rows), dtype=np.dtype(fields))
-        out["nfields"] = len(columns)
+        layout = np.dtype(fields)
+        header = np.zeros(1, dtype=layout)  # the constant fields of every tuple of the group
+        header["nfields"] = len(columns)
+        for c in columns:
+            header[f"len_{c}"] = -1 if c in null else layout[c].itemsize
+        m = n if rows is None else len(rows)
+        out = np.empty((m, layout.itemsize), dtype=np.uint8)
+        out[:] = header.view(np.uint8)
         for c in columns:
             if c in null:
-                out[f"len_{c}"] = -1
-            else:
-                out[f"len_{c}"] = np.dtype(_PG_TYPES[c]).itemsize
-                out[c] = arrays[c][rows]
-        yield out.tobytes()
+                continue
+            offset, size = layout.fields[c][1], layout[c].itemsize
+            values = arrays[c] if rows is None else arrays[c][rows]
+            big_endian = np.ascontiguousarray(values, dtype=layout[c])
+            out[:, offset : offset + size] = big_endian.view(np.uint8).reshape(m, size)
+        yield memoryview(out).cast("B")
 
 
 _STORES: dict[str, StatsStore] = {s.name: s for s in (SQLiteStatsStore(), PostgreSQLStatsStore())}
