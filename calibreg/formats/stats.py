@@ -263,6 +263,29 @@ def _first(mask: np.ndarray) -> int:
     return int(np.argmax(mask))
 
 
+def _any_repeated(*columns: np.ndarray) -> bool:
+    """Whether two rows agree on every column (integer columns of equal length).
+
+    The columns are replaced by dense codes and packed into one int64 per row, then sorted;
+    when the codes cannot be packed into 63 bits, the rows are compared as tuples (pandas).
+    """
+    if len(columns[0]) < 2:
+        return False
+    codes, span = [], 1
+    for column in columns:
+        c, uniques = pd.factorize(column, use_na_sentinel=False)
+        codes.append(c.astype(np.int64, copy=False))
+        span *= max(len(uniques), 1)
+    if span >= 1 << 62:
+        frame = pd.DataFrame({str(i): c for i, c in enumerate(codes)})
+        return bool(frame.duplicated().any())
+    packed = codes[0]
+    for c in codes[1:]:
+        packed = packed * (int(c.max()) + 1) + c
+    packed = np.sort(packed)
+    return bool(np.any(packed[1:] == packed[:-1]))
+
+
 def _check_duplicates(
     exposure: np.ndarray,
     det_ids: np.ndarray,
@@ -277,6 +300,8 @@ def _check_duplicates(
         return
     name_codes, _ = pd.factorize(det_names, use_na_sentinel=True)
     amp_codes, _ = pd.factorize(amp, use_na_sentinel=True)
+    if not _any_repeated(exposure, np.where(det_is_id, det_ids, -1), name_codes, amp_codes):
+        return  # the common case, decided on one packed key per row (a sort, no hashing)
     keys = pd.DataFrame(
         {
             "e": exposure,

@@ -962,7 +962,7 @@ class _SeenKeys:
 
     @staticmethod
     def _codes(values: np.ndarray, table: dict[int, int], bits: int) -> np.ndarray:
-        unique, inverse = np.unique(values, return_inverse=True)
+        inverse, unique = pd.factorize(values)  # hashed: no sort of the block
         for v in unique.tolist():
             table.setdefault(v, len(table))
         if len(table) >= 1 << bits:
@@ -1007,12 +1007,13 @@ class _SeenKeys:
                     "exposure/detector/amp",
                     f"duplicate key (also at {other} row {row})",
                 )
-        names = frame["source"].astype(str).to_numpy()
-        file_codes = np.zeros(len(frame), dtype=np.int64)
-        for name in pd.unique(names):
+        # The file of each row, as an index into self._sources (a block has one or a few).
+        per_row, names = pd.factorize(frame["source"], use_na_sentinel=False)
+        for name in map(str, names):
             if name not in self._sources:
                 self._sources.append(name)
-            file_codes[names == name] = self._sources.index(name)
+        file_of = np.array([self._sources.index(str(name)) for name in names], dtype=np.int64)
+        file_codes = file_of[per_row]
         where = (file_codes << 40) | frame["source_row"].to_numpy(dtype=np.int64, na_value=0)
         return keys, where[order]
 

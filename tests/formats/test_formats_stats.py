@@ -440,3 +440,41 @@ def test_read_stats_rejects_options_for_tables(tmp_path: Path) -> None:
     path = _write(tmp_path, HEADER + "1,2,C0,1,1,5\n")
     with pytest.raises(InputError, match="PropertyList files"):
         read_stats(path, exposure=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([2026011500100, 2026011500101, 7, -3]),
+            st.integers(-1, 3),
+            st.integers(-1, 2),
+            st.integers(-1, 2),
+        ),
+        max_size=25,
+    )
+)
+def test_the_packed_duplicate_check_agrees_with_tuples(rows) -> None:
+    """The sort of packed keys finds a repeated row exactly when the rows as tuples do."""
+    from calibreg.formats.stats import _any_repeated
+
+    columns = [np.array([r[i] for r in rows], dtype=np.int64) for i in range(4)]
+    if not rows:
+        columns = [np.zeros(0, dtype=np.int64)] * 4
+    assert _any_repeated(*columns) == (len(set(rows)) < len(rows))
+
+
+def test_a_duplicate_in_a_large_block_names_both_rows(tmp_path: Path) -> None:
+    """Among 50,000 distinct rows one repeat is found and named (the packed fast path)."""
+    n = 50_000
+    rows = [(1000 + i // 16, i % 16) for i in range(n)]
+    rows.append(rows[12_345])
+    path = tmp_path / "stats.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["exposure", "detector", "amp", "median", "n_pixels"])
+        for e, d in rows:
+            w.writerow([e, d, "C10", 1.0, 100])
+    with pytest.raises(InputError, match=r"duplicate .*also row 12346") as info:
+        read_stats(path)
+    assert info.value.row == n + 1
