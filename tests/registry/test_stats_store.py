@@ -175,20 +175,8 @@ def test_fetch_plan_is_a_key_range_on_the_statistics_table(registry_with_exposur
     _reg, sim = registry_with_exposures
     inst = _instrument(engine)
     exposures = sorted(sim.exposures["id"].astype(int).tolist())
-    det = np.arange(189)
-    n_rows = len(exposures) * len(det) * 16
-    frame = pd.DataFrame(
-        {
-            "instrument_id": inst,
-            "exposure_id": np.repeat(exposures, len(det) * 16),
-            "detector_id": np.tile(np.repeat(det, 16), len(exposures)),
-            "amp_index": np.tile(np.arange(16), len(exposures) * len(det)),
-            "median": 1.0,
-            "sigma": 0.5,
-            "n_pixels": 100,
-            "batch_id": 1,
-        }
-    )
+    n_rows = len(exposures) * 189 * 16
+    frame = _amp_frame(inst, exposures, range(189))
     assert len(frame) == n_rows
     with engine.begin() as conn:
         stats_store(conn).write(conn, "AMP", frame)  # also refreshes the planner statistics
