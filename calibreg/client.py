@@ -384,6 +384,8 @@ class Registry:
         InputError, NotFoundError, ConflictError
             As :meth:`ingest_stats`; nothing is written.
         """
+        from concurrent.futures import ThreadPoolExecutor
+
         from calibreg.domain.hashing import sha256_files
         from calibreg.formats import iter_stats
         from calibreg.registry import ingest
@@ -421,24 +423,41 @@ class Registry:
             relay("read", rows, rows)
 
         source = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
-        try:
-            digest = sha256_files(paths)
-        except OSError as exc:
-            raise InputError(
+
+        def unreadable(exc: OSError) -> InputError:
+            return InputError(
                 str(getattr(exc, "filename", None) or source),
                 f"cannot read file: {exc.strerror or exc}",
-            ) from None
-        with self.transaction(bulk_stats=True) as conn:
-            return ingest.ingest_stats_blocks(
-                conn,
-                read_ahead(blocks()),  # parse the next block while this one is written
-                source=source,
-                sha256=digest,
-                who=Who.current(),
-                instrument=instrument,
-                replace=replace,
-                progress=None if progress is None else relay,
             )
+
+        for path in paths:  # refused before anything starts, as the hash used to refuse them
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise unreadable(exc) from None
+        # The files are hashed (the batch's sha256) while their rows are read and written:
+        # hashing first kept the database idle 0.25-0.5 s per 400 MB of CSV.
+        with ThreadPoolExecutor(1, thread_name_prefix="calibreg-sha256") as pool:
+            hashing = pool.submit(sha256_files, paths)
+
+            def digest() -> str:
+                try:
+                    return hashing.result()
+                except OSError as exc:
+                    raise unreadable(exc) from None
+
+            with self.transaction(bulk_stats=True) as conn:
+                return ingest.ingest_stats_blocks(
+                    conn,
+                    read_ahead(blocks()),  # parse the next block while this one is written
+                    source=source,
+                    sha256=digest,
+                    who=Who.current(),
+                    instrument=instrument,
+                    replace=replace,
+                    progress=None if progress is None else relay,
+                )
 
     def ingest_inputs(
         self, exposures: pd.DataFrame, stats: pd.DataFrame, *, instrument: str, **kw: Any

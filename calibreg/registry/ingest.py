@@ -275,10 +275,13 @@ def _close_batch(
     replaced: int,
     unchanged: int,
     n_rows: int | None = None,
+    sha256: str | None = None,
 ) -> None:
     values = {"n_inserted": inserted, "n_replaced": replaced, "n_unchanged": unchanged}
     if n_rows is not None:
         values["n_rows"] = n_rows
+    if sha256 is not None:
+        values["sha256"] = sha256
     conn.execute(
         update(IngestBatch).where(IngestBatch.id == batch).values(**values, finished_at=utcnow())
     )
@@ -674,7 +677,7 @@ def ingest_stats_blocks(
     blocks: Iterable[pd.DataFrame],
     *,
     source: str,
-    sha256: str,
+    sha256: str | Callable[[], str],
     who: Who,
     instrument: str | None = None,
     replace: bool = False,
@@ -699,6 +702,13 @@ def ingest_stats_blocks(
     ----------
     blocks
         Frames with the columns of :func:`ingest_stats`'s ``frame``.
+    sha256
+        The content hash of the input, recorded in the batch; or a function returning it,
+        called once the rows are written (a hash computed meanwhile, in the background). The
+        batch row then holds an empty hash until that call, inside the ingest's transaction:
+        no other session sees it. What the function raises (an unreadable file's
+        :class:`~calibreg.errors.InputError`) rolls the ingest back. Not called when nothing
+        is written.
     progress
         A :class:`~calibreg.domain.progress.Progress` callback, called after each block
         with stage ``"stored"``: rows compared and written so far, and the new, changed and
@@ -735,7 +745,7 @@ def _ingest_blocks(
     store: StatsStore,
     started: dt.datetime,
     source: str,
-    sha256: str,
+    sha256: str | Callable[[], str],
     who: Who,
     instrument: str,
     inst: int,
@@ -786,7 +796,7 @@ def _ingest_blocks(
                     kind="stats",
                     instrument=inst,
                     source=source,
-                    sha256=sha256,
+                    sha256=sha256 if isinstance(sha256, str) else "",  # set at the close
                     n_rows=0,
                     started_at=started,
                     options={"instrument": instrument, "replace": replace},
@@ -811,7 +821,8 @@ def _ingest_blocks(
         return IngestReport("stats", source, instrument, n_rows, 0, 0, unchanged, None)
     for level in sorted(written):
         store.analyze(conn, level, written=written[level])
-    _close_batch(conn, batch, inserted, replaced, unchanged, n_rows=n_rows)
+    digest = None if isinstance(sha256, str) else sha256()
+    _close_batch(conn, batch, inserted, replaced, unchanged, n_rows=n_rows, sha256=digest)
     return IngestReport("stats", source, instrument, n_rows, inserted, replaced, unchanged, batch)
 
 

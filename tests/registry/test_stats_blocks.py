@@ -193,6 +193,62 @@ def test_a_missing_file_is_one_line(registry, tmp_path) -> None:
         registry.ingest_stats_files([tmp_path / "nope.csv"], instrument="LSSTCam")
 
 
+def test_a_directory_is_refused_before_anything_is_read(registry, engine, tmp_path) -> None:
+    with pytest.raises(InputError, match="cannot read file") as err:
+        registry.ingest_stats_files([tmp_path], instrument="LSSTCam")
+    assert str(tmp_path) in str(err.value)
+    assert _batches(engine) == 0
+
+
+def test_the_batch_records_the_files_sha256_hashed_while_they_are_ingested(
+    registry, engine, sim, tmp_path
+) -> None:
+    """The hash runs in the background now; the batch still gets exactly ``sha256sum``'s
+    (of several files: the sha256 of their hex digests in order)."""
+    import hashlib
+
+    first = sim.stats["exposure"].isin(sim.stats["exposure"].unique()[:3])
+    paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    sim.stats[first].to_csv(paths[0], index=False)
+    sim.stats[~first].to_csv(paths[1], index=False)
+    digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+
+    def recorded(batch: int) -> str:
+        with engine.connect() as conn:
+            return conn.execute(
+                select(IngestBatch.sha256).where(IngestBatch.id == batch)
+            ).scalar_one()
+
+    rep = registry.ingest_stats_files(paths[:1], instrument="LSSTCam", block_bytes=TINY)
+    assert recorded(rep.batch_id) == digests[0]
+    with engine.begin() as conn:  # so that the two files together write again
+        conn.execute(text("DELETE FROM amp_stats"))
+        conn.execute(text("DELETE FROM detector_stats"))
+    rep = registry.ingest_stats_files(paths, instrument="LSSTCam", block_bytes=TINY)
+    assert rep.n_inserted == len(sim.stats)
+    assert recorded(rep.batch_id) == hashlib.sha256("".join(digests).encode()).hexdigest()
+
+
+def test_a_hash_that_fails_in_the_background_rolls_the_ingest_back(
+    registry, engine, files, monkeypatch
+) -> None:
+    """The file is hashed while its rows are written: a read error there (the file gone or
+    unreadable mid-ingest) is the same one-line refusal, and nothing stays written."""
+    import errno
+
+    import calibreg.domain.hashing as hashing
+
+    def failing(paths):
+        raise OSError(errno.EIO, "Input/output error", str(next(iter(paths))))
+
+    monkeypatch.setattr(hashing, "sha256_files", failing)
+    with pytest.raises(InputError, match="cannot read file: Input/output error") as err:
+        registry.ingest_stats_files([files["csv"]], instrument="LSSTCam", block_bytes=TINY)
+    assert str(files["csv"]) in str(err.value)
+    assert _stats(engine) == []
+    assert _batches(engine) == 0
+
+
 def test_a_re_ingest_of_a_detector_ordered_file_reads_each_stored_row_about_once(
     registry, engine, tmp_path, sim, monkeypatch
 ) -> None:
