@@ -24,6 +24,7 @@ Usage::
 
     python benchmarks/bench_ingest.py [--postgres postgresql://postgres@127.0.0.1:5432/test]
         [--exposures 200,2000] [--formats csv,parquet] [--repeat 3] [--order detector|exposure]
+        [--backends sqlite,postgresql]
 
 The simulated files list each detector's amplifiers through every exposure (``--order
 detector``, the default and the harder case: every block of the file spans every exposure, so
@@ -232,13 +233,21 @@ def main() -> None:
         help="row order of the files: as simulated (each detector and amplifier through every "
         "exposure: every block of the file spans every exposure) or by exposure (the key order)",
     )
+    parser.add_argument(
+        "--backends",
+        default="sqlite,postgresql",
+        help="which to run, of sqlite,postgresql (PostgreSQL also needs --postgres)",
+    )
     args = parser.parse_args()
+    wanted = {b.strip().lower() for b in args.backends.split(",")}
 
     from calibreg.formats import read_camera
     from calibreg.services.simulate import simulate_flats
 
     camera = read_camera(CAMERA, instrument="LSSTCam")
-    backends = ["SQLite"] + ([args.postgres] if args.postgres else [])
+    backends = (["SQLite"] if "sqlite" in wanted else []) + (
+        [args.postgres] if args.postgres and "postgresql" in wanted else []
+    )
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
