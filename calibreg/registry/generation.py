@@ -14,8 +14,10 @@ SQLite and one loopback round trip on PostgreSQL (~0.3 ms here, and it blocks a 
 loop). A read service on PostgreSQL therefore uses :class:`Watcher` instead: the migration's
 trigger also sends ``NOTIFY calibreg_generation`` with the new value, which a thread per process
 LISTENs for, so a request reads a Python attribute. The notification arrives after the commit
-(milliseconds later); the thread also re-reads the counter every second, and while its
-connection is down every request reads the counter itself.
+(milliseconds later) and wakes the thread, which then reads the counter (the payload is not
+trusted: registries in other schemas of the same database notify on the same channel); it
+also re-reads the counter every second, and while its connection is down every request reads
+the counter itself.
 """
 
 from __future__ import annotations
@@ -135,9 +137,12 @@ class Watcher:
                 self._raise_to(_read_on(raw))  # after LISTEN: nothing can slip between
                 self.listening = True
                 while not self._stop.is_set():
-                    for note in raw.notifies(timeout=self.POLL):
-                        with contextlib.suppress(ValueError):
-                            self._raise_to(int(note.payload))
+                    # A notification only says that *a* counter moved: every calibreg schema
+                    # in the database notifies on the one channel, and trusting its payload
+                    # keyed this registry's answers to another's (higher) generation, so that
+                    # its own next certification went unseen. Wake up, read this one's.
+                    for _note in raw.notifies(timeout=self.POLL, stop_after=1):
+                        pass
                     self._raise_to(_read_on(raw))
             except Exception:
                 self.listening = False

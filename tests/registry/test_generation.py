@@ -1,0 +1,69 @@
+"""The certification generation's watcher (PostgreSQL LISTEN/NOTIFY) follows its own registry.
+
+Every calibreg schema in a PostgreSQL database notifies on the one channel
+``calibreg_generation``. A watcher that took a notification's number for its own generation
+keyed its registry's cached answers to another registry's (higher) counter, and then missed its
+own next certification: a read service would have served stale lookups.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import pytest
+from sqlalchemy import text
+
+from calibreg.client import Registry
+from calibreg.db.migrate import upgrade
+from calibreg.db.session import make_engine
+from calibreg.registry import generation
+from calibreg.services.simulate import simulate_flats
+from tests.conftest import LSSTCAM_YAML, _postgres_schema_url
+
+
+def _wait_for(condition, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.mark.postgres
+def test_a_watcher_follows_its_own_registry_not_another_schemas(
+    postgres_base_url, lsstcam_spec
+) -> None:
+    with contextlib.ExitStack() as stack:
+        engines = []
+        for _ in range(2):
+            urls = _postgres_schema_url(postgres_base_url)
+            stack.callback(lambda urls=urls: next(urls, None))  # drops the schema
+            engine = make_engine(next(urls))
+            stack.callback(engine.dispose)
+            upgrade(engine)
+            engines.append(engine)
+        ours, other = engines
+        watcher = generation.Watcher(ours)
+        stack.callback(watcher.close)
+        start = watcher()
+        assert _wait_for(lambda: watcher.listening), "the watcher never started listening"
+        assert watcher() == start == generation.read(ours)
+
+        # Another registry in the same database moves its counter far ahead, and its trigger
+        # notifies the shared channel with that number.
+        with other.begin() as conn:
+            conn.execute(text("UPDATE certification_generation SET generation = 1000"))
+            conn.execute(text("SELECT pg_notify('calibreg_generation', '1000')"))
+        time.sleep(0.3)  # delivered in milliseconds
+        assert watcher() == generation.read(ours) == start
+
+        # This registry's own change (exposure writes bump the generation) is seen.
+        reg = Registry(engine=ours)
+        reg.ingest_camera(lsstcam_spec, source=str(LSSTCAM_YAML), sha256="c", instrument="LSSTCam")
+        sim = simulate_flats(lsstcam_spec, n_exposures=2, seed=1, n_missing_frames=0)
+        reg.ingest_exposures(sim.exposures, source="e", sha256="e")
+        now = generation.read(ours)
+        assert start < now < 1000
+        assert _wait_for(lambda: watcher() == now), (watcher(), now)
