@@ -72,10 +72,6 @@ class Backend:
         raise NotImplementedError
 
 
-#: The advisory-lock key of ingests (an arbitrary constant: "calibreg" in ASCII, as int64).
-INGEST_LOCK_KEY = int.from_bytes(b"calibreg", "big") & (2**63 - 1)
-
-
 class SQLiteBackend(Backend):
     """SQLite: one writer at a time, ``executemany`` bulk writes."""
 
@@ -133,8 +129,17 @@ class PostgreSQLBackend(Backend):
         return stmt.with_for_update()
 
     def serialize_ingests(self, conn: Connection) -> None:
-        """Take a transaction-scoped advisory lock (``pg_advisory_xact_lock``) on calibreg's key."""
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": INGEST_LOCK_KEY})
+        """Take a transaction-scoped advisory lock (``pg_advisory_xact_lock``) on this registry.
+
+        Advisory locks are database-wide: the key is a 64-bit hash of ``calibreg:`` and the
+        registry's schema (``current_schema()``), so ingests into one registry wait for each
+        other and those into a registry in another schema of the database do not.
+        """
+        conn.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(hashtextextended('calibreg:' || current_schema(), 0))"
+            )
+        )
 
     def bulk_insert(
         self, conn: Connection, table: str, frame: pd.DataFrame, columns: Sequence[str]
