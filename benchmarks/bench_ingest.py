@@ -94,23 +94,23 @@ def child_calibreg(url: str, exposures_path: str, stats_path: str, again: bool) 
     return {"seconds": dt, "rows": report.n_rows}
 
 
-def child_floor(url: str, exposures_path: str, stats_path: str, revision: str = "head") -> dict:
+def amp_stats_columns(frame, instrument: int) -> dict:
+    """The ``amp_stats`` columns of amplifier rows (a ``read_stats`` frame), in the file's order.
+
+    Amplifier names become the LSSTCam camera's indices; ``batch_id`` is 1. What the floors
+    write (here and in ``bench_write_order.py``).
+    """
     import numpy as np
 
-    from calibreg.formats import read_stats
     from calibreg.formats.camera import read_camera
 
-    reg, engine = _registry(url, exposures_path, revision)
     camera = read_camera(CAMERA, instrument="LSSTCam")
     index = {(d.id, a.name): a.index for d in camera.detectors for a in d.amplifiers}
-    frame = read_stats(stats_path)
     amp = np.array(
         [index[(int(d), a)] for d, a in zip(frame["detector"], frame["amp"], strict=True)]
     )
-    with reg.read() as conn:
-        inst = int(conn.exec_driver_sql("SELECT id FROM instrument").scalar_one())
-    cols = {
-        "instrument_id": np.full(len(frame), inst),
+    return {
+        "instrument_id": np.full(len(frame), instrument),
         "exposure_id": frame["exposure"].to_numpy(np.int64),
         "detector_id": frame["detector"].to_numpy(np.int64),
         "amp_index": amp,
@@ -119,6 +119,18 @@ def child_floor(url: str, exposures_path: str, stats_path: str, revision: str = 
         "n_pixels": frame["n_pixels"].to_numpy(np.int64),
         "batch_id": np.full(len(frame), 1),
     }
+
+
+def child_floor(url: str, exposures_path: str, stats_path: str, revision: str = "head") -> dict:
+    import numpy as np
+
+    from calibreg.formats import read_stats
+
+    reg, engine = _registry(url, exposures_path, revision)
+    frame = read_stats(stats_path)
+    with reg.read() as conn:
+        inst = int(conn.exec_driver_sql("SELECT id FROM instrument").scalar_one())
+    cols = amp_stats_columns(frame, inst)
     order = np.lexsort([cols["amp_index"], cols["detector_id"], cols["exposure_id"]])
     cols = {k: v[order] for k, v in cols.items()}
     names = list(cols)

@@ -39,25 +39,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import numpy as np
-from bench_ingest import CAMERA, _pg_schema_url, _registry
-
-COLUMNS = [
-    "instrument_id",
-    "exposure_id",
-    "detector_id",
-    "amp_index",
-    "median",
-    "sigma",
-    "n_pixels",
-    "batch_id",
-]
+import pandas as pd
+from bench_ingest import CAMERA, _pg_schema_url, _registry, amp_stats_columns
 
 
-def file_rows(n_exposures: int, work: Path) -> tuple[Path, dict[str, np.ndarray]]:
+def simulated_file(n_exposures: int, work: Path) -> tuple[Path, pd.DataFrame]:
     """Simulate the exposures and amplifier rows; return the exposures CSV and the rows.
 
     The rows keep the simulated file's order (each detector's amplifiers through every
-    exposure); ``instrument_id`` is filled in later, once the registry has one.
+    exposure).
     """
     from calibreg.formats import read_camera
     from calibreg.services.simulate import simulate_flats
@@ -66,51 +56,36 @@ def file_rows(n_exposures: int, work: Path) -> tuple[Path, dict[str, np.ndarray]
     sim = simulate_flats(camera, n_exposures=n_exposures, seed=1, n_missing_frames=0)
     exposures = work / "exposures.csv"
     sim.exposures.to_csv(exposures, index=False)
-    amp = sim.stats[sim.stats["amp"].notna()].reset_index(drop=True)
-    index = {(d.id, a.name): a.index for d in camera.detectors for a in d.amplifiers}
-    amp_index = np.array(
-        [index[(int(d), a)] for d, a in zip(amp["detector"], amp["amp"], strict=True)]
-    )
-    rows = {
-        "exposure_id": amp["exposure"].to_numpy(np.int64),
-        "detector_id": amp["detector"].to_numpy(np.int64),
-        "amp_index": amp_index,
-        "median": amp["median"].to_numpy(float),
-        "sigma": amp["sigma"].to_numpy(float),
-        "n_pixels": amp["n_pixels"].to_numpy(np.int64),
-    }
-    return exposures, rows
+    return exposures, sim.stats[sim.stats["amp"].notna()].reset_index(drop=True)
 
 
-def encode(rows: dict[str, np.ndarray], instrument: int, n_writes: int) -> list[bytes]:
-    """Cut the rows into ``n_writes`` contiguous parts, sort each by the key, encode as COPY."""
+def encode(rows: pd.DataFrame, instrument: int, n_writes: int) -> tuple[str, list[bytes]]:
+    """Cut the rows into ``n_writes`` contiguous parts, sort each by the key, encode as COPY.
+
+    Returns the ``COPY`` statement and the parts' binary streams.
+    """
     from calibreg.registry.stats_store import _PGCOPY_HEADER, pg_binary_rows
 
-    n = len(rows["exposure_id"])
-    cols = {
-        "instrument_id": np.full(n, instrument),
-        **rows,
-        "batch_id": np.full(n, 1),
-    }
-    edges = np.linspace(0, n, n_writes + 1).astype(int)
+    cols = amp_stats_columns(rows, instrument)
+    names = list(cols)
+    edges = np.linspace(0, len(rows), n_writes + 1).astype(int)
     out = []
     for lo, hi in itertools.pairwise(edges):
         part = {c: a[lo:hi] for c, a in cols.items()}
         order = np.lexsort([part["amp_index"], part["detector_id"], part["exposure_id"]])
         part = {c: a[order] for c, a in part.items()}
-        out.append(_PGCOPY_HEADER + b"".join(pg_binary_rows(COLUMNS, part)) + b"\xff\xff")
-    return out
+        out.append(_PGCOPY_HEADER + b"".join(pg_binary_rows(names, part)) + b"\xff\xff")
+    return f"COPY amp_stats ({', '.join(names)}) FROM STDIN (FORMAT binary)", out
 
 
-def run(base: str, exposures: Path, rows: dict[str, np.ndarray], n_writes: int) -> dict:
+def run(base: str, exposures: Path, rows: pd.DataFrame, n_writes: int) -> dict:
     """One transaction of ``n_writes`` COPYs on a fresh schema; seconds, WAL bytes, index size."""
     url, drop = _pg_schema_url(base)
     try:
         reg, engine = _registry(url, str(exposures))
         with reg.read() as conn:
             instrument = int(conn.exec_driver_sql("SELECT id FROM instrument").scalar_one())
-        parts = encode(rows, instrument, n_writes)
-        sql = f"COPY amp_stats ({', '.join(COLUMNS)}) FROM STDIN (FORMAT binary)"
+        sql, parts = encode(rows, instrument, n_writes)
         with engine.connect() as sa:
             raw = sa.connection.driver_connection
             with raw.cursor() as cur:
@@ -152,8 +127,8 @@ def main() -> None:
     if 1 not in writes:
         writes.insert(0, 1)  # the yardstick
     with tempfile.TemporaryDirectory() as tmp:
-        exposures, rows = file_rows(args.exposures, Path(tmp))
-        n_rows = len(rows["exposure_id"])
+        exposures, rows = simulated_file(args.exposures, Path(tmp))
+        n_rows = len(rows)
         results: dict[int, list[dict]] = {n: [] for n in writes}
         for _ in range(args.repeat):
             for n in writes:  # interleaved

@@ -23,6 +23,21 @@ LSSTCAM_YAML = (
 )
 
 
+def wait_for(check, timeout: float = 10.0) -> bool:
+    """Poll ``check`` until it holds or ``timeout`` seconds pass; return whether it held.
+
+    For what arrives asynchronously, such as a PostgreSQL NOTIFY (milliseconds after a commit).
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return bool(check())
+
+
 def postgres_required() -> bool:
     """Whether a missing PostgreSQL must fail the run rather than skip."""
     return bool(os.environ.get("CI")) or os.environ.get("CALIBREG_REQUIRE_POSTGRES") == "1"

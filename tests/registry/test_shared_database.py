@@ -23,16 +23,7 @@ from calibreg.db.migrate import upgrade
 from calibreg.db.session import make_engine
 from calibreg.registry import generation
 from calibreg.services.simulate import simulate_flats
-from tests.conftest import LSSTCAM_YAML, _postgres_schema_url
-
-
-def _wait_for(condition, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
+from tests.conftest import LSSTCAM_YAML, _postgres_schema_url, wait_for
 
 
 @pytest.mark.postgres
@@ -52,7 +43,7 @@ def test_a_watcher_follows_its_own_registry_not_another_schemas(
         watcher = generation.Watcher(ours)
         stack.callback(watcher.close)
         start = watcher()
-        assert _wait_for(lambda: watcher.listening), "the watcher never started listening"
+        assert wait_for(lambda: watcher.listening), "the watcher never started listening"
         assert watcher() == start == generation.read(ours)
 
         # Another registry in the same database moves its counter far ahead, and its trigger
@@ -70,7 +61,7 @@ def test_a_watcher_follows_its_own_registry_not_another_schemas(
         reg.ingest_exposures(sim.exposures, source="e", sha256="e")
         now = generation.read(ours)
         assert start < now < 1000
-        assert _wait_for(lambda: watcher() == now), (watcher(), now)
+        assert wait_for(lambda: watcher() == now), (watcher(), now)
 
 
 @pytest.mark.postgres

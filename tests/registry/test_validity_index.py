@@ -24,6 +24,7 @@ from calibreg.db.migrate import upgrade
 from calibreg.db.session import make_engine
 from calibreg.errors import NothingCertifiedError
 from calibreg.registry.validity import Ranges
+from tests.conftest import wait_for
 from tests.http.http_sample import FILTER, INSTRUMENT, T0_UTC, build_sample, tai_ns
 from tests.registry.test_lookup_many import (  # noqa: F401  (the module fixture)
     MIN,
@@ -185,18 +186,6 @@ def _version(reg: Registry, tag: str, t: int) -> int | None:
         return reg.lookup(INSTRUMENT, FILTER, tag, time_tai_ns=t)["version_id"]
     except Exception:
         return None
-
-
-def wait_for(check, timeout: float = 10.0) -> bool:
-    """Poll ``check`` (a PostgreSQL NOTIFY arrives milliseconds after the commit)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return bool(check())
 
 
 def test_inside_a_transaction_the_index_is_not_used(fresh) -> None:
