@@ -960,16 +960,23 @@ class _SeenKeys:
     """The keys of the blocks already ingested in one call, to refuse a key given twice.
 
     Each key is packed into one int64 (a dense code of the exposure, 23 bits; of the
-    detector, 24 bits; amplifier index + 1, 16 bits, 0 at detector level) and kept sorted
-    with where it came from (file and row), 16 bytes per row.
+    detector, 24 bits; amplifier index + 1, 16 bits, 0 at detector level) and kept with
+    where it came from (file and row), 16 bytes per row, in a few sorted *levels* whose sizes
+    at least double from the newest to the oldest (the logarithmic method of Bentley & Saxe,
+    "Decomposable searching problems I", J. Algorithms 1, 1980): a block is checked against
+    each level (one ``searchsorted`` each) and joins as a new level, merged with the levels
+    no more than twice its size. Each row is then copied O(log(rows / block)) times over an
+    ingest; kept as one sorted array, every block copied all the rows before it, quadratic in
+    the ingest's size. Keeping the keys of 250,000-row blocks of a detector-ordered LSSTCam
+    file (this machine, 2026-12-08): 6 M rows 1.15 → 0.52 s, 30 M rows 11.7-12.1 → 6.0-7.4 s.
     """
 
     def __init__(self) -> None:
         self._exposure_code: dict[int, int] = {}
         self._detector_code: dict[int, int] = {}
         self._sources: list[str] = []
-        self._keys = np.zeros(0, dtype=np.int64)
-        self._where = np.zeros(0, dtype=np.int64)
+        #: (sorted keys, where each came from), oldest and largest first.
+        self._levels: list[tuple[np.ndarray, np.ndarray]] = []
 
     @staticmethod
     def _codes(values: np.ndarray, table: dict[int, int], bits: int) -> np.ndarray:
@@ -1005,19 +1012,23 @@ class _SeenKeys:
                 "exposure/detector/amp",
                 f"duplicate key (also at {other['source']} row {other['source_row']})",
             )
-        if len(self._keys):  # against the earlier blocks
-            pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-            hit = np.flatnonzero(self._keys[pos] == keys)
+        first_hit: tuple[int, int] | None = None  # (row in the block, where it was before)
+        for kept, kept_where in self._levels:  # against the earlier blocks
+            pos = np.minimum(np.searchsorted(kept, keys), len(kept) - 1)
+            hit = np.flatnonzero(kept[pos] == keys)
             if hit.size:
                 k = int(np.argmin(order[hit]))
-                where = int(self._where[pos[hit[k]]])
-                other, row = self._sources[where >> 40], where & ((1 << 40) - 1)
-                raise _row_error(
-                    frame,
-                    int(order[hit[k]]),
-                    "exposure/detector/amp",
-                    f"duplicate key (also at {other} row {row})",
-                )
+                if first_hit is None or int(order[hit[k]]) < first_hit[0]:
+                    first_hit = (int(order[hit[k]]), int(kept_where[pos[hit[k]]]))
+        if first_hit is not None:  # the first such row in file order
+            pos_in_block, where = first_hit
+            other, row = self._sources[where >> 40], where & ((1 << 40) - 1)
+            raise _row_error(
+                frame,
+                pos_in_block,
+                "exposure/detector/amp",
+                f"duplicate key (also at {other} row {row})",
+            )
         # The file of each row, as an index into self._sources (a block has one or a few).
         per_row, names = pd.factorize(frame["source"], use_na_sentinel=False)
         for name in map(str, names):
@@ -1031,11 +1042,17 @@ class _SeenKeys:
     def remember(self, checked: tuple[np.ndarray, np.ndarray]) -> None:
         """Keep a checked block's keys (what :meth:`check` returned) for the next blocks."""
         keys, where = checked
-        # Merge the block's keys into the sorted ones without sorting (or copying) them all
-        # again: what is kept grows by 16 bytes a row, the transient by one block.
-        at = np.searchsorted(self._keys, keys)
-        self._keys = np.insert(self._keys, at, keys)
-        self._where = np.insert(self._where, at, where)
+        if not len(keys):
+            return
+        self._levels.append((keys, where))
+        # Merge the newest level into the one before while it is at least half that size:
+        # sizes then at least double down the list (at most log2(rows / block) + 1 levels).
+        while len(self._levels) > 1 and 2 * len(self._levels[-1][0]) >= len(self._levels[-2][0]):
+            (old_keys, old_where), (new_keys, new_where) = self._levels[-2:]
+            at = np.searchsorted(old_keys, new_keys)  # a linear merge of two sorted arrays
+            self._levels[-2:] = [
+                (np.insert(old_keys, at, new_keys), np.insert(old_where, at, new_where))
+            ]
 
 
 def stat_plans(conn: Connection, inst: int, frame: pd.DataFrame) -> list[_Plan]:
