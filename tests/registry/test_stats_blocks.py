@@ -403,3 +403,37 @@ def test_the_first_blocks_are_smaller_so_writing_starts_sooner(files, sim) -> No
     assert sum(rows) == len(sim.stats)
     assert rows[0] < rows[1] < rows[2] < rows[3], rows
     assert rows[0] * 6 < rows[3] <= rows[0] * 10, rows  # an eighth of a full block, about
+
+
+def test_a_parquet_row_group_is_not_read_whole_before_its_first_block(tmp_path) -> None:
+    """Arrow memory while streaming one large row group stays well under the group's size."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 1_500_000
+    rng = np.random.default_rng(3)
+    names = np.array([f"C{i:02d}" for i in range(16)])
+    table = pa.table(
+        {
+            "exposure": np.full(n, 2026011500100, dtype=np.int64),
+            "detector": np.arange(n, dtype=np.int64) // 16,
+            "amp": pa.array(names[np.arange(n) % 16]),
+            "median": rng.normal(1e4, 100, n),  # random: the chunks do not compress
+            "sigma": rng.normal(100, 1, n),
+            "n_pixels": rng.integers(1, 10**6, n),
+        }
+    )
+    path = tmp_path / "one_group.parquet"
+    pq.write_table(table, path, row_group_size=n)
+    size = path.stat().st_size
+    base = pa.total_allocated_bytes()
+    peak = 0
+    rows = 0
+    for block in iter_stats(path, block_bytes=1 << 18):  # 4,096-row blocks
+        peak = max(peak, pa.total_allocated_bytes() - base)
+        rows += len(block)
+        del block
+    assert rows == n
+    # Read whole (pyarrow's default), the group's chunks (~1.7x size bytes) are held from the
+    # first block on; streamed, a page buffer per column.
+    assert peak < 0.4 * size, (peak, size)
