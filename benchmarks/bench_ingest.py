@@ -261,6 +261,7 @@ def main() -> None:
         [args.postgres] if args.postgres and "postgresql" in wanted else []
     )
     results = []
+    pooled: dict[tuple, list[float]] = {}  # (backend, rows, floor kind): every run's seconds
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for n_exp in (int(x) for x in args.exposures.split(",")):
@@ -291,6 +292,10 @@ def main() -> None:
                     med = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
                     rss = max(r["max_rss_mb"] for r in runs["calibreg"])
                     results.append((label, n_rows, fmt, med, rss))
+                    for kind in (OLD_FLOOR, "floor"):  # the floors' work is the same per format
+                        pooled.setdefault((label, n_rows, kind), []).extend(
+                            r["seconds"] for r in runs.get(kind, [])
+                        )
                     print(f"{label} {n_rows:,} {fmt}: {med}", flush=True)
 
     print(
@@ -327,6 +332,18 @@ def main() -> None:
         if len(sizes) > 1:
             (n0, r0), (n1, r1) = min(sizes), max(sizes)
             print(f"peak RSS {label} {fmt}: {n1:,} rows / {n0:,} rows = {r1 / r0:.2f}x")
+    if len(args.formats.split(",")) > 1:
+        # A floor writes the same parsed rows whatever the file's format: its runs next to
+        # every format are samples of one time, a steadier yardstick than each format's own
+        # (on this shared machine the same floor ran 12% apart between two formats' runs).
+        print("\nagainst the floors pooled over the formats (median of all their runs):")
+        for label, n_rows, fmt, med, _rss in results:
+            floor = statistics.median(pooled[(label, n_rows, "floor")])
+            line = f"{label:<11} {n_rows:>10,} {fmt:>8} x floor {med['calibreg'] / floor:5.2f}"
+            old_runs = pooled.get((label, n_rows, OLD_FLOOR))
+            if old_runs:
+                line += f"  x 0007 {med['calibreg'] / statistics.median(old_runs):5.2f}"
+            print(line)
     print(
         "\nfloor = the plain driver writing the parsed rows, key-sorted, into calibreg's own "
         "amp_stats under calibreg's connection settings (write only); 0007 = the same into "
